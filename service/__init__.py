@@ -1,0 +1,1 @@
+"""Evidence locker: immutable evidence storage with a verifiable chain-of-custody log."""

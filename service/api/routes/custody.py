@@ -1,0 +1,62 @@
+"""/v1/custody: checkpoint, verifier key, entries and proofs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+
+from service.api.deps import CurrentPrincipal, RuntimeDep
+from service.api.schemas import ConsistencyProof, EntryPublic, InclusionProof, b64
+from service.reading import list_entries, prove_consistency, prove_inclusion
+
+router = APIRouter(prefix="/v1/custody", tags=["custody"])
+_NOTE = "text/plain; charset=utf-8"
+
+
+@router.get("/checkpoint", response_class=PlainTextResponse)
+def get_checkpoint(runtime: RuntimeDep, _principal: CurrentPrincipal) -> PlainTextResponse:
+    """The latest checkpoint, a C2SP signed note over every committed entry."""
+    return PlainTextResponse(runtime.log.latest_checkpoint(runtime.database).note, media_type=_NOTE)
+
+
+@router.get("/verifier-key", response_class=PlainTextResponse)
+def get_verifier_key(runtime: RuntimeDep) -> PlainTextResponse:
+    """The C2SP verifier key that checks the checkpoints' signatures (public)."""
+    return PlainTextResponse(runtime.log.verifier.to_text() + "\n", media_type=_NOTE)
+
+
+@router.get("/entries", response_model=list[EntryPublic])
+def get_entries(
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    start: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[EntryPublic]:
+    """The caller's organisation's entries from index `start`, with exact leaf bytes."""
+    return [EntryPublic.of(e) for e in list_entries(runtime, principal, start=start, limit=limit)]
+
+
+@router.get("/proof/inclusion", response_model=InclusionProof)
+def get_inclusion_proof(
+    runtime: RuntimeDep,
+    _principal: CurrentPrincipal,
+    index: Annotated[int, Query(ge=0)],
+    tree_size: Annotated[int, Query(ge=1)],
+) -> InclusionProof:
+    """RFC 9162 inclusion proof of entry `index` in the tree of `tree_size`."""
+    proof = prove_inclusion(runtime, index=index, tree_size=tree_size)
+    return InclusionProof(index=index, tree_size=tree_size, hashes=[b64(h) for h in proof])
+
+
+@router.get("/proof/consistency", response_model=ConsistencyProof)
+def get_consistency_proof(
+    runtime: RuntimeDep,
+    _principal: CurrentPrincipal,
+    first: Annotated[int, Query(ge=1)],
+    second: Annotated[int, Query(ge=1)],
+) -> ConsistencyProof:
+    """RFC 9162 consistency proof between the trees of sizes `first` and `second`."""
+    proof = prove_consistency(runtime, first=first, second=second)
+    return ConsistencyProof(first=first, second=second, hashes=[b64(h) for h in proof])

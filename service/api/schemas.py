@@ -1,0 +1,171 @@
+"""Response and request bodies of the API."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from service.core.entry import decode_entry
+from service.db.models import CustodyEntry, Evidence, Incident, IncidentEvidence, Submission
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+class SubmissionPublic(BaseModel):
+    filename: str
+    metadata: dict[str, object]
+    received_at: datetime
+    custody_index: int
+    submitted_by: str
+
+    @classmethod
+    def of(cls, submission: Submission) -> SubmissionPublic:
+        return cls(
+            filename=submission.filename,
+            metadata=json.loads(submission.metadata_json),
+            received_at=submission.received_at,
+            custody_index=submission.custody_index,
+            submitted_by=submission.submitted_by,
+        )
+
+
+class EvidencePublic(BaseModel):
+    id: str
+    sha256: str
+    sha512: str
+    size: int
+    media_type: str
+    filename: str
+    received_at: datetime
+    custody_index: int
+    duplicate: bool = False
+
+    @classmethod
+    def of(
+        cls, evidence: Evidence, submission: Submission, *, duplicate: bool = False
+    ) -> EvidencePublic:
+        return cls(
+            id=evidence.id,
+            sha256=evidence.sha256,
+            sha512=evidence.sha512,
+            size=evidence.size,
+            media_type=evidence.media_type,
+            filename=submission.filename,
+            received_at=submission.received_at,
+            custody_index=submission.custody_index,
+            duplicate=duplicate,
+        )
+
+
+class EvidenceDetail(EvidencePublic):
+    ingest_index: int
+    submissions: list[SubmissionPublic]
+
+
+class EntryPublic(BaseModel):
+    index: int
+    leaf_b64: str
+    fields: dict[str, object]
+
+    @classmethod
+    def of(cls, entry: CustodyEntry) -> EntryPublic:
+        return cls(index=entry.index, leaf_b64=b64(entry.leaf), fields=decode_entry(entry.leaf))
+
+
+class ProvenEntryPublic(EntryPublic):
+    inclusion_proof: list[str]
+
+
+class CustodyTrail(BaseModel):
+    checkpoint: str
+    tree_size: int
+    entries: list[ProvenEntryPublic]
+
+
+class InclusionProof(BaseModel):
+    index: int
+    tree_size: int
+    hashes: list[str]
+
+
+class ConsistencyProof(BaseModel):
+    first: int
+    second: int
+    hashes: list[str]
+
+
+class Location(BaseModel):
+    name: str | None = Field(default=None, max_length=500)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+
+
+class IncidentCreate(BaseModel):
+    title: str = Field(min_length=1, max_length=500)
+    description: str = Field(default="", max_length=20000)
+    occurred_from: datetime | None = None
+    occurred_to: datetime | None = None
+    location: Location | None = None
+
+
+class LinkCreate(BaseModel):
+    evidence_id: str = Field(min_length=1, max_length=36)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class LinkPublic(BaseModel):
+    evidence_id: str
+    reason: str
+    linked_at: datetime
+    linked_by: str
+    custody_index: int
+    sha256: str | None = None
+
+    @classmethod
+    def of(cls, link: IncidentEvidence, evidence: Evidence | None = None) -> LinkPublic:
+        return cls(
+            evidence_id=link.evidence_id,
+            reason=link.reason,
+            linked_at=link.linked_at,
+            linked_by=link.linked_by,
+            custody_index=link.custody_index,
+            sha256=evidence.sha256 if evidence else None,
+        )
+
+
+class IncidentPublic(BaseModel):
+    id: str
+    title: str
+    description: str
+    occurred_from: datetime | None
+    occurred_to: datetime | None
+    location: Location | None
+    created_at: datetime
+    custody_index: int
+
+    @classmethod
+    def of(cls, incident: Incident) -> IncidentPublic:
+        location = None
+        if incident.location_name or incident.latitude is not None:
+            location = Location(
+                name=incident.location_name, lat=incident.latitude, lon=incident.longitude
+            )
+        return cls(
+            id=incident.id,
+            title=incident.title,
+            description=incident.description,
+            occurred_from=incident.occurred_from,
+            occurred_to=incident.occurred_to,
+            location=location,
+            created_at=incident.created_at,
+            custody_index=incident.custody_index,
+        )
+
+
+class IncidentDetail(IncidentPublic):
+    evidence: list[LinkPublic]

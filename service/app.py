@@ -1,0 +1,121 @@
+"""The FastAPI application: routers, lifespan wiring and the one error handler."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from service.api.routes import custody, evidence, incidents
+from service.errors import (
+    ConfigurationError,
+    Error,
+    InvalidInput,
+    NotFound,
+    StorageError,
+    TooLarge,
+    Unauthenticated,
+    VerificationError,
+)
+from service.runtime import Runtime, open_runtime
+from service.settings import Settings
+
+_log = structlog.get_logger("locker")
+
+_STATUS: list[tuple[type[Error], int]] = [
+    (InvalidInput, 422),
+    (NotFound, 404),
+    (Unauthenticated, 401),
+    (TooLarge, 413),
+    (VerificationError, 500),
+    (StorageError, 503),
+    (ConfigurationError, 500),
+]
+
+
+def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An RFC 9457 problem document."""
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    return JSONResponse(
+        body, status_code=status, media_type="application/problem+json", headers=headers
+    )
+
+
+async def _on_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Error)
+    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+    if status >= 500:
+        _log.error("request failed", error=exc.diagnostics(), kind=type(exc).__name__)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return _problem(status, exc.diagnostics(), headers)
+
+
+async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"] if p != "body")
+    return _problem(422, f"{where}: {first['msg']}" if where else str(first["msg"]))
+
+
+async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return _problem(exc.status_code, str(exc.detail))
+
+
+async def _on_disconnect(_request: Request, _exc: Exception) -> JSONResponse:
+    # Nobody is listening any more; the upload was abandoned and recorded as such.
+    return _problem(400, "client disconnected before the upload finished")
+
+
+async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    _log.exception("unexpected error", kind=type(exc).__name__)
+    return _problem(500, "internal error; nothing was recorded for this request")
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """The locker's HTTP application; opens its own runtime unless one is given."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = runtime is None
+        app.state.runtime = runtime or await run_in_threadpool(open_runtime, settings or Settings())
+        try:
+            yield
+        finally:
+            if own:
+                app.state.runtime.close()
+
+    app = FastAPI(title="Evidence locker", version="0.1.0", lifespan=lifespan)
+    if runtime is not None:
+        app.state.runtime = runtime
+    for router in (evidence.router, incidents.router, custody.router):
+        app.include_router(router)
+    app.add_exception_handler(Error, _on_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(ClientDisconnect, _on_disconnect)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,103 @@
+"""Engine and session factory, with the durability checks an evidence store needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from service.errors import ConfigurationError
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+# synchronous_commit levels at least as strong as "on" (PostgreSQL docs, §20.5.1).
+_DURABLE_COMMIT = {"on", "remote_apply"}
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """An engine plus the way to open sessions on it."""
+
+    engine: Engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def check_durability(self) -> None:
+        """Refuse to run on a PostgreSQL that could lose acknowledged commits."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self.engine.connect() as connection:
+            fsync = connection.execute(text("SHOW fsync")).scalar_one()
+            commit = connection.execute(text("SHOW synchronous_commit")).scalar_one()
+        if fsync != "on":
+            raise ConfigurationError(
+                f"PostgreSQL has fsync={fsync}: an acknowledged upload could be lost; set fsync=on"
+            )
+        if commit not in _DURABLE_COMMIT:
+            raise ConfigurationError(
+                f"PostgreSQL has synchronous_commit={commit}: an acknowledged upload could "
+                "be lost; set synchronous_commit=on"
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL with synchronous=FULL: a committed transaction survives a power cut.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+    # Let SQLAlchemy's begin event decide how transactions start (see below).
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    # Take the write lock at BEGIN: two deferred transactions that both read the log
+    # size and then write would otherwise fail with "database is locked".
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_database(url: str) -> Database:
+    """Create the engine for `url` (sqlite:/// or postgresql+psycopg://)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return Database(engine)

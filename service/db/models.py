@@ -1,0 +1,211 @@
+"""Database tables.
+
+Rows that are evidence of what happened (custody entries, tree nodes, checkpoints,
+evidence content records, submissions, links) are append-only: the migrations install
+triggers that make the database itself refuse UPDATE and DELETE on them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Organisation(SQLModel, table=True):
+    """A tenant: an NGO or team whose evidence is kept apart from every other's."""
+
+    id: str = Field(primary_key=True, max_length=36)
+    name: str = Field(unique=True, max_length=200)
+    created_at: datetime
+
+
+class User(SQLModel, table=True):
+    """A person who acts on evidence; every custody entry names one as its actor."""
+
+    __tablename__ = "user_account"
+    __table_args__ = (UniqueConstraint("organisation_id", "email"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    email: str = Field(max_length=320)
+    role: str = Field(default="admin", max_length=32)
+    created_at: datetime
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key, stored only as its SHA-256; the prefix finds the row."""
+
+    __tablename__ = "api_key"
+    id: str = Field(primary_key=True, max_length=36)
+    prefix: str = Field(unique=True, max_length=32)
+    key_sha256: str = Field(max_length=64)
+    user_id: str = Field(foreign_key="user_account.id", index=True, max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", max_length=36)
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class Evidence(SQLModel, table=True):
+    """One stored object: content identity and where exactly it lives. Never changes."""
+
+    __table_args__ = (UniqueConstraint("organisation_id", "sha256"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    sha256: str = Field(max_length=64)
+    sha512: str = Field(max_length=128)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    media_type: str = Field(max_length=255)
+    object_key: str = Field(max_length=512)
+    object_version: str | None = Field(default=None, max_length=255)
+    received_at: datetime
+    ingest_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+
+
+class Submission(SQLModel, table=True):
+    """One upload of some evidence: who sent it, under which name, with what metadata."""
+
+    id: str = Field(primary_key=True, max_length=36)
+    evidence_id: str = Field(foreign_key="evidence.id", index=True, max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", max_length=36)
+    submitted_by: str = Field(foreign_key="user_account.id", max_length=36)
+    filename: str = Field(max_length=1024)
+    metadata_json: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+
+
+class UploadIntent(SQLModel, table=True):
+    """Written before any byte is stored, finished after the log entry commits.
+
+    A pending intent after a crash or disconnect is what `locker fsck --repair` finishes
+    or marks abandoned, so no upload is ever half-recorded.
+    """
+
+    __tablename__ = "upload_intent"
+
+    id: str = Field(primary_key=True, max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    user_id: str = Field(foreign_key="user_account.id", max_length=36)
+    status: str = Field(default="pending", index=True, max_length=16)
+    filename: str = Field(max_length=1024)
+    metadata_json: str = Field(sa_column=Column(Text, nullable=False))
+    claimed_sha256: str | None = Field(default=None, max_length=64)
+    staging_key: str | None = Field(default=None, max_length=512)
+    sha256: str | None = Field(default=None, max_length=64)
+    sha512: str | None = Field(default=None, max_length=128)
+    size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    media_type: str | None = Field(default=None, max_length=255)
+    object_key: str | None = Field(default=None, max_length=512)
+    object_version: str | None = Field(default=None, max_length=255)
+    created_at: datetime
+    finished_at: datetime | None = None
+    outcome: str | None = Field(default=None, max_length=1024)
+
+
+class Incident(SQLModel, table=True):
+    """Something that happened, which evidence documents."""
+
+    id: str = Field(primary_key=True, max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    title: str = Field(max_length=500)
+    description: str = Field(default="", max_length=20000)
+    occurred_from: datetime | None = None
+    occurred_to: datetime | None = None
+    location_name: str | None = Field(default=None, max_length=500)
+    latitude: float | None = None
+    longitude: float | None = None
+    created_by: str = Field(foreign_key="user_account.id", max_length=36)
+    created_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+
+
+class IncidentEvidence(SQLModel, table=True):
+    """A link between an incident and an evidence item, with the reason given."""
+
+    __tablename__ = "incident_evidence"
+    __table_args__ = (UniqueConstraint("incident_id", "evidence_id"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    incident_id: str = Field(foreign_key="incident.id", index=True, max_length=36)
+    evidence_id: str = Field(foreign_key="evidence.id", index=True, max_length=36)
+    reason: str = Field(max_length=2000)
+    linked_by: str = Field(foreign_key="user_account.id", max_length=36)
+    linked_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+
+
+class CustodyEntry(SQLModel, table=True):
+    """One leaf of the custody log: its exact canonical bytes and their leaf hash."""
+
+    __tablename__ = "custody_entry"
+
+    index: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    leaf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    organisation_id: str = Field(index=True, max_length=36)
+    action: str = Field(max_length=64)
+    recorded_at: datetime
+
+
+class CustodySubject(SQLModel, table=True):
+    """Which items an entry concerns (an entry linking two items concerns both)."""
+
+    __tablename__ = "custody_subject"
+
+    entry_index: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    subject: str = Field(primary_key=True, max_length=80)
+
+
+class TreeNode(SQLModel, table=True):
+    """A complete (perfect) subtree hash; storing them makes every proof O(log n) reads."""
+
+    __tablename__ = "tree_node"
+
+    level: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    index: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class LogHead(SQLModel, table=True):
+    """The log's size; its single row is locked to give appends gap-free indexes."""
+
+    __tablename__ = "log_head"
+
+    id: int = Field(default=1, primary_key=True)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class SignedCheckpoint(SQLModel, table=True):
+    """A checkpoint signed over committed entries (C2SP signed note, kept verbatim)."""
+
+    __tablename__ = "checkpoint"
+
+    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    signed_at: datetime
+
+
+class OrphanObject(SQLModel, table=True):
+    """A stored object that no evidence record explains, found by fsck and kept."""
+
+    __tablename__ = "orphan_object"
+
+    object_key: str = Field(primary_key=True, max_length=512)
+    object_version: str | None = Field(default=None, max_length=255)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    found_at: datetime
+    note: str = Field(default="", max_length=1024)
+
+
+APPEND_ONLY_TABLES = (
+    "custody_entry",
+    "custody_subject",
+    "tree_node",
+    "checkpoint",
+    "evidence",
+    "submission",
+    "incident_evidence",
+)

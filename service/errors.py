@@ -1,0 +1,89 @@
+"""One error hierarchy for the whole locker.
+
+Every error knows how to describe itself (`diagnostics()`); the HTTP layer maps the
+classes to status codes in one place and the CLI prints diagnostics in one place.
+This module imports nothing from the project, so the pure core may use it.
+"""
+
+from __future__ import annotations
+
+
+class Error(Exception):
+    """Base of every error the locker raises on purpose."""
+
+    def diagnostics(self) -> str:
+        """A one-line, human-readable account of what went wrong."""
+        return str(self) or type(self).__name__
+
+
+class ConfigurationError(Error):
+    """A setting is missing, malformed or unsafe."""
+
+
+class InvalidInput(Error):
+    """The caller sent something we cannot accept (maps to 422)."""
+
+
+class NotFound(Error):
+    """No such item, or none the caller may see (maps to 404)."""
+
+
+class Unauthenticated(Error):
+    """No credentials, or credentials we do not recognise (maps to 401)."""
+
+
+class TooLarge(Error):
+    """The request body exceeds the configured limit (maps to 413)."""
+
+
+class StorageError(Error):
+    """The object store failed or refused an operation."""
+
+
+class ObjectMissing(StorageError):
+    """The object (or the exact version) is not in the store."""
+
+
+class VerificationError(Error):
+    """An integrity check failed: something is not what it claims to be."""
+
+
+class DigestMismatch(VerificationError):
+    """Content does not hash to the digest on record."""
+
+    def __init__(self, what: str, *, expected: str, actual: str) -> None:
+        super().__init__(f"{what}: digest mismatch: expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
+class RootMismatch(VerificationError):
+    """A proof leads to a different Merkle root than the one expected."""
+
+    def __init__(self, *, expected_root: bytes, calculated_root: bytes) -> None:
+        super().__init__(
+            f"calculated root {calculated_root.hex()} does not match expected root "
+            f"{expected_root.hex()}"
+        )
+        self.expected_root = expected_root
+        self.calculated_root = calculated_root
+
+
+class ProofError(VerificationError):
+    """A proof is malformed: wrong length, index out of range, bad hash size."""
+
+
+class SignatureError(VerificationError):
+    """A signed note has no valid signature by the expected key."""
+
+
+class FormatError(VerificationError):
+    """Text or bytes that should follow a format (a note, a leaf) do not."""
+
+
+class ObjectExists(StorageError):
+    """The key already holds an object, and objects are never overwritten."""
+
+
+class LockNotEnforced(StorageError):
+    """The object store accepted a retention lock but does not enforce it."""

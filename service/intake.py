@@ -1,0 +1,477 @@
+"""Ingesting evidence: one streaming pass from the request to the object store.
+
+Order of writes (so nothing is ever half-recorded):
+1. an upload intent is recorded (pending) before any byte is stored;
+2. the bytes stream once into a staging object while SHA-256, SHA-512 and the size are
+   computed on the way, in bounded memory;
+3. the intent records the digests; the staged bytes become the content-addressed,
+   retention-locked object;
+4. one transaction appends the custody entry, writes the evidence record and marks the
+   intent done; only then does the client get its answer.
+A crash between steps leaves a pending intent that `locker fsck --repair` settles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
+
+from service.accounts import Principal
+from service.core.canonical import canonical_json
+from service.core.digests import ContentDigester, ContentDigests, sha256, sha256_hex_valid
+from service.db.models import Evidence, Submission, UploadIntent
+from service.errors import Error, InvalidInput, NotFound, ObjectExists, TooLarge
+from service.incidents import get_incident, is_linked, link_in_session
+from service.media import sniff_media_type
+from service.reading import verify_object
+from service.runtime import Runtime
+from service.storage import StagedObject
+
+_MAX_FIELD_BYTES = 64 * 1024
+_PIPE_CHUNK = 1024 * 1024
+_SNIFF_BYTES = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class PartStart:
+    """A multipart part begins: its form name and, for files, the client's filename."""
+
+    name: str
+    filename: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PartData:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PartEnd:
+    pass
+
+
+FormEvent = PartStart | PartData | PartEnd
+
+
+class EvidenceMetadata(BaseModel):
+    """What the collector asserts about an item; unknown keys are kept as given."""
+
+    model_config = ConfigDict(extra="allow", str_max_length=20000)
+
+    title: str | None = Field(default=None, max_length=500)
+    description: str | None = None
+    source_url: str | None = Field(default=None, max_length=2048)
+    captured_at: datetime | None = None
+    incident_id: str | None = Field(default=None, max_length=36)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestResult:
+    evidence: Evidence
+    submission: Submission
+    duplicate: bool
+
+
+@dataclass(slots=True)
+class _Staged:
+    staged: StagedObject
+    digests: ContentDigests
+    head: bytes
+
+
+class _Pipe:
+    """A bounded hand-over of chunks from the event loop to the storage thread."""
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=8)
+        self.consumer_failed = threading.Event()
+        self._ended = False  # the consumer has seen the end (or the abort) already
+
+    async def put(self, item: object) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            await asyncio.to_thread(self._queue.put, item)
+
+    async def close(self, error: BaseException | None = None) -> None:
+        await self.put(error if error is not None else self._END)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self._queue.get()
+            if item is self._END or isinstance(item, BaseException):
+                self._ended = True
+                if isinstance(item, BaseException):
+                    raise item
+                return
+            assert isinstance(item, bytes)
+            yield item
+
+    def drain(self) -> None:
+        """After the consumer failed: swallow what the producer still sends."""
+        self.consumer_failed.set()
+        while not self._ended:
+            item = self._queue.get()
+            self._ended = item is self._END or isinstance(item, BaseException)
+
+
+def _stage_in_thread(runtime: Runtime, pipe: _Pipe) -> _Staged:
+    digester = ContentDigester()
+    head = bytearray()
+
+    def digesting() -> Iterator[bytes]:
+        for chunk in pipe:
+            digester.update(chunk)
+            if len(head) < _SNIFF_BYTES:
+                head.extend(chunk[: _SNIFF_BYTES - len(head)])
+            yield chunk
+
+    try:
+        staged = runtime.store.stage(digesting())
+    except BaseException:
+        pipe.drain()
+        raise
+    return _Staged(staged=staged, digests=digester.finish(), head=bytes(head))
+
+
+async def _part_chunks(events: AsyncIterator[FormEvent]) -> AsyncIterator[bytes]:
+    """The data of the current part, up to its end."""
+    async for event in events:
+        if isinstance(event, PartData):
+            yield event.data
+        elif isinstance(event, PartEnd):
+            return
+        else:
+            raise InvalidInput("malformed multipart body: a part started inside another")
+    raise InvalidInput("malformed multipart body: truncated part")
+
+
+async def _stage_file(runtime: Runtime, chunks: AsyncIterator[bytes], limit: int) -> _Staged:
+    pipe = _Pipe()
+    staging = asyncio.ensure_future(asyncio.to_thread(_stage_in_thread, runtime, pipe))
+    size, buffer = 0, bytearray()
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"file exceeds the upload limit of {limit} bytes")
+            buffer += chunk
+            if len(buffer) >= _PIPE_CHUNK:
+                if pipe.consumer_failed.is_set():
+                    break
+                await pipe.put(bytes(buffer))
+                buffer.clear()
+        if buffer:
+            await pipe.put(bytes(buffer))
+    except BaseException as exc:
+        await pipe.close(_Aborted(str(exc)))
+        await asyncio.gather(staging, return_exceptions=True)
+        raise
+    await pipe.close()
+    return await staging
+
+
+class _Aborted(Error):
+    """Tells the storage thread to abandon the staging object."""
+
+
+async def _read_field(chunks: AsyncIterator[bytes], name: str) -> str:
+    value = bytearray()
+    async for chunk in chunks:
+        value += chunk
+        if len(value) > _MAX_FIELD_BYTES:
+            raise InvalidInput(f"{name}: part exceeds {_MAX_FIELD_BYTES} bytes")
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{name}: not valid UTF-8") from None
+
+
+def _parse_metadata(text: str | None) -> EvidenceMetadata:
+    if text is None or not text.strip():
+        return EvidenceMetadata()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"metadata: malformed JSON: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("metadata: must be a JSON object")
+    try:
+        return EvidenceMetadata.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"metadata.{where}: {first['msg']}") from None
+
+
+def _parse_claimed_sha256(text: str | None) -> str | None:
+    if text is None:
+        return None
+    claimed = text.strip().lower().removeprefix("sha256:")
+    if not sha256_hex_valid(claimed):
+        raise InvalidInput("sha256: must be 64 hexadecimal characters")
+    return claimed
+
+
+def _check_filename(filename: str) -> str:
+    if not filename:
+        raise InvalidInput("file: the part needs a filename")
+    if len(filename) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in filename):
+        raise InvalidInput("file: filename is too long or holds control characters")
+    return filename
+
+
+async def ingest(
+    runtime: Runtime, principal: Principal, form: AsyncIterator[FormEvent]
+) -> IngestResult:
+    """Consume a multipart upload (parts file, metadata, sha256) and record it."""
+    fields: dict[str, str] = {}
+    intent_id: str | None = None
+    staged: _Staged | None = None
+    try:
+        async for event in form:
+            if not isinstance(event, PartStart):
+                raise InvalidInput("malformed multipart body")
+            if event.name != "file":
+                if event.name in fields:
+                    raise InvalidInput(f"{event.name}: given twice")
+                fields[event.name] = await _read_field(_part_chunks(form), event.name)
+                continue
+            if staged is not None or intent_id is not None:
+                raise InvalidInput("file: only one file per upload")
+            filename = _check_filename(event.filename or "")
+            # Validate what already arrived before storing a byte.
+            _parse_metadata(fields.get("metadata"))
+            _parse_claimed_sha256(fields.get("sha256"))
+            intent_id = await run_in_threadpool(_open_intent, runtime, principal, filename)
+            staged = await _stage_file(
+                runtime, _part_chunks(form), runtime.settings.max_upload_bytes
+            )
+        if staged is None or intent_id is None:
+            raise InvalidInput("file: the upload has no file part")
+        return await run_in_threadpool(_record, runtime, principal, intent_id, staged, fields)
+    except BaseException as exc:
+        if intent_id is not None:
+            await asyncio.shield(
+                run_in_threadpool(
+                    abandon_intent,
+                    runtime,
+                    intent_id,
+                    _reason(exc),
+                    staged.staged if staged else None,
+                )
+            )
+        raise
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.diagnostics() if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+
+
+def _open_intent(runtime: Runtime, principal: Principal, filename: str) -> str:
+    intent = UploadIntent(
+        id=str(uuid.uuid4()),
+        organisation_id=principal.organisation_id,
+        user_id=principal.user_id,
+        filename=filename,
+        metadata_json="{}",
+        created_at=datetime.now(UTC),
+    )
+    with runtime.database.session() as session:
+        session.add(intent)
+    return intent.id
+
+
+def abandon_intent(
+    runtime: Runtime, intent_id: str, reason: str, staged: StagedObject | None = None
+) -> None:
+    """Close a pending intent with the reason, dropping its staging bytes if given."""
+    with runtime.database.session() as session:
+        intent = session.get(UploadIntent, intent_id)
+        if intent is None or intent.status != "pending":
+            return
+        if staged is not None:
+            runtime.store.discard(staged)
+        intent.status, intent.outcome = "abandoned", reason[:1024]
+        intent.finished_at = datetime.now(UTC)
+        session.add(intent)
+
+
+def _record(
+    runtime: Runtime, principal: Principal, intent_id: str, staged: _Staged, fields: dict[str, str]
+) -> IngestResult:
+    metadata = _parse_metadata(fields.get("metadata"))
+    claimed = _parse_claimed_sha256(fields.get("sha256"))
+    digests = staged.digests
+    if digests.size == 0:
+        raise InvalidInput("file: empty file")
+    if claimed is not None and claimed != digests.sha256.hex:
+        raise InvalidInput(
+            f"sha256: mismatch: you sent {claimed}, the server received {digests.sha256.hex}"
+        )
+    media_type = sniff_media_type(staged.head)
+    key = f"org/{principal.organisation_id}/sha256/{digests.sha256.hex}"
+    with runtime.database.session() as session:
+        if metadata.incident_id is not None:
+            try:
+                get_incident(session, principal, metadata.incident_id)
+            except NotFound:
+                raise InvalidInput(
+                    f"metadata.incident_id: no incident {metadata.incident_id}"
+                ) from None
+        intent = session.get(UploadIntent, intent_id)
+        assert intent is not None
+        intent.sha256, intent.sha512 = digests.sha256.hex, digests.sha512.hex
+        intent.size, intent.media_type = digests.size, media_type
+        intent.staging_key, intent.claimed_sha256 = staged.staged.staging_key, claimed
+        intent.metadata_json = metadata.model_dump_json(exclude_none=True)
+        session.add(intent)
+    if _find_evidence(runtime, principal.organisation_id, digests.sha256.hex) is None:
+        key, version = _commit_object(runtime, staged, key)
+        # Remember where the bytes are before recording them: if we crash now, fsck
+        # --repair finishes this intent from here.
+        with runtime.database.session() as session:
+            intent = session.get(UploadIntent, intent_id)
+            assert intent is not None
+            intent.object_key, intent.object_version = key, version
+            session.add(intent)
+    else:
+        runtime.store.discard(staged.staged)
+        key, version = "", None
+    return finish_intent(runtime, intent_id, object_key=key, object_version=version)
+
+
+def _find_evidence(runtime: Runtime, organisation_id: str, sha256_hex: str) -> Evidence | None:
+    with runtime.database.session() as session:
+        return _evidence_by_digest(session, organisation_id, sha256_hex)
+
+
+def _evidence_by_digest(session: Session, organisation_id: str, sha256_hex: str) -> Evidence | None:
+    return session.exec(
+        select(Evidence)
+        .where(Evidence.organisation_id == organisation_id)
+        .where(Evidence.sha256 == sha256_hex)
+    ).first()
+
+
+def _commit_object(runtime: Runtime, staged: _Staged, key: str) -> tuple[str, str | None]:
+    try:
+        stored = runtime.store.commit(staged.staged, key, retain_until=runtime.retain_until())
+    except ObjectExists:
+        # Same bytes stored by an upload that crashed before recording them: the key
+        # is content-addressed, so the object there is ours once its digest checks out.
+        runtime.store.discard(staged.staged)
+        found = runtime.store.head(key)
+        if found is None:
+            raise
+        verify_object(runtime.store, key, found.version_id, expected=staged.digests)
+        return key, found.version_id
+    return stored.key, stored.version_id
+
+
+def finish_intent(
+    runtime: Runtime, intent_id: str, *, object_key: str, object_version: str | None
+) -> IngestResult:
+    """Record a stored upload: log entry, evidence record, submission, intent done.
+
+    Shared by the upload path and by `locker fsck --repair`, which finishes intents a
+    crash left pending. One transaction: all of it commits, or none of it.
+    """
+    try:
+        return _finish_intent_once(runtime, intent_id, object_key, object_version)
+    except IntegrityError:
+        # A concurrent upload of the same bytes recorded the evidence first: ours is
+        # now a re-submission of it.
+        return _finish_intent_once(runtime, intent_id, object_key, object_version)
+
+
+def _finish_intent_once(
+    runtime: Runtime, intent_id: str, object_key: str, object_version: str | None
+) -> IngestResult:
+    with runtime.database.session() as session:
+        intent = session.get(UploadIntent, intent_id)
+        if intent is None or intent.sha256 is None or intent.sha512 is None or intent.size is None:
+            raise NotFound(f"no recorded upload intent {intent_id}")
+        principal = Principal(
+            user_id=intent.user_id, organisation_id=intent.organisation_id, role=""
+        )
+        metadata = EvidenceMetadata.model_validate_json(intent.metadata_json)
+        submitted = {"filename": intent.filename, "metadata": json.loads(intent.metadata_json)}
+        details: dict[str, object] = {
+            "sha256": intent.sha256,
+            "size": intent.size,
+            "submission_sha256": sha256(canonical_json(submitted)).hex,
+        }
+        evidence = _evidence_by_digest(session, intent.organisation_id, intent.sha256)
+        duplicate = evidence is not None
+        if evidence is None:
+            evidence_id = str(uuid.uuid4())
+            details |= {"sha512": intent.sha512, "media_type": intent.media_type or ""}
+            entry = runtime.log.append(
+                session,
+                organisation_id=intent.organisation_id,
+                actor=principal.actor,
+                action="evidence.ingested",
+                subjects=[f"evidence:{evidence_id}"],
+                details=details,
+            )
+            evidence = Evidence(
+                id=evidence_id,
+                organisation_id=intent.organisation_id,
+                sha256=intent.sha256,
+                sha512=intent.sha512,
+                size=intent.size,
+                media_type=intent.media_type or "application/octet-stream",
+                object_key=object_key,
+                object_version=object_version,
+                received_at=entry.time,
+                ingest_index=entry.index,
+            )
+            session.add(evidence)
+        else:
+            entry = runtime.log.append(
+                session,
+                organisation_id=intent.organisation_id,
+                actor=principal.actor,
+                action="evidence.resubmitted",
+                subjects=[f"evidence:{evidence.id}"],
+                details=details,
+            )
+        session.flush()
+        submission = Submission(
+            id=str(uuid.uuid4()),
+            evidence_id=evidence.id,
+            organisation_id=intent.organisation_id,
+            submitted_by=intent.user_id,
+            filename=intent.filename,
+            metadata_json=intent.metadata_json,
+            received_at=entry.time,
+            custody_index=entry.index,
+        )
+        session.add(submission)
+        if metadata.incident_id is not None:
+            incident = get_incident(session, principal, metadata.incident_id)
+            if not is_linked(session, incident.id, evidence.id):
+                link_in_session(
+                    runtime, session, principal, incident, evidence, reason="linked at upload"
+                )
+        intent.status, intent.finished_at = "done", datetime.now(UTC)
+        intent.object_key, intent.object_version = (
+            object_key or evidence.object_key,
+            (object_version if object_key else evidence.object_version),
+        )
+        session.add(intent)
+    return IngestResult(evidence=evidence, submission=submission, duplicate=duplicate)

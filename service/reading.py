@@ -1,0 +1,127 @@
+"""Reading evidence: records, content (each access a custody event) and custody trails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlmodel import col, select
+
+from service.accounts import Principal
+from service.core.digests import ContentDigests, digest_stream
+from service.db.models import CustodyEntry, CustodySubject, Evidence, SignedCheckpoint, Submission
+from service.errors import DigestMismatch, NotFound
+from service.runtime import Runtime
+from service.storage import ObjectStore
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceView:
+    evidence: Evidence
+    submissions: list[Submission]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvenEntry:
+    entry: CustodyEntry
+    proof: list[bytes]
+
+
+def get_evidence(runtime: Runtime, principal: Principal, evidence_id: str) -> EvidenceView:
+    """The caller's organisation's evidence record, or NotFound."""
+    with runtime.database.session() as session:
+        evidence = session.get(Evidence, evidence_id)
+        if evidence is None or evidence.organisation_id != principal.organisation_id:
+            raise NotFound(f"no evidence {evidence_id}")
+        submissions = session.exec(
+            select(Submission)
+            .where(Submission.evidence_id == evidence_id)
+            .order_by(col(Submission.custody_index))
+        ).all()
+    return EvidenceView(evidence=evidence, submissions=list(submissions))
+
+
+def open_content(
+    runtime: Runtime, principal: Principal, evidence_id: str
+) -> tuple[Evidence, Iterator[bytes]]:
+    """Record the access in the log, then stream the exact stored version."""
+    evidence = get_evidence(runtime, principal, evidence_id).evidence
+    with runtime.database.session() as session:
+        runtime.log.append(
+            session,
+            organisation_id=principal.organisation_id,
+            actor=principal.actor,
+            action="evidence.content_accessed",
+            subjects=[f"evidence:{evidence.id}"],
+            details={"sha256": evidence.sha256},
+        )
+    return evidence, runtime.store.open(evidence.object_key, evidence.object_version)
+
+
+def evidence_custody(
+    runtime: Runtime, principal: Principal, evidence_id: str
+) -> tuple[SignedCheckpoint, list[ProvenEntry]]:
+    """Every entry concerning an item, each with its proof against the latest checkpoint."""
+    get_evidence(runtime, principal, evidence_id)
+    checkpoint = runtime.log.latest_checkpoint(runtime.database)
+    with runtime.database.session() as session:
+        entries = session.exec(
+            select(CustodyEntry)
+            .join(CustodySubject, col(CustodySubject.entry_index) == col(CustodyEntry.index))
+            .where(CustodySubject.subject == f"evidence:{evidence_id}")
+            .where(col(CustodyEntry.index) < checkpoint.size)
+            .order_by(col(CustodyEntry.index))
+        ).all()
+        proven = [
+            ProvenEntry(
+                entry=entry,
+                proof=runtime.log.inclusion_proof(
+                    session, index=entry.index, tree_size=checkpoint.size
+                ),
+            )
+            for entry in entries
+        ]
+    return checkpoint, proven
+
+
+def list_entries(
+    runtime: Runtime, principal: Principal, *, start: int, limit: int
+) -> list[CustodyEntry]:
+    """The organisation's own log entries from index `start` on, in log order."""
+    with runtime.database.session() as session:
+        return list(
+            session.exec(
+                select(CustodyEntry)
+                .where(CustodyEntry.organisation_id == principal.organisation_id)
+                .where(col(CustodyEntry.index) >= start)
+                .order_by(col(CustodyEntry.index))
+                .limit(limit)
+            )
+        )
+
+
+def verify_object(
+    store: ObjectStore, key: str, version_id: str | None, *, expected: ContentDigests
+) -> None:
+    """Re-read a stored object and check it hashes to what we expect."""
+    actual = digest_stream(store.open(key, version_id))
+    for name in ("sha256", "sha512"):
+        want, got = getattr(expected, name), getattr(actual, name)
+        if want != got:
+            raise DigestMismatch(f"object {key}", expected=str(want), actual=str(got))
+    if expected.size != actual.size:
+        raise DigestMismatch(
+            f"object {key} size", expected=str(expected.size), actual=str(actual.size)
+        )
+
+
+def prove_inclusion(runtime: Runtime, *, index: int, tree_size: int) -> list[bytes]:
+    """RFC 9162 inclusion proof for entry `index` in the tree of `tree_size`."""
+    with runtime.database.session() as session:
+        return runtime.log.inclusion_proof(session, index=index, tree_size=tree_size)
+
+
+def prove_consistency(runtime: Runtime, *, first: int, second: int) -> list[bytes]:
+    """RFC 9162 consistency proof between the trees of sizes `first` and `second`."""
+    with runtime.database.session() as session:
+        return runtime.log.consistency_proof(session, first=first, second=second)

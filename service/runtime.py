@@ -1,0 +1,67 @@
+"""Wiring: the database, the object store and the custody log, built from settings.
+
+The HTTP app and the CLI both build one Runtime and hand it to the same use cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from service.custody import CustodyLog, load_or_create_signer
+from service.db import Database, open_database
+from service.settings import Settings
+from service.storage import FilesystemStore, ObjectStore, S3Store
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Runtime:
+    """Everything a use case needs, opened once per process."""
+
+    settings: Settings
+    database: Database
+    store: ObjectStore
+    log: CustodyLog
+
+    def retain_until(self) -> datetime:
+        """The Object Lock date for an object stored now."""
+        return datetime.now(UTC) + timedelta(days=self.settings.retention_days)
+
+    def close(self) -> None:
+        self.database.dispose()
+
+
+def open_store(settings: Settings) -> ObjectStore:
+    """The S3 store when an endpoint is configured, else the filesystem store."""
+    if settings.s3_endpoint is None:
+        return FilesystemStore(settings.data_dir / "store")
+    assert settings.s3_access_key is not None and settings.s3_secret_key is not None
+    store = S3Store(
+        endpoint=settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        bucket=settings.s3_bucket,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
+    store.ensure_bucket()
+    store.verify_lock()
+    return store
+
+
+def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
+    """Open the database (migrating it), the object store and the log key."""
+    database = open_database(settings.effective_database_url)
+    try:
+        database.check_durability()
+        if migrate:
+            database.migrate()
+        store = open_store(settings)
+        signer = load_or_create_signer(
+            settings.effective_signing_key_file, name=settings.log_origin
+        )
+    except BaseException:
+        database.dispose()
+        raise
+    log = CustodyLog(signer=signer, origin=settings.log_origin)
+    return Runtime(settings=settings, database=database, store=store, log=log)

@@ -1,0 +1,89 @@
+"""The locker's configuration: environment variables prefixed LOCKER_.
+
+With nothing set, the locker runs on embedded defaults (SQLite and a filesystem object
+store under LOCKER_DATA_DIR). Validators refuse contradictory or unsafe values at start,
+with one line naming the setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.errors import ConfigurationError
+
+_KEY_NAME_FORBIDDEN = set(" \t\n+")
+
+
+class Settings(BaseSettings):
+    """Every setting of the locker, read from LOCKER_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKER_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path("./locker-data")
+    database_url: str | None = None
+    log_origin: str = Field(
+        default="evidence-locker.local/custody",
+        description="Origin line of checkpoints; unique per deployment (C2SP tlog-checkpoint).",
+    )
+    signing_key_file: Path | None = None
+
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_bucket: str = "evidence"
+    s3_secure: bool = True
+    s3_region: str | None = None
+
+    retention_days: int = Field(default=3650, ge=1, le=36500)
+    max_upload_bytes: int = Field(default=64 * 1024**3, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.s3_endpoint is not None:
+            for name in ("s3_access_key", "s3_secret_key"):
+                if not getattr(self, name):
+                    raise ValueError(f"LOCKER_{name.upper()} is required with LOCKER_S3_ENDPOINT")
+            if "://" in self.s3_endpoint:
+                raise ValueError(
+                    "LOCKER_S3_ENDPOINT takes host:port; use LOCKER_S3_SECURE for https"
+                )
+        if self.database_url is not None and not self.database_url.startswith(
+            ("postgresql", "sqlite")
+        ):
+            raise ValueError("LOCKER_DATABASE_URL must be a postgresql:// or sqlite:// URL")
+        if not self.log_origin or _KEY_NAME_FORBIDDEN & set(self.log_origin):
+            raise ValueError("LOCKER_LOG_ORIGIN must be non-empty, without spaces or '+'")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside the data directory."""
+        if self.database_url is None:
+            return f"sqlite:///{(self.data_dir / 'locker.sqlite3').resolve()}"
+        if self.database_url.startswith("postgresql://"):
+            # SQLAlchemy's default PostgreSQL driver is psycopg2; we ship psycopg 3.
+            return "postgresql+psycopg://" + self.database_url.removeprefix("postgresql://")
+        return self.database_url
+
+    @property
+    def effective_signing_key_file(self) -> Path:
+        """Where the deployment's Ed25519 log key lives."""
+        return self.signing_key_file or self.data_dir / "log-signing-key"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; one ConfigurationError line on bad values."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        setting = f"LOCKER_{where.upper()}: " if where else ""
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigurationError(f"{setting}{message}") from None

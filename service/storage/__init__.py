@@ -1,0 +1,7 @@
+"""Object storage: one contract (`ObjectStore`), a filesystem and an S3 backend."""
+
+from service.storage.base import ObjectStore, StagedObject, StoredObject
+from service.storage.filesystem import FilesystemStore
+from service.storage.s3 import S3Store
+
+__all__ = ["FilesystemStore", "ObjectStore", "S3Store", "StagedObject", "StoredObject"]

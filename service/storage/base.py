@@ -1,0 +1,177 @@
+"""The object-store contract every backend satisfies, and the rules they share.
+
+An upload is written to a staging object while it is hashed; once its digest is
+known, the caller commits it under a content-addressed key, where it becomes
+permanent. Keys are checked here, once, so that neither backend ever turns a
+malformed or hostile name into a path or into a key in a reserved namespace.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from service.errors import StorageError
+
+CHUNK_SIZE = 1024 * 1024
+"""Bytes per chunk when streaming an object out of the store."""
+
+STAGING_PREFIX = "staging/"
+PROBE_PREFIX = "probe/"
+# Committed keys may not live in the namespaces the store uses for itself, or
+# `iter_objects` would hide them and `discard` could remove them.
+_RESERVED_PREFIXES = (STAGING_PREFIX, PROBE_PREFIX)
+_KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
+_MAX_KEY_LENGTH = 512
+_STAGING_PATTERN = re.compile(r"staging/[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredObject:
+    """A committed, immutable object; `version_id` is the S3 version (None on disk)."""
+
+    key: str
+    version_id: str | None
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StagedObject:
+    """Bytes written but not yet committed: no retention, safe to discard."""
+
+    staging_key: str
+    size: int
+
+
+class ObjectStore(Protocol):
+    """Write-once object storage. Methods block: run them in a worker thread.
+
+    Every failure of the underlying provider is raised as `StorageError` (or
+    `ObjectMissing` when the object or version is not there).
+    """
+
+    def stage(self, chunks: Iterable[bytes]) -> StagedObject:
+        """Write a stream of unknown length to a fresh staging object, in bounded memory."""
+        ...
+
+    def commit(self, staged: StagedObject, key: str, *, retain_until: datetime) -> StoredObject:
+        """Make the staged bytes the immutable object at `key`.
+
+        Raises `ObjectExists` if `key` already holds an object (it is never
+        overwritten); the staged object is then left for the caller to discard.
+        """
+        ...
+
+    def discard(self, staged: StagedObject) -> None:
+        """Remove a staged object; removing one that is already gone is not an error."""
+        ...
+
+    def head(self, key: str) -> StoredObject | None:
+        """The original object committed at `key`, or None."""
+        ...
+
+    def open(self, key: str, version_id: str | None) -> Iterator[bytes]:
+        """Stream exactly that version's bytes; raises `ObjectMissing` at once if absent."""
+        ...
+
+    def iter_objects(self) -> Iterator[StoredObject]:
+        """Every committed object (never staging ones), for the operator's audit."""
+        ...
+
+    def iter_staged(self) -> Iterator[StagedObject]:
+        """Every staging object, including ones a crash left behind."""
+        ...
+
+    def retention_until(self, key: str, version_id: str | None) -> datetime | None:
+        """The date until which the store refuses to delete the object, if it enforces one."""
+        ...
+
+
+def check_key(key: str) -> str:
+    """Return `key` if it is a safe committed-object key, else raise StorageError.
+
+    Safe: relative, slash-separated segments of [A-Za-z0-9._-], no "." or ".."
+    segment, outside the reserved prefixes. Such a key is also a safe relative path.
+    """
+    segments = key.split("/")
+    if (
+        len(key) > _MAX_KEY_LENGTH
+        or not _KEY_PATTERN.fullmatch(key)
+        or any(segment in (".", "..") for segment in segments)
+        or key.startswith(_RESERVED_PREFIXES)
+    ):
+        raise StorageError(f"refused object key {key!r}: not a safe relative key")
+    return key
+
+
+def new_staging_key() -> str:
+    """A fresh, unguessable staging key."""
+    return f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+
+
+def check_staging_key(staged: StagedObject) -> str:
+    """The staging key, if it is one this store could have made; else StorageError.
+
+    Stops a forged StagedObject from making `discard` or `commit` touch other keys.
+    """
+    if not _STAGING_PATTERN.fullmatch(staged.staging_key):
+        raise StorageError(f"refused staging key {staged.staging_key!r}")
+    return staged.staging_key
+
+
+def check_retain_until(retain_until: datetime) -> datetime:
+    """Refuse a naive date: a retention date must name an instant, not a wall clock."""
+    if retain_until.tzinfo is None or retain_until.utcoffset() is None:
+        raise ValueError("retain_until must be timezone-aware")
+    return retain_until
+
+
+class ClosingChunks(Iterator[bytes]):
+    """Chunks read from an open source, closed when exhausted, on `close()` or when dropped.
+
+    A plain generator would leak the open file or HTTP connection if the consumer
+    never starts it (its `finally` never runs); this class closes in all cases.
+    Errors listed in `errors` become StorageError naming `what`.
+    """
+
+    def __init__(
+        self,
+        *,
+        read: Callable[[int], bytes],
+        close: Callable[[], None],
+        errors: tuple[type[BaseException], ...],
+        what: str,
+    ) -> None:
+        self._read = read
+        self._close: Callable[[], None] | None = close
+        self._errors = errors
+        self._what = what
+
+    def __iter__(self) -> ClosingChunks:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._close is None:
+            raise StopIteration
+        try:
+            chunk = self._read(CHUNK_SIZE)
+        except self._errors as error:
+            self.close()
+            raise StorageError(f"{self._what}: read failed ({type(error).__name__})") from None
+        if not chunk:
+            self.close()
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        """Release the source; safe to call more than once."""
+        close, self._close = self._close, None
+        if close is not None:
+            close()
+
+    def __del__(self) -> None:
+        self.close()

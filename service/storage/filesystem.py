@@ -1,0 +1,197 @@
+"""An object store on a local filesystem, for development and single-machine use.
+
+Layout: `<root>/objects/<key>` for committed objects, `<root>/staging/<uuid>` for
+uploads in progress. Files are created read-only (0o444) and committed with a
+hard link, which never replaces an existing file.
+
+Retention is NOT enforced here: anyone with write access to the directory can
+delete or replace an object. Immutability is only as strong as the operating
+system's permissions; use the S3 store with Object Lock where that matters.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from service.errors import ObjectExists, ObjectMissing, StorageError
+from service.storage.base import (
+    STAGING_PREFIX,
+    ClosingChunks,
+    StagedObject,
+    StoredObject,
+    check_key,
+    check_retain_until,
+    check_staging_key,
+    new_staging_key,
+)
+
+_READ_ONLY = 0o444
+_PRIVATE_DIR = 0o700
+_ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+class FilesystemStore:
+    """`ObjectStore` on a directory tree; no versions, no enforced retention."""
+
+    def __init__(self, root: Path) -> None:
+        self._objects = root / "objects"
+        self._staging = root / "staging"
+        try:
+            for directory in (root, self._objects, self._staging):
+                directory.mkdir(mode=_PRIVATE_DIR, parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"cannot create store at {root}: {error.strerror}") from None
+
+    def stage(self, chunks: Iterable[bytes]) -> StagedObject:
+        """Write the chunks to a new read-only staging file, one chunk in memory at a time."""
+        key = new_staging_key()
+        path = self._staging_path(key)
+        try:
+            size = _write_new_file(path, chunks, what=key)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return StagedObject(staging_key=key, size=size)
+
+    def commit(self, staged: StagedObject, key: str, *, retain_until: datetime) -> StoredObject:
+        """Link the staged file at `key` durably (fsync file, then directories).
+
+        `retain_until` is checked but cannot be enforced on a plain filesystem.
+        """
+        check_retain_until(retain_until)
+        source = self._staging_path(check_staging_key(staged))
+        target = self._object_path(key)
+        if target.exists():
+            raise ObjectExists(f"object {key} already exists")
+        with _errors_about(f"committing {staged.staging_key} to {key}"):
+            _fsync_path(source, os.O_RDONLY)
+            os.chmod(source, _READ_ONLY)
+            _make_dirs_durably(target.parent)
+            try:
+                # Unlike rename, link fails if the target exists: never overwrites.
+                os.link(source, target)
+            except FileExistsError:
+                raise ObjectExists(f"object {key} already exists") from None
+            _fsync_path(target.parent, os.O_DIRECTORY)
+            source.unlink()
+            _fsync_path(source.parent, os.O_DIRECTORY)
+            size = target.stat().st_size
+        return StoredObject(key=key, version_id=None, size=size)
+
+    def discard(self, staged: StagedObject) -> None:
+        """Delete the staging file, if it is still there."""
+        path = self._staging_path(check_staging_key(staged))
+        with _errors_about(f"discarding {staged.staging_key}"):
+            path.unlink(missing_ok=True)
+
+    def head(self, key: str) -> StoredObject | None:
+        """The file at `key`, or None."""
+        path = self._object_path(key)
+        try:
+            status = path.stat()
+        except _ABSENT:
+            return None
+        except OSError as error:
+            raise StorageError(f"cannot stat object {key}: {error.strerror}") from None
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        return StoredObject(key=key, version_id=None, size=status.st_size)
+
+    def open(self, key: str, version_id: str | None) -> Iterator[bytes]:
+        """Stream the file at `key`; a version id cannot match here (no versions)."""
+        path = self._object_path(key)
+        if version_id is not None:
+            raise ObjectMissing(f"object {key}: the filesystem store has no version {version_id}")
+        try:
+            file = path.open("rb")
+        except _ABSENT:
+            raise ObjectMissing(f"object {key} is not in the store") from None
+        except OSError as error:
+            raise StorageError(f"cannot open object {key}: {error.strerror}") from None
+        return ClosingChunks(read=file.read, close=file.close, errors=(OSError,), what=key)
+
+    def iter_objects(self) -> Iterator[StoredObject]:
+        """Every file under objects/, in key order."""
+        with _errors_about("listing objects"):
+            for directory, subdirectories, files in os.walk(self._objects, onerror=_reraise):
+                subdirectories.sort()
+                for name in sorted(files):
+                    path = Path(directory, name)
+                    key = path.relative_to(self._objects).as_posix()
+                    yield StoredObject(key=key, version_id=None, size=path.stat().st_size)
+
+    def iter_staged(self) -> Iterator[StagedObject]:
+        """Every file under staging/."""
+        with _errors_about("listing staging files"):
+            for path in sorted(self._staging.iterdir()):
+                size = path.stat().st_size
+                yield StagedObject(staging_key=f"{STAGING_PREFIX}{path.name}", size=size)
+
+    def retention_until(self, key: str, version_id: str | None) -> datetime | None:
+        """Always None: a filesystem cannot enforce retention."""
+        if self.head(key) is None or version_id is not None:
+            raise ObjectMissing(f"object {key} is not in the store")
+        return None
+
+    def _object_path(self, key: str) -> Path:
+        return self._objects.joinpath(*check_key(key).split("/"))
+
+    def _staging_path(self, staging_key: str) -> Path:
+        return self._staging / staging_key.removeprefix(STAGING_PREFIX)
+
+
+@contextmanager
+def _errors_about(what: str) -> Iterator[None]:
+    """Turn OSError into StorageError naming what we were doing (no traceback chain)."""
+    try:
+        yield
+    except OSError as error:
+        detail = error.strerror or type(error).__name__
+        raise StorageError(f"{what}: {detail}") from None
+
+
+def _write_new_file(path: Path, chunks: Iterable[bytes], *, what: str) -> int:
+    """Create `path` read-only (it is never writable, even while being written) and fill it.
+
+    Errors from `chunks` itself propagate unchanged; only file errors become StorageError.
+    """
+    size = 0
+    with _errors_about(f"writing {what}"):
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _READ_ONLY)
+        file = os.fdopen(descriptor, "wb")
+    try:
+        for chunk in chunks:
+            with _errors_about(f"writing {what}"):
+                file.write(chunk)
+            size += len(chunk)
+    finally:
+        with _errors_about(f"writing {what}"):
+            file.close()
+    return size
+
+
+def _fsync_path(path: Path, flags: int) -> None:
+    """fsync a file or directory (a directory's fsync makes its new entries durable)."""
+    descriptor = os.open(path, flags)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _make_dirs_durably(directory: Path) -> None:
+    """mkdir -p, fsyncing each new directory's parent so the entry survives a crash."""
+    if directory.is_dir():
+        return
+    _make_dirs_durably(directory.parent)
+    directory.mkdir(mode=_PRIVATE_DIR, exist_ok=True)
+    _fsync_path(directory.parent, os.O_DIRECTORY)
+
+
+def _reraise(error: OSError) -> None:
+    raise error

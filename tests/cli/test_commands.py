@@ -1,0 +1,113 @@
+"""The `locker` command as an operator runs it: a real process, real settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.errors import ConfigurationError
+from service.runtime import open_runtime
+from service.settings import Settings, load_settings
+from tests.databases import admin_url
+from tests.harness import free_port
+
+LOCKER = [sys.executable, "-m", "service"]
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
+    return subprocess.run(
+        [*LOCKER, *args], env=clean | env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_bootstrap_prints_the_key_alone_on_the_last_line(tmp_path: Path) -> None:
+    env = {"LOCKER_DATA_DIR": str(tmp_path)}
+    done = _run(["admin", "bootstrap", "--org", "منظمة", "--email", "a@example.org"], env)
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.strip().splitlines()[-1]
+    assert key.startswith("lk_") and " " not in key
+    again = _run(["admin", "bootstrap", "--org", "منظمة", "--email", "b@example.org"], env)
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+    assert "Traceback" not in again.stderr
+    healthy = _run(["fsck"], env)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "all checks passed" in healthy.stdout
+
+
+def test_fsck_exits_nonzero_and_lists_the_finding(tmp_path: Path) -> None:
+    env = {"LOCKER_DATA_DIR": str(tmp_path)}
+    assert (
+        _run(["admin", "bootstrap", "--org", "o", "--email", "a@example.org"], env).returncode == 0
+    )
+    stray = tmp_path / "store" / "objects" / "org" / "x" / "sha256" / ("0" * 64)
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"unexplained")
+    done = _run(["fsck"], env)
+    assert done.returncode == 1
+    assert "FINDING" in done.stdout and "no evidence record explains it" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"LOCKER_RETENTION_DAYS": "0"}, "LOCKER_RETENTION_DAYS"),
+        ({"LOCKER_S3_ENDPOINT": "127.0.0.1:1"}, "LOCKER_S3_ACCESS_KEY"),
+        ({"LOCKER_DATABASE_URL": "mysql://x"}, "LOCKER_DATABASE_URL"),
+        ({"LOCKER_PORT": "http"}, "LOCKER_PORT"),
+    ],
+)
+def test_bad_configuration_fails_at_start_with_one_line(
+    tmp_path: Path, env: dict[str, str], setting: str
+) -> None:
+    done = _run(["serve"], {"LOCKER_DATA_DIR": str(tmp_path), **env})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and setting in lines[0], done.stderr
+
+
+def test_settings_errors_name_the_setting() -> None:
+    with pytest.raises(ConfigurationError, match="LOCKER_MAX_UPLOAD_BYTES"):
+        load_settings(max_upload_bytes=0)
+
+
+def test_postgres_without_synchronous_commit_is_refused(tmp_path: Path) -> None:
+    url = admin_url() + "?options=-csynchronous_commit%3Doff"
+    with pytest.raises(ConfigurationError, match="synchronous_commit=off"):
+        open_runtime(Settings(data_dir=tmp_path, database_url=url))
+
+
+def test_serve_runs_on_embedded_defaults(tmp_path: Path) -> None:
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
+    process = subprocess.Popen(
+        [*LOCKER, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(200):
+            try:
+                key = httpx.get(f"http://127.0.0.1:{port}/v1/custody/verifier-key", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                import time
+
+                time.sleep(0.1)
+        assert key.status_code == 200
+        assert key.text.startswith("evidence-locker.local/custody+")
+        assert (tmp_path / "locker-data" / "locker.sqlite3").exists()
+        assert (tmp_path / "locker-data" / "log-signing-key").stat().st_mode & 0o077 == 0
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -1,0 +1,76 @@
+"""A real locker HTTP server for integration tests, on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+import uvicorn
+
+from service.accounts import bootstrap
+from service.app import create_app
+from service.runtime import Runtime
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Locker:
+    """A running server, its runtime, and an API key of a freshly bootstrapped org."""
+
+    base_url: str
+    runtime: Runtime
+    api_key: str
+    organisation_id: str
+
+    def client(self, api_key: str | None = None, **kwargs: object) -> httpx.Client:
+        key = self.api_key if api_key is None else api_key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+    def new_organisation(self, name: str) -> str:
+        """Bootstrap another organisation; returns its API key."""
+        return bootstrap(self.runtime, organisation=name, email=f"admin@{name}.example").api_key
+
+
+@contextmanager
+def serve(runtime: Runtime) -> Iterator[Locker]:
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(runtime=runtime),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the locker test server did not start")
+        time.sleep(0.02)
+    made = bootstrap(
+        runtime, organisation="Tarhuna Documentation Project", email="lead@example.org"
+    )
+    try:
+        yield Locker(
+            base_url=f"http://127.0.0.1:{port}",
+            runtime=runtime,
+            api_key=made.api_key,
+            organisation_id=made.organisation_id,
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
