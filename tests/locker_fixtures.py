@@ -8,12 +8,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from tests.seaweed import SeaweedServer
 
 from service.runtime import Runtime, open_runtime
 from service.settings import Settings
 from tests.databases import PostgresTemplate
 from tests.harness import Locker, serve
+from tests.seaweed import SeaweedServer
 
 BACKENDS = ["sqlite-fs", "postgres-s3"]
 
