@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,26 +15,44 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service.api.routes import custody, evidence, incidents
+from service.access import record_denial
+from service.api.deps import Public
+from service.api.routes import access, custody, evidence, incidents, keys, members
 from service.errors import (
     ConfigurationError,
     Error,
+    Forbidden,
+    Hidden,
     InvalidInput,
     NotFound,
     StorageError,
+    Throttled,
     TooLarge,
     Unauthenticated,
     VerificationError,
 )
 from service.runtime import Runtime, open_runtime
+from service.security import FailureThrottle
 from service.settings import Settings
 
 _log = structlog.get_logger("locker")
+
+# Every resource's router; the authorisation tests walk these.
+ROUTERS = (
+    evidence.router,
+    incidents.router,
+    custody.router,
+    members.router,
+    keys.router,
+    access.router,
+)
 
 _STATUS: list[tuple[type[Error], int]] = [
     (InvalidInput, 422),
     (NotFound, 404),
     (Unauthenticated, 401),
+    (Forbidden, 403),
+    (Throttled, 429),
     (TooLarge, 413),
     (VerificationError, 500),
     (StorageError, 503),
@@ -55,12 +73,19 @@ def _problem(status: int, detail: str, headers: dict[str, str] | None = None) ->
     )
 
 
-async def _on_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Error)
     status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
     if status >= 500:
         _log.error("request failed", error=exc.diagnostics(), kind=type(exc).__name__)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    principal = getattr(request.state, "principal", None)
+    if isinstance(exc, Hidden | Forbidden) and principal is not None:
+        await run_in_threadpool(record_denial, request.app.state.runtime, principal, exc)
+    headers: dict[str, str] | None = None
+    if isinstance(exc, Unauthenticated):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, Throttled):
+        headers = {"Retry-After": str(exc.retry_after)}
     return _problem(status, exc.diagnostics(), headers)
 
 
@@ -102,7 +127,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app = FastAPI(title="Evidence locker", version="0.1.0", lifespan=lifespan)
     if runtime is not None:
         app.state.runtime = runtime
-    for router in (evidence.router, incidents.router, custody.router):
+    app.state.throttle = FailureThrottle()
+    for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(Error, _on_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
@@ -110,11 +136,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_exception_handler(ClientDisconnect, _on_disconnect)
     app.add_exception_handler(Exception, _on_unexpected)
 
-    @app.get("/healthz", include_in_schema=False)
+    @app.get("/healthz", include_in_schema=False, dependencies=[Depends(Public())])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(Public())])
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from service.errors import Error
 from service.settings import load_settings
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evidence locker.")
 admin = typer.Typer(no_args_is_help=True, help="Organisations, users and keys.")
@@ -45,10 +51,8 @@ def serve(
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
-    from service.runtime import open_runtime
-
-    open_runtime(load_settings()).close()
-    _out.print("database is up to date")
+    with _runtime():
+        _out.print("database is up to date")
 
 
 @admin.command()
@@ -58,16 +62,105 @@ def bootstrap(
 ) -> None:
     """Create an organisation, its admin user and an API key (printed last, alone)."""
     from service.accounts import bootstrap as do_bootstrap
+
+    with _runtime() as runtime:
+        made = do_bootstrap(runtime, organisation=org, email=email)
+    _out.print(f"organisation {made.organisation_id}\nuser {made.user_id}")
+    _out.print("API key (shown once; store it safely):")
+    print(made.api_key)
+
+
+@admin.command("create-user")
+def create_user(
+    org: Annotated[str, typer.Option(help="Organisation name.")],
+    email: Annotated[str, typer.Option(help="The member's e-mail.")],
+    role: Annotated[str, typer.Option(help="admin, investigator, analyst or auditor.")],
+) -> None:
+    """Add a member to an organisation with a role."""
+    from service.accounts import operator_create_user
+
+    with _runtime() as runtime:
+        user = operator_create_user(runtime, organisation=org, email=email, role=role)
+    _out.print(f"member {user.id} {user.email} role {user.role}")
+
+
+@admin.command("create-key")
+def create_key(
+    org: Annotated[str, typer.Option(help="Organisation name.")],
+    email: Annotated[str, typer.Option(help="The member who will own the key.")],
+    role: Annotated[str | None, typer.Option(help="Lower than the member's role.")] = None,
+    expires: Annotated[int | None, typer.Option(help="Days until the key expires.")] = None,
+) -> None:
+    """Create an API key for a member (printed last, alone)."""
+    from service.accounts import operator_create_key
+
+    with _runtime() as runtime:
+        issued = operator_create_key(
+            runtime, organisation=org, email=email, role=role, expires_days=expires
+        )
+    _out.print(f"key {issued.row.prefix} role {issued.row.role} (shown once; store it safely):")
+    print(issued.secret)
+
+
+@admin.command("revoke-key")
+def revoke_key(prefix: Annotated[str, typer.Argument(help="The key's prefix.")]) -> None:
+    """Revoke a key at once."""
+    from service.accounts import operator_revoke_key
+
+    with _runtime() as runtime:
+        row = operator_revoke_key(runtime, prefix)
+    _out.print(f"key {row.prefix} revoked at {row.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
+
+
+@admin.command("list-keys")
+def list_keys(org: Annotated[str, typer.Option(help="Organisation name.")]) -> None:
+    """Every key of an organisation (never the secrets)."""
+    from rich.table import Table
+
+    from service.accounts import operator_list_keys
+
+    with _runtime() as runtime:
+        rows = operator_list_keys(runtime, organisation=org)
+    table = Table()
+    for heading in (
+        "prefix",
+        "owner",
+        "role",
+        "name",
+        "created",
+        "expires",
+        "last used",
+        "revoked",
+    ):
+        table.add_column(heading, no_wrap=True)
+    for key, email in rows:
+        table.add_row(
+            key.prefix,
+            email,
+            key.role,
+            key.name,
+            _when(key.created_at),
+            _when(key.expires_at),
+            _when(key.last_used_at),
+            _when(key.revoked_at),
+        )
+    # Keys must print whole even into a pipe, where rich would assume 80 columns.
+    Console(highlight=False, width=None if _out.is_terminal else 240).print(table)
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
+
+
+@contextmanager
+def _runtime() -> Iterator[Runtime]:
     from service.runtime import open_runtime
 
     runtime = open_runtime(load_settings())
     try:
-        made = do_bootstrap(runtime, organisation=org, email=email)
+        yield runtime
     finally:
         runtime.close()
-    _out.print(f"organisation {made.organisation_id}\nuser {made.user_id}")
-    _out.print("API key (shown once; store it safely):")
-    print(made.api_key)
 
 
 @app.command()
@@ -78,13 +171,9 @@ def fsck(
 ) -> None:
     """Audit every object, leaf, tree node, checkpoint and record; exit 1 on any finding."""
     from service.fsck import fsck as run_fsck
-    from service.runtime import open_runtime
 
-    runtime = open_runtime(load_settings())
-    try:
+    with _runtime() as runtime:
         report = run_fsck(runtime, repair=repair)
-    finally:
-        runtime.close()
     for line in report.repairs:
         _out.print(f"repaired: {line}")
     for what, count in report.checked.items():

@@ -28,8 +28,34 @@ class NotFound(Error):
     """No such item, or none the caller may see (maps to 404)."""
 
 
+class Hidden(NotFound):
+    """The item exists but the caller may not see it: answered exactly like NotFound,
+    and recorded as an `access.denied` custody event of the item's organisation."""
+
+    def __init__(self, message: str, *, subject: str, organisation_id: str) -> None:
+        super().__init__(message)
+        self.subject = subject
+        self.organisation_id = organisation_id
+
+
 class Unauthenticated(Error):
     """No credentials, or credentials we do not recognise (maps to 401)."""
+
+
+class Forbidden(Error):
+    """The caller is known but its role does not allow this (maps to 403; recorded)."""
+
+    def __init__(self, message: str, *, subject: str) -> None:
+        super().__init__(message)
+        self.subject = subject
+
+
+class Throttled(Error):
+    """Too many failed authentications from one client (maps to 429)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TooLarge(Error):

@@ -6,11 +6,20 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import ColumnElement, String, literal
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
+from service.access import (
+    restrict_in_session,
+    visible_clause,
+    visible_evidence,
+    visible_incident,
+)
 from service.accounts import Principal
 from service.db.models import Evidence, Incident, IncidentEvidence
-from service.errors import InvalidInput, NotFound
+from service.errors import InvalidInput
+from service.permissions import Permission
 from service.runtime import Runtime
 
 
@@ -25,10 +34,12 @@ class IncidentDraft:
     location_name: str | None = None
     latitude: float | None = None
     longitude: float | None = None
+    restricted: bool = False
 
 
 def create_incident(runtime: Runtime, principal: Principal, draft: IncidentDraft) -> Incident:
     """Record a new incident and its creation in the custody log."""
+    principal.require(Permission.INCIDENT_WRITE)
     if draft.occurred_from and draft.occurred_to and draft.occurred_to < draft.occurred_from:
         raise InvalidInput("occurred_to: must not be before occurred_from")
     incident_id = str(uuid.uuid4())
@@ -56,14 +67,8 @@ def create_incident(runtime: Runtime, principal: Principal, draft: IncidentDraft
             custody_index=entry.index,
         )
         session.add(incident)
-    return incident
-
-
-def get_incident(session: Session, principal: Principal, incident_id: str) -> Incident:
-    """The caller's organisation's incident, or NotFound (also for other organisations')."""
-    incident = session.get(Incident, incident_id)
-    if incident is None or incident.organisation_id != principal.organisation_id:
-        raise NotFound(f"no incident {incident_id}")
+        if draft.restricted:
+            restrict_in_session(runtime, session, principal, f"incident:{incident_id}")
     return incident
 
 
@@ -72,11 +77,12 @@ def read_incident(
 ) -> tuple[Incident, list[tuple[IncidentEvidence, Evidence]]]:
     """An incident with its links and the linked evidence records."""
     with runtime.database.session() as session:
-        incident = get_incident(session, principal, incident_id)
+        incident = visible_incident(session, principal, incident_id)
         links = session.exec(
             select(IncidentEvidence, Evidence)
             .where(IncidentEvidence.incident_id == incident_id)
             .where(IncidentEvidence.evidence_id == Evidence.id)
+            .where(visible_clause(principal, _subject("evidence", col(Evidence.id))))
             .order_by(col(IncidentEvidence.custody_index))
         ).all()
     return incident, [(link, evidence) for link, evidence in links]
@@ -87,15 +93,26 @@ def list_incidents(
 ) -> list[Incident]:
     """The organisation's incidents, oldest first, `limit` at a time after a cursor."""
     with runtime.database.session() as session:
-        query = select(Incident).where(Incident.organisation_id == principal.organisation_id)
+        principal.require(Permission.INCIDENT_READ)
+        query = (
+            select(Incident)
+            .where(Incident.organisation_id == principal.organisation_id)
+            .where(visible_clause(principal, _subject("incident", col(Incident.id))))
+        )
         if after is not None:
-            query = query.where(col(Incident.custody_index) > _cursor_index(session, after))
+            query = query.where(
+                col(Incident.custody_index) > _cursor_index(session, principal, after)
+            )
         return list(session.exec(query.order_by(col(Incident.custody_index)).limit(limit)))
 
 
-def _cursor_index(session: Session, incident_id: str) -> int:
+def _subject(kind: str, column: ColumnElement[str] | Mapped[str]) -> ColumnElement[str]:
+    return literal(f"{kind}:", String) + column
+
+
+def _cursor_index(session: Session, principal: Principal, incident_id: str) -> int:
     cursor = session.get(Incident, incident_id)
-    if cursor is None:
+    if cursor is None or cursor.organisation_id != principal.organisation_id:
         raise InvalidInput("after: unknown cursor")
     return cursor.custody_index
 
@@ -104,11 +121,10 @@ def link_evidence(
     runtime: Runtime, principal: Principal, incident_id: str, *, evidence_id: str, reason: str
 ) -> IncidentEvidence:
     """Link an evidence item to an incident, recording why."""
+    principal.require(Permission.INCIDENT_WRITE, subject=f"incident:{incident_id}")
     with runtime.database.session() as session:
-        incident = get_incident(session, principal, incident_id)
-        evidence = session.get(Evidence, evidence_id)
-        if evidence is None or evidence.organisation_id != principal.organisation_id:
-            raise NotFound(f"no evidence {evidence_id}")
+        incident = visible_incident(session, principal, incident_id)
+        evidence = visible_evidence(session, principal, evidence_id)
         return link_in_session(runtime, session, principal, incident, evidence, reason=reason)
 
 

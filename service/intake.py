@@ -27,13 +27,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
+from service.access import restrict_in_session, visible_incident
 from service.accounts import Principal
 from service.core.canonical import canonical_json
 from service.core.digests import ContentDigester, ContentDigests, sha256, sha256_hex_valid
-from service.db.models import Evidence, Submission, UploadIntent
+from service.db.models import Evidence, Submission, UploadIntent, User
 from service.errors import Error, InvalidInput, NotFound, ObjectExists, TooLarge
-from service.incidents import get_incident, is_linked, link_in_session
+from service.incidents import is_linked, link_in_session
 from service.media import sniff_media_type
+from service.permissions import Permission, Role
 from service.reading import verify_object
 from service.runtime import Runtime
 from service.storage import StagedObject
@@ -74,6 +76,7 @@ class EvidenceMetadata(BaseModel):
     source_url: str | None = Field(default=None, max_length=2048)
     captured_at: datetime | None = None
     incident_id: str | None = Field(default=None, max_length=36)
+    restricted: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -238,6 +241,7 @@ async def ingest(
     runtime: Runtime, principal: Principal, form: AsyncIterator[FormEvent]
 ) -> IngestResult:
     """Consume a multipart upload (parts file, metadata, sha256) and record it."""
+    principal.require(Permission.EVIDENCE_UPLOAD)
     fields: dict[str, str] = {}
     intent_id: str | None = None
     staged: _Staged | None = None
@@ -327,7 +331,7 @@ def _record(
     with runtime.database.session() as session:
         if metadata.incident_id is not None:
             try:
-                get_incident(session, principal, metadata.incident_id)
+                visible_incident(session, principal, metadata.incident_id)
             except NotFound:
                 raise InvalidInput(
                     f"metadata.incident_id: no incident {metadata.incident_id}"
@@ -337,7 +341,7 @@ def _record(
         intent.sha256, intent.sha512 = digests.sha256.hex, digests.sha512.hex
         intent.size, intent.media_type = digests.size, media_type
         intent.staging_key, intent.claimed_sha256 = staged.staged.staging_key, claimed
-        intent.metadata_json = metadata.model_dump_json(exclude_none=True)
+        intent.metadata_json = metadata.model_dump_json(exclude_unset=True)
         session.add(intent)
     if _find_evidence(runtime, principal.organisation_id, digests.sha256.hex) is None:
         key, version = _commit_object(runtime, staged, key)
@@ -405,8 +409,12 @@ def _finish_intent_once(
         intent = session.get(UploadIntent, intent_id)
         if intent is None or intent.sha256 is None or intent.sha512 is None or intent.size is None:
             raise NotFound(f"no recorded upload intent {intent_id}")
+        uploader = session.get(User, intent.user_id)
+        assert uploader is not None
         principal = Principal(
-            user_id=intent.user_id, organisation_id=intent.organisation_id, role=""
+            user_id=intent.user_id,
+            organisation_id=intent.organisation_id,
+            role=Role(uploader.role),
         )
         metadata = EvidenceMetadata.model_validate_json(intent.metadata_json)
         submitted = {"filename": intent.filename, "metadata": json.loads(intent.metadata_json)}
@@ -463,11 +471,13 @@ def _finish_intent_once(
         )
         session.add(submission)
         if metadata.incident_id is not None:
-            incident = get_incident(session, principal, metadata.incident_id)
+            incident = visible_incident(session, principal, metadata.incident_id)
             if not is_linked(session, incident.id, evidence.id):
                 link_in_session(
                     runtime, session, principal, incident, evidence, reason="linked at upload"
                 )
+        if metadata.restricted and not duplicate:
+            restrict_in_session(runtime, session, principal, f"evidence:{evidence.id}")
         intent.status, intent.finished_at = "done", datetime.now(UTC)
         intent.object_key, intent.object_version = (
             object_key or evidence.object_key,

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from sqlalchemy import exists, not_
 from sqlmodel import col, select
 
+from service.access import has_grant, visible_clause, visible_evidence
 from service.accounts import Principal
 from service.core.digests import ContentDigests, digest_stream
 from service.db.models import CustodyEntry, CustodySubject, Evidence, SignedCheckpoint, Submission
-from service.errors import DigestMismatch, NotFound
+from service.errors import DigestMismatch
+from service.permissions import Permission
 from service.runtime import Runtime
 from service.storage import ObjectStore
 
@@ -28,11 +31,9 @@ class ProvenEntry:
 
 
 def get_evidence(runtime: Runtime, principal: Principal, evidence_id: str) -> EvidenceView:
-    """The caller's organisation's evidence record, or NotFound."""
+    """The evidence record if the caller may see it, or NotFound."""
     with runtime.database.session() as session:
-        evidence = session.get(Evidence, evidence_id)
-        if evidence is None or evidence.organisation_id != principal.organisation_id:
-            raise NotFound(f"no evidence {evidence_id}")
+        evidence = visible_evidence(session, principal, evidence_id)
         submissions = session.exec(
             select(Submission)
             .where(Submission.evidence_id == evidence_id)
@@ -44,9 +45,16 @@ def get_evidence(runtime: Runtime, principal: Principal, evidence_id: str) -> Ev
 def open_content(
     runtime: Runtime, principal: Principal, evidence_id: str
 ) -> tuple[Evidence, Iterator[bytes]]:
-    """Record the access in the log, then stream the exact stored version."""
-    evidence = get_evidence(runtime, principal, evidence_id).evidence
+    """Record the access in the log, then stream the exact stored version.
+
+    Reading the bytes needs the content permission, or (for an auditor) a grant on
+    the item itself.
+    """
+    subject = f"evidence:{evidence_id}"
     with runtime.database.session() as session:
+        evidence = visible_evidence(session, principal, evidence_id)
+        if not has_grant(session, principal, subject):
+            principal.require(Permission.EVIDENCE_CONTENT, subject=subject)
         runtime.log.append(
             session,
             organisation_id=principal.organisation_id,
@@ -87,12 +95,21 @@ def evidence_custody(
 def list_entries(
     runtime: Runtime, principal: Principal, *, start: int, limit: int
 ) -> list[CustodyEntry]:
-    """The organisation's own log entries from index `start` on, in log order."""
+    """The organisation's own log entries from index `start` on, in log order.
+
+    Entries about restricted items the caller holds no grant on are left out.
+    """
+    principal.require(Permission.CUSTODY_READ)
+    hidden = exists().where(
+        col(CustodySubject.entry_index) == col(CustodyEntry.index),
+        not_(visible_clause(principal, col(CustodySubject.subject))),
+    )
     with runtime.database.session() as session:
         return list(
             session.exec(
                 select(CustodyEntry)
                 .where(CustodyEntry.organisation_id == principal.organisation_id)
+                .where(not_(hidden))
                 .where(col(CustodyEntry.index) >= start)
                 .order_by(col(CustodyEntry.index))
                 .limit(limit)
@@ -115,13 +132,19 @@ def verify_object(
         )
 
 
-def prove_inclusion(runtime: Runtime, *, index: int, tree_size: int) -> list[bytes]:
+def prove_inclusion(
+    runtime: Runtime, principal: Principal, *, index: int, tree_size: int
+) -> list[bytes]:
     """RFC 9162 inclusion proof for entry `index` in the tree of `tree_size`."""
+    principal.require(Permission.CUSTODY_READ)
     with runtime.database.session() as session:
         return runtime.log.inclusion_proof(session, index=index, tree_size=tree_size)
 
 
-def prove_consistency(runtime: Runtime, *, first: int, second: int) -> list[bytes]:
+def prove_consistency(
+    runtime: Runtime, principal: Principal, *, first: int, second: int
+) -> list[bytes]:
     """RFC 9162 consistency proof between the trees of sizes `first` and `second`."""
+    principal.require(Permission.CUSTODY_READ)
     with runtime.database.session() as session:
         return runtime.log.consistency_proof(session, first=first, second=second)

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from service.custody import CustodyLog, load_or_create_signer
 from service.db import Database, open_database
 from service.settings import Settings
 from service.storage import FilesystemStore, ObjectStore, S3Store
+
+if TYPE_CHECKING:
+    from service.oidc import OidcVerifier
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,6 +26,7 @@ class Runtime:
     database: Database
     store: ObjectStore
     log: CustodyLog
+    oidc: OidcVerifier | None = None
 
     def retain_until(self) -> datetime:
         """The Object Lock date for an object stored now."""
@@ -64,4 +69,24 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         database.dispose()
         raise
     log = CustodyLog(signer=signer, origin=settings.log_origin)
-    return Runtime(settings=settings, database=database, store=store, log=log)
+    return Runtime(
+        settings=settings, database=database, store=store, log=log, oidc=open_oidc(settings)
+    )
+
+
+def open_oidc(settings: Settings) -> OidcVerifier | None:
+    """The bearer-token verifier, when an identity provider is configured."""
+    if not (settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url):
+        return None
+    from service.oidc import OidcConfig, OidcVerifier  # only with an identity provider
+
+    return OidcVerifier(
+        OidcConfig(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            jwks_url=settings.oidc_jwks_url,
+            organisation_claim=settings.oidc_organisation_claim,
+            role_claim=settings.oidc_role_claim,
+            email_claim=settings.oidc_email_claim,
+        )
+    )

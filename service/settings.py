@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     s3_secure: bool = True
     s3_region: str | None = None
 
+    # OIDC bearer tokens: all three of issuer, audience and JWKS URL, or none.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_organisation_claim: str = "locker_org"
+    oidc_role_claim: str = "locker_role"
+    oidc_email_claim: str = "email"
+
     retention_days: int = Field(default=3650, ge=1, le=36500)
     max_upload_bytes: int = Field(default=64 * 1024**3, ge=1)
     host: str = "127.0.0.1"
@@ -53,6 +61,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "LOCKER_S3_ENDPOINT takes host:port; use LOCKER_S3_SECURE for https"
                 )
+        oidc = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url)
+        if any(oidc) and not all(oidc):
+            raise ValueError(
+                "LOCKER_OIDC_ISSUER, LOCKER_OIDC_AUDIENCE and LOCKER_OIDC_JWKS_URL go together"
+            )
         if self.database_url is not None and not self.database_url.startswith(
             ("postgresql", "sqlite")
         ):

@@ -1,14 +1,23 @@
-"""Dependencies shared by the routers: the runtime and the authenticated caller."""
+"""Dependencies shared by the routers: the runtime and the authorised caller.
+
+Every route declares the one Permission it needs with `Allowed(...)`; the route-table
+test fails for a route that declares none.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.accounts import Principal, authenticate
+from service.accounts import Principal
+from service.authentication import authenticate
+from service.errors import Unauthenticated
+from service.permissions import Permission
 from service.runtime import Runtime
+from service.security import FailureThrottle, record_security_event
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -19,10 +28,62 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_principal(
-    runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None
-) -> Principal:
-    return await run_in_threadpool(authenticate, runtime, authorization)
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
-CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+async def _authenticated(request: Request, runtime: RuntimeDep) -> Principal:
+    throttle: FailureThrottle = request.app.state.throttle
+    client = _client(request)
+    throttle.check(client)
+    try:
+        principal = await run_in_threadpool(
+            authenticate, runtime, request.headers.get("authorization")
+        )
+    except Unauthenticated as exc:
+        throttle.failed(client)
+        await run_in_threadpool(
+            record_security_event,
+            runtime,
+            client=client,
+            kind="authentication.failed",
+            detail=f"{request.method} {request.url.path}: {exc.diagnostics()}",
+        )
+        raise
+    request.state.principal = principal
+    return principal
+
+
+def Allowed(permission: Permission) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the authenticated caller, whose role must hold `permission`."""
+
+    async def dependency(
+        request: Request, principal: Annotated[Principal, Depends(_authenticated)]
+    ) -> Principal:
+        principal.require(permission, subject=f"route:{request.method} {request.url.path}")
+        return principal
+
+    dependency.permission = permission  # type: ignore[attr-defined]
+    return dependency
+
+
+async def _public() -> None:
+    """No credentials needed."""
+
+
+def Public() -> Callable[[], Awaitable[None]]:
+    """A dependency marking a route as open to anyone (it must say so)."""
+    _public.permission = Permission.PUBLIC  # type: ignore[attr-defined]
+    return _public
+
+
+# One alias per permission, so a handler's signature says what it needs.
+EvidenceUploader = Annotated[Principal, Depends(Allowed(Permission.EVIDENCE_UPLOAD))]
+EvidenceReader = Annotated[Principal, Depends(Allowed(Permission.EVIDENCE_READ))]
+IncidentWriter = Annotated[Principal, Depends(Allowed(Permission.INCIDENT_WRITE))]
+IncidentReader = Annotated[Principal, Depends(Allowed(Permission.INCIDENT_READ))]
+CustodyReader = Annotated[Principal, Depends(Allowed(Permission.CUSTODY_READ))]
+Restricter = Annotated[Principal, Depends(Allowed(Permission.RESTRICT))]
+Granter = Annotated[Principal, Depends(Allowed(Permission.GRANT))]
+MemberManager = Annotated[Principal, Depends(Allowed(Permission.MEMBERS))]
+KeyHolder = Annotated[Principal, Depends(Allowed(Permission.KEYS_OWN))]

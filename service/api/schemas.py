@@ -9,7 +9,16 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from service.core.entry import decode_entry
-from service.db.models import CustodyEntry, Evidence, Incident, IncidentEvidence, Submission
+from service.db.models import (
+    AccessGrant,
+    ApiKey,
+    CustodyEntry,
+    Evidence,
+    Incident,
+    IncidentEvidence,
+    Submission,
+    User,
+)
 
 
 def b64(raw: bytes) -> str:
@@ -107,6 +116,7 @@ class Location(BaseModel):
 
 class IncidentCreate(BaseModel):
     title: str = Field(min_length=1, max_length=500)
+    restricted: bool = False
     description: str = Field(default="", max_length=20000)
     occurred_from: datetime | None = None
     occurred_to: datetime | None = None
@@ -169,3 +179,80 @@ class IncidentPublic(BaseModel):
 
 class IncidentDetail(IncidentPublic):
     evidence: list[LinkPublic]
+
+
+class MemberCreate(BaseModel):
+    email: str = Field(min_length=3, max_length=320)
+    role: str = Field(max_length=32)
+
+
+class MemberPublic(BaseModel):
+    id: str
+    email: str
+    role: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> MemberPublic:
+        return cls(id=user.id, email=user.email, role=user.role, created_at=user.created_at)
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(default="", max_length=200)
+    role: str | None = Field(default=None, max_length=32)
+    expires_days: int | None = Field(default=None, ge=1, le=3650)
+    email: str | None = Field(default=None, max_length=320)
+
+
+class KeyPublic(BaseModel):
+    prefix: str
+    name: str
+    role: str
+    user_id: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyPublic:
+        return cls(
+            prefix=key.prefix,
+            name=key.name,
+            role=key.role,
+            user_id=key.user_id,
+            created_at=key.created_at,
+            expires_at=key.expires_at,
+            last_used_at=key.last_used_at,
+            revoked_at=key.revoked_at,
+        )
+
+
+class KeyIssued(KeyPublic):
+    key: str = Field(description="The secret; shown this once and never again.")
+
+
+class GrantCreate(BaseModel):
+    email: str = Field(min_length=3, max_length=320)
+
+
+class GrantPublic(BaseModel):
+    id: str
+    subject: str
+    user_id: str
+    granted_by: str
+    granted_at: datetime
+    custody_index: int
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, grant: AccessGrant) -> GrantPublic:
+        return cls(
+            id=grant.id,
+            subject=grant.subject,
+            user_id=grant.user_id,
+            granted_by=grant.granted_by,
+            granted_at=grant.granted_at,
+            custody_index=grant.custody_index,
+            revoked_at=grant.revoked_at,
+        )

@@ -22,7 +22,11 @@ class Organisation(SQLModel, table=True):
 
 
 class User(SQLModel, table=True):
-    """A person who acts on evidence; every custody entry names one as its actor."""
+    """A person's membership of one organisation, with their role there.
+
+    Every custody entry names one as its actor. The same person (e-mail) in two
+    organisations has two rows, each with its own role.
+    """
 
     __tablename__ = "user_account"
     __table_args__ = (UniqueConstraint("organisation_id", "email"),)
@@ -43,7 +47,11 @@ class ApiKey(SQLModel, table=True):
     key_sha256: str = Field(max_length=64)
     user_id: str = Field(foreign_key="user_account.id", index=True, max_length=36)
     organisation_id: str = Field(foreign_key="organisation.id", max_length=36)
+    name: str = Field(default="", max_length=200)
+    role: str = Field(default="admin", max_length=32)
     created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
     revoked_at: datetime | None = None
 
 
@@ -200,12 +208,38 @@ class OrphanObject(SQLModel, table=True):
     note: str = Field(default="", max_length=1024)
 
 
-APPEND_ONLY_TABLES = (
-    "custody_entry",
-    "custody_subject",
-    "tree_node",
-    "checkpoint",
-    "evidence",
-    "submission",
-    "incident_evidence",
-)
+class Restriction(SQLModel, table=True):
+    """An item visible only to members granted access to it. Never lifted silently."""
+
+    subject: str = Field(primary_key=True, max_length=80)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    restricted_by: str = Field(foreign_key="user_account.id", max_length=36)
+    restricted_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+
+
+class AccessGrant(SQLModel, table=True):
+    """A member's access to one restricted item; granting and revoking are logged."""
+
+    __tablename__ = "access_grant"
+
+    id: str = Field(primary_key=True, max_length=36)
+    subject: str = Field(index=True, max_length=80)
+    organisation_id: str = Field(foreign_key="organisation.id", max_length=36)
+    user_id: str = Field(foreign_key="user_account.id", index=True, max_length=36)
+    granted_by: str = Field(foreign_key="user_account.id", max_length=36)
+    granted_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+    revoked_at: datetime | None = None
+
+
+class SecurityEvent(SQLModel, table=True):
+    """An authentication failure or refused escalation: the security log."""
+
+    __tablename__ = "security_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime
+    client: str = Field(max_length=100)
+    kind: str = Field(max_length=64)
+    detail: str = Field(max_length=1024)

@@ -13,6 +13,8 @@ from sqlalchemy.exc import DBAPIError
 from tests.harness import Locker
 from tests.independent import verifier as independent
 
+# Bootstrap records the organisation, its first member and that member's key.
+BOOTSTRAP_ENTRIES = 3
 PNG = b"\x89PNG\r\n\x1a\n" + b"custody" * 500
 
 
@@ -39,8 +41,8 @@ def test_every_entry_is_proven_in_the_signed_checkpoint(locker: Locker) -> None:
         origin, size, root = _checkpoint(client)
         entries = client.get("/v1/custody/entries", params={"limit": 1000}).json()
         assert origin == locker.runtime.settings.log_origin
-        assert size == 13  # the bootstrap entry plus twelve incidents
-        assert [e["index"] for e in entries] == list(range(13))
+        assert size == BOOTSTRAP_ENTRIES + 12
+        assert [e["index"] for e in entries] == list(range(size))
         for entry in entries:
             leaf = base64.b64decode(entry["leaf_b64"])
             assert json.loads(leaf) == entry["fields"]
@@ -87,7 +89,7 @@ def test_consistency_between_checkpoints(locker: Locker) -> None:
         proof = client.get(
             "/v1/custody/proof/consistency", params={"first": first, "second": second}
         ).json()
-    assert (first, second) == (5, 14)
+    assert (first, second) == (BOOTSTRAP_ENTRIES + 4, BOOTSTRAP_ENTRIES + 13)
     independent.verify_consistency(
         first, second, first_root, second_root, _b64list(proof["hashes"])
     )
@@ -143,10 +145,10 @@ def test_concurrent_appends_get_distinct_gap_free_indexes(locker: Locker) -> Non
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         indexes = sorted(pool.map(create, range(40)))
-    assert indexes == list(range(1, 41))
+    assert indexes == list(range(BOOTSTRAP_ENTRIES, BOOTSTRAP_ENTRIES + 40))
     with locker.client() as client:
         _, size, root = _checkpoint(client)
-    assert size == 41
+    assert size == BOOTSTRAP_ENTRIES + 40
     with locker.runtime.database.session() as session:
         assert locker.runtime.log.root(session, size) == root
 

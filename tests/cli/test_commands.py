@@ -111,3 +111,54 @@ def test_serve_runs_on_embedded_defaults(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_admin_manages_members_and_keys(tmp_path: Path) -> None:
+    env = {"LOCKER_DATA_DIR": str(tmp_path)}
+    assert (
+        _run(["admin", "bootstrap", "--org", "o", "--email", "a@example.org"], env).returncode == 0
+    )
+    user = _run(
+        [
+            "admin",
+            "create-user",
+            "--org",
+            "o",
+            "--email",
+            "i@example.org",
+            "--role",
+            "investigator",
+        ],
+        env,
+    )
+    assert user.returncode == 0, user.stderr
+    above = _run(
+        ["admin", "create-key", "--org", "o", "--email", "i@example.org", "--role", "admin"], env
+    )
+    assert above.returncode == 2 and "cannot exceed" in above.stderr
+    made = _run(
+        [
+            "admin",
+            "create-key",
+            "--org",
+            "o",
+            "--email",
+            "i@example.org",
+            "--role",
+            "analyst",
+            "--expires",
+            "30",
+        ],
+        env,
+    )
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]
+    prefix = key.split("_")[1]
+    listed = _run(["admin", "list-keys", "--org", "o"], env)
+    assert prefix in listed.stdout and "analyst" in listed.stdout and key not in listed.stdout
+    revoked = _run(["admin", "revoke-key", prefix], env)
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    bad_role = _run(
+        ["admin", "create-user", "--org", "o", "--email", "x@example.org", "--role", "owner"], env
+    )
+    assert bad_role.returncode == 2 and "unknown role" in bad_role.stderr

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 
-from service.api.deps import CurrentPrincipal, RuntimeDep
+from service.api.deps import CustodyReader, Public, RuntimeDep
 from service.api.schemas import ConsistencyProof, EntryPublic, InclusionProof, b64
 from service.reading import list_entries, prove_consistency, prove_inclusion
 
@@ -16,12 +16,12 @@ _NOTE = "text/plain; charset=utf-8"
 
 
 @router.get("/checkpoint", response_class=PlainTextResponse)
-def get_checkpoint(runtime: RuntimeDep, _principal: CurrentPrincipal) -> PlainTextResponse:
+def get_checkpoint(runtime: RuntimeDep, principal: CustodyReader) -> PlainTextResponse:
     """The latest checkpoint, a C2SP signed note over every committed entry."""
     return PlainTextResponse(runtime.log.latest_checkpoint(runtime.database).note, media_type=_NOTE)
 
 
-@router.get("/verifier-key", response_class=PlainTextResponse)
+@router.get("/verifier-key", response_class=PlainTextResponse, dependencies=[Depends(Public())])
 def get_verifier_key(runtime: RuntimeDep) -> PlainTextResponse:
     """The C2SP verifier key that checks the checkpoints' signatures (public)."""
     return PlainTextResponse(runtime.log.verifier.to_text() + "\n", media_type=_NOTE)
@@ -30,7 +30,7 @@ def get_verifier_key(runtime: RuntimeDep) -> PlainTextResponse:
 @router.get("/entries", response_model=list[EntryPublic])
 def get_entries(
     runtime: RuntimeDep,
-    principal: CurrentPrincipal,
+    principal: CustodyReader,
     start: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EntryPublic]:
@@ -41,22 +41,22 @@ def get_entries(
 @router.get("/proof/inclusion", response_model=InclusionProof)
 def get_inclusion_proof(
     runtime: RuntimeDep,
-    _principal: CurrentPrincipal,
+    principal: CustodyReader,
     index: Annotated[int, Query(ge=0)],
     tree_size: Annotated[int, Query(ge=1)],
 ) -> InclusionProof:
     """RFC 9162 inclusion proof of entry `index` in the tree of `tree_size`."""
-    proof = prove_inclusion(runtime, index=index, tree_size=tree_size)
+    proof = prove_inclusion(runtime, principal, index=index, tree_size=tree_size)
     return InclusionProof(index=index, tree_size=tree_size, hashes=[b64(h) for h in proof])
 
 
 @router.get("/proof/consistency", response_model=ConsistencyProof)
 def get_consistency_proof(
     runtime: RuntimeDep,
-    _principal: CurrentPrincipal,
+    principal: CustodyReader,
     first: Annotated[int, Query(ge=1)],
     second: Annotated[int, Query(ge=1)],
 ) -> ConsistencyProof:
     """RFC 9162 consistency proof between the trees of sizes `first` and `second`."""
-    proof = prove_consistency(runtime, first=first, second=second)
+    proof = prove_consistency(runtime, principal, first=first, second=second)
     return ConsistencyProof(first=first, second=second, hashes=[b64(h) for h in proof])

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import CurrentPrincipal, RuntimeDep
+from service.api.deps import EvidenceReader, EvidenceUploader, RuntimeDep
 from service.api.multipart import boundary_of, form_events
 from service.api.schemas import (
     CustodyTrail,
@@ -31,7 +31,9 @@ _FRAMING_ALLOWANCE = 1024 * 1024
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=EvidencePublic)
 async def upload_evidence(
-    request: Request, runtime: RuntimeDep, principal: CurrentPrincipal
+    request: Request,
+    runtime: RuntimeDep,
+    principal: EvidenceUploader,
 ) -> EvidencePublic:
     """Upload one file (part `file`), with optional `metadata` (JSON) and `sha256` parts."""
     limit = runtime.settings.max_upload_bytes
@@ -45,7 +47,9 @@ async def upload_evidence(
 
 @router.get("/{evidence_id}", response_model=EvidenceDetail)
 def read_evidence(
-    evidence_id: str, runtime: RuntimeDep, principal: CurrentPrincipal
+    evidence_id: str,
+    runtime: RuntimeDep,
+    principal: EvidenceReader,
 ) -> EvidenceDetail:
     """The evidence record and every submission of its content."""
     view = get_evidence(runtime, principal, evidence_id)
@@ -59,7 +63,9 @@ def read_evidence(
 
 @router.get("/{evidence_id}/content", response_class=StreamingResponse)
 async def download_evidence(
-    evidence_id: str, runtime: RuntimeDep, principal: CurrentPrincipal
+    evidence_id: str,
+    runtime: RuntimeDep,
+    principal: EvidenceReader,
 ) -> StreamingResponse:
     """The exact stored bytes, with their digest (RFC 9530 Repr-Digest)."""
     evidence, chunks = await run_in_threadpool(open_content, runtime, principal, evidence_id)
@@ -77,7 +83,9 @@ async def download_evidence(
 
 @router.get("/{evidence_id}/custody", response_model=CustodyTrail)
 def read_evidence_custody(
-    evidence_id: str, runtime: RuntimeDep, principal: CurrentPrincipal
+    evidence_id: str,
+    runtime: RuntimeDep,
+    principal: EvidenceReader,
 ) -> CustodyTrail:
     """Every custody entry of the item, each with an inclusion proof to the checkpoint."""
     checkpoint, proven = evidence_custody(runtime, principal, evidence_id)

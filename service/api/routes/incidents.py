@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from service.api.deps import CurrentPrincipal, RuntimeDep
+from service.api.deps import IncidentReader, IncidentWriter, RuntimeDep
 from service.api.schemas import (
     IncidentCreate,
     IncidentDetail,
@@ -27,7 +27,9 @@ router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=IncidentPublic)
 def post_incident(
-    body: IncidentCreate, runtime: RuntimeDep, principal: CurrentPrincipal
+    body: IncidentCreate,
+    runtime: RuntimeDep,
+    principal: IncidentWriter,
 ) -> IncidentPublic:
     """Record an incident."""
     location = body.location
@@ -39,6 +41,7 @@ def post_incident(
         location_name=location.name if location else None,
         latitude=location.lat if location else None,
         longitude=location.lon if location else None,
+        restricted=body.restricted,
     )
     return IncidentPublic.of(create_incident(runtime, principal, draft))
 
@@ -46,7 +49,7 @@ def post_incident(
 @router.get("", response_model=list[IncidentPublic])
 def get_incidents(
     runtime: RuntimeDep,
-    principal: CurrentPrincipal,
+    principal: IncidentReader,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     after: Annotated[str | None, Query(max_length=36)] = None,
 ) -> list[IncidentPublic]:
@@ -58,7 +61,9 @@ def get_incidents(
 
 @router.get("/{incident_id}", response_model=IncidentDetail)
 def get_incident(
-    incident_id: str, runtime: RuntimeDep, principal: CurrentPrincipal
+    incident_id: str,
+    runtime: RuntimeDep,
+    principal: IncidentReader,
 ) -> IncidentDetail:
     """An incident with the evidence linked to it."""
     incident, links = read_incident(runtime, principal, incident_id)
@@ -72,7 +77,10 @@ def get_incident(
     "/{incident_id}/evidence", status_code=status.HTTP_201_CREATED, response_model=LinkPublic
 )
 def post_link(
-    incident_id: str, body: LinkCreate, runtime: RuntimeDep, principal: CurrentPrincipal
+    incident_id: str,
+    body: LinkCreate,
+    runtime: RuntimeDep,
+    principal: IncidentWriter,
 ) -> LinkPublic:
     """Link an evidence item to the incident, with the reason."""
     link = link_evidence(
