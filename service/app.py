@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 
 from service.access import record_denial
 from service.api.deps import Public
-from service.api.routes import access, custody, evidence, incidents, keys, members
+from service.api.routes import access, custody, evidence, exports, incidents, keys, members
 from service.errors import (
     ConfigurationError,
     Error,
@@ -45,6 +45,7 @@ ROUTERS = (
     members.router,
     keys.router,
     access.router,
+    exports.router,
 )
 
 _STATUS: list[tuple[type[Error], int]] = [

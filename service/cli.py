@@ -12,6 +12,7 @@ from rich.console import Console
 
 from service.errors import Error
 from service.settings import load_settings
+from service.verify_cli import register as register_verify
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evidence locker.")
 admin = typer.Typer(no_args_is_help=True, help="Organisations, users and keys.")
 app.add_typer(admin, name="admin")
+register_verify(app)  # `locker verify`: offline, imports only the pure core
 _err = Console(stderr=True, soft_wrap=True)
 _out = Console(highlight=False, soft_wrap=True)
 

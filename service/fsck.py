@@ -19,6 +19,7 @@ from service.core.entry import decode_entry
 from service.db.models import (
     CustodyEntry,
     Evidence,
+    Export,
     OrphanObject,
     SignedCheckpoint,
     Submission,
@@ -197,6 +198,7 @@ def _check_orphans(
     known = {item.object_key for item in evidence}
     with runtime.database.session() as session:
         known |= set(session.exec(select(OrphanObject.object_key)))
+        known |= {k for k in session.exec(select(Export.object_key)) if k is not None}
     orphans = [o for o in runtime.store.iter_objects() if o.key not in known]
     for orphan in orphans:
         report.findings.append(f"object {orphan.key}: stored but no evidence record explains it")

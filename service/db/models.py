@@ -243,3 +243,21 @@ class SecurityEvent(SQLModel, table=True):
     client: str = Field(max_length=100)
     kind: str = Field(max_length=64)
     detail: str = Field(max_length=1024)
+
+
+class Export(SQLModel, table=True):
+    """An evidence bundle: requested (a custody event), built in the background, kept."""
+
+    id: str = Field(primary_key=True, max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    requested_by: str = Field(foreign_key="user_account.id", max_length=36)
+    request_json: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="pending", max_length=16)
+    created_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+    finished_at: datetime | None = None
+    object_key: str | None = Field(default=None, max_length=512)
+    object_version: str | None = Field(default=None, max_length=255)
+    size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    sha256: str | None = Field(default=None, max_length=64)
+    error: str | None = Field(default=None, max_length=1024)

@@ -53,7 +53,7 @@ class World:
 
 def _post(client: httpx.Client, path: str, **kwargs: Any) -> dict[str, Any]:
     response = client.post(path, **kwargs)
-    assert response.status_code in (200, 201), (path, response.text)
+    assert response.status_code in (200, 201, 202), (path, response.text)
     return dict(response.json())
 
 
@@ -82,6 +82,9 @@ def build_world(locker: Locker) -> World:
             ]
         world = World(keys=keys, spare_keys=spare)
         world.ids["own"] = _items(admin, "own")
+        world.ids["own"]["export"] = _post(
+            admin, "/v1/exports", json={"evidence_ids": [world.ids["own"]["evidence"]]}
+        )["id"]
         for role in ROLES:  # one incident per role for the restriction route
             world.ids["own"][f"incident_{role}"] = _items(admin, f"own-{role}")["incident"]
         # Restricted by a member outside the matrix: no role under test holds a grant.
@@ -97,6 +100,9 @@ def build_world(locker: Locker) -> World:
     other = locker.new_organisation("Other organisation")
     with locker.client(other) as b:
         world.ids["other"] = _items(b, "other")
+        world.ids["other"]["export"] = _post(
+            b, "/v1/exports", json={"evidence_ids": [world.ids["other"]["evidence"]]}
+        )["id"]
         world.ids["other"]["key_prefix"] = _post(b, "/v1/keys", json={"name": "b"})["prefix"]
         restricted = _items(b, "other-restricted", restricted=True)
         _post(b, "/v1/members", json={"email": "x@b.example", "role": "analyst"})
@@ -194,6 +200,18 @@ CASES: dict[tuple[str, str], tuple[tuple[str, ...], Request]] = {
     ("DELETE", "/v1/grants/{grant_id}"): (
         NOT_ITEMS,
         lambda c, i, r, w: c.delete(f"/v1/grants/{i['grant']}"),
+    ),
+    ("POST", "/v1/exports"): (
+        ALL,
+        lambda c, i, r, w: c.post("/v1/exports", json={"evidence_ids": [i["evidence"]]}),
+    ),
+    ("GET", "/v1/exports/{export_id}"): (
+        NOT_ITEMS,
+        lambda c, i, r, w: c.get(f"/v1/exports/{i['export']}"),
+    ),
+    ("GET", "/v1/exports/{export_id}/content"): (
+        NOT_ITEMS,
+        lambda c, i, r, w: c.get(f"/v1/exports/{i['export']}/content"),
     ),
     ("GET", "/healthz"): (OWN, lambda c, i, r, w: c.get("/healthz")),
     ("GET", "/metrics"): (OWN, lambda c, i, r, w: c.get("/metrics")),

@@ -1,0 +1,221 @@
+"""Builds valid evidence bundles for the verifier's tests from the pure core alone.
+
+A small custody log (other organisations' entries included, so proofs are not trivial),
+two evidence items (one with an Arabic file name) linked to one incident, sealed into
+a BagIt zip exactly as the exporter writes it. Helpers then tamper with the zip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import uuid
+import warnings
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.core import bundle, merkle
+from service.core.canonical import canonical_json
+from service.core.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
+from service.core.entry import encode_entry
+
+ORIGIN = "locker.example/custody"
+ORG = "org-0001"
+INCIDENT = str(uuid.UUID(int=0x1C))
+ARABIC_NAME = "شهادة الشاهد.txt"
+DEFAULT_EVIDENCE = (
+    (ARABIC_NAME, "رأيت الدبابات تدخل المدينة عند الفجر.\n".encode()),
+    ("../../.hidden photo.jpg", bytes(range(256)) * 400),
+)
+TOP = "export-0f0e0d0c-0000-4000-8000-000000000001"
+EVIDENCE_PATHS = tuple(
+    f"data/evidence/{uuid.UUID(int=n)}/{bundle.safe_filename(name)}"
+    for n, (name, _) in enumerate(DEFAULT_EVIDENCE, start=1)
+)
+PAYLOAD_PATHS = (
+    *EVIDENCE_PATHS,
+    *(f"data/records/evidence/{uuid.UUID(int=n)}.json" for n in (1, 2)),
+    f"data/records/incidents/{INCIDENT}.json",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A bundle on disk and what a test needs to know about it."""
+
+    path: Path
+    top: str
+    key: str  # the verifier key text
+    signer: NoteSigner
+    evidence_ids: tuple[str, ...]
+    entry_indexes: tuple[int, ...]
+
+    def name(self, rel: str) -> str:
+        """The zip member name of bag path `rel`."""
+        return f"{self.top}/{rel}"
+
+
+class _Log:
+    """An in-memory custody log: the leaves and their hashes."""
+
+    def __init__(self) -> None:
+        self.leaves: list[bytes] = []
+
+    def append(self, action: str, subject: str, **details: object) -> int:
+        index = len(self.leaves)
+        fields = {"index": index, "time": f"2025-03-01T10:00:{index:02d}Z", "organisation": ORG}
+        fields |= {"actor": "user:7", "action": action, "subject": subject, **details}
+        self.leaves.append(encode_entry(fields))
+        return index
+
+    def proof(self, index: int) -> list[bytes]:
+        """PATH(index, D[n]) (RFC 9162 §2.1.3.1): each range's hash straight from the RFC."""
+        hashes = [merkle.leaf_hash(leaf) for leaf in self.leaves]
+        ranges = merkle.inclusion_ranges(index, len(hashes))
+        return [merkle.root_from_leaf_hashes(hashes[start:end]) for start, end in ranges]
+
+    def root(self) -> bytes:
+        return merkle.root_from_leaf_hashes([merkle.leaf_hash(leaf) for leaf in self.leaves])
+
+
+def _ingest(log: _Log, evidence_id: str, content: bytes) -> int:
+    return log.append(
+        "evidence.ingested",
+        f"evidence:{evidence_id}",
+        sha256=hashlib.sha256(content).hexdigest(),
+        sha512=hashlib.sha512(content).hexdigest(),
+        size=len(content),
+        media_type="application/octet-stream",
+    )
+
+
+def seal(
+    payload: Mapping[str, bytes], tags: Mapping[str, bytes], info: Mapping[str, str]
+) -> dict[str, bytes]:
+    """The whole bag: payload, manifests, bag-info with Payload-Oxum, the tag manifest."""
+    size = sum(len(data) for data in payload.values())
+    fields = {**info, "Payload-Oxum": f"{size}.{len(payload)}"}
+    files = dict(payload)
+    files["bagit.txt"] = bundle.BAGIT_TXT.encode()
+    files["bag-info.txt"] = bundle.bag_info_text(fields).encode()
+    for algorithm in bundle.PAYLOAD_ALGORITHMS:
+        listing = ((p, hashlib.new(algorithm, d).hexdigest()) for p, d in payload.items())
+        files[f"manifest-{algorithm}.txt"] = bundle.manifest_text(listing).encode()
+    files |= tags
+    listed = ((p, hashlib.sha256(d).hexdigest()) for p, d in files.items() if p not in payload)
+    files["tagmanifest-sha256.txt"] = bundle.manifest_text(listed).encode()
+    return files
+
+
+def build(
+    directory: Path,
+    *,
+    evidence: Iterable[tuple[str, bytes]] = DEFAULT_EVIDENCE,
+    signer: NoteSigner | None = None,
+    name: str = "bundle.zip",
+) -> Built:
+    """Write a valid bundle of `evidence` (file name, content) linked to one incident."""
+    signer = signer or NoteSigner.generate(ORIGIN)
+    log, items, payload = _Log(), [], {}
+    log.append("organisation.created", "organisation:other")
+    included = [log.append("incident.created", f"incident:{INCIDENT}", title="Shelling")]
+    for number, (filename, content) in enumerate(evidence, start=1):
+        evidence_id = str(uuid.UUID(int=number))
+        log.append("evidence.ingested", f"evidence:{uuid.uuid4()}", sha256="0" * 64)
+        ingest = _ingest(log, evidence_id, content)
+        link = log.append("incident.linked", f"evidence:{evidence_id}", incident=INCIDENT)
+        included += [ingest, link]
+        path = f"data/evidence/{evidence_id}/{bundle.safe_filename(filename)}"
+        digests = {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
+        digests["sha512"] = hashlib.sha512(content).hexdigest()
+        item = {"id": evidence_id, **digests, "ingest_index": ingest, "path": path}
+        items.append(item)
+        payload[path] = content
+        record = {**item, "filename": filename, "custody_index": [ingest, link]}
+        payload[f"data/records/evidence/{evidence_id}.json"] = canonical_json(record)
+    record = {"id": INCIDENT, "title": "Shelling", "evidence": [i["id"] for i in items]}
+    payload[f"data/records/incidents/{INCIDENT}.json"] = canonical_json(record)
+    for _ in range(5):
+        log.append("access.read", "organisation:other")
+    checkpoint = Checkpoint(origin=ORIGIN, size=len(log.leaves), root_hash=log.root())
+    tags = {
+        "custody/checkpoint.txt": sign_checkpoint(checkpoint, signer).encode(),
+        "custody/verifier-key.txt": (signer.verifier().to_text() + "\n").encode(),
+    }
+    tags |= {bundle.entry_path(i): log.leaves[i] for i in included}
+    proofs = {i: log.proof(i) for i in included}
+    tags["custody/proofs.json"] = bundle.proofs_json(len(log.leaves), proofs)
+    tags["custody/items.json"] = bundle.items_json(items, [INCIDENT])
+    tags["report/report.html"] = "<html><body>تقرير</body></html>\n".encode()
+    info = {
+        "Source-Organization": ORG,
+        "Bagging-Date": "2025-03-02",
+        "External-Identifier": "0f0e0d0c-0000-4000-8000-000000000001",
+        "Bag-Software-Agent": "evidence-locker tests",
+        "Locker-Log-Origin": ORIGIN,
+    }
+    top, path = TOP, directory / name
+    write_members(path, [(f"{top}/{rel}", data) for rel, data in seal(payload, tags, info).items()])
+    ids = tuple(str(i["id"]) for i in items)
+    return Built(path, top, signer.verifier().to_text(), signer, ids, tuple(sorted(included)))
+
+
+# --- Reading and tampering with zips --------------------------------------------------
+
+
+def read_members(path: Path) -> dict[str, bytes]:
+    """Every member of the zip, by name, in order."""
+    with zipfile.ZipFile(path) as archive:
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def write_members(
+    path: Path, members: Iterable[tuple[str, bytes]], *, symlinks: Iterable[str] = ()
+) -> Path:
+    """A zip of `members` (duplicates allowed); names in `symlinks` become symlinks."""
+    links = set(symlinks)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=(2025, 3, 2, 0, 0, 0))
+            if name in links:
+                info.create_system = 3
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # zipfile warns on duplicate names
+                archive.writestr(info, data)
+    return path
+
+
+def rewrite_member(source: Path, target: Path, name: str, data: bytes) -> Path:
+    """A copy of the zip with member `name` holding `data` instead."""
+    members = read_members(source)
+    assert name in members, name
+    members[name] = data
+    return write_members(target, members.items())
+
+
+def drop_member(source: Path, target: Path, name: str) -> Path:
+    """A copy of the zip without member `name`."""
+    members = read_members(source)
+    del members[name]
+    return write_members(target, members.items())
+
+
+def add_member(source: Path, target: Path, name: str, data: bytes) -> Path:
+    """A copy of the zip with one more member (any name, even an unsafe one)."""
+    return write_members(target, [*read_members(source).items(), (name, data)])
+
+
+def reseal(source: Path, target: Path, top: str) -> Path:
+    """Recompute manifests, Payload-Oxum and tag manifest, as a careful forger would."""
+    members = {n.removeprefix(f"{top}/"): d for n, d in read_members(source).items()}
+    payload = {p: d for p, d in members.items() if p.startswith("data/")}
+    generated = {"bagit.txt", "bag-info.txt", "tagmanifest-sha256.txt"}
+    generated |= {f"manifest-{a}.txt" for a in bundle.PAYLOAD_ALGORITHMS}
+    tags = {p: d for p, d in members.items() if p not in payload and p not in generated}
+    lines = members["bag-info.txt"].decode().splitlines()
+    info = dict(line.split(": ", 1) for line in lines if not line.startswith("Payload-Oxum"))
+    sealed = seal(payload, tags, info)
+    return write_members(target, [(f"{top}/{rel}", data) for rel, data in sealed.items()])
