@@ -17,7 +17,16 @@ from starlette.requests import ClientDisconnect
 
 from service.access import record_denial
 from service.api.deps import Public
-from service.api.routes import access, custody, evidence, exports, incidents, keys, members
+from service.api.routes import (
+    access,
+    audit,
+    custody,
+    evidence,
+    exports,
+    incidents,
+    keys,
+    members,
+)
 from service.errors import (
     ConfigurationError,
     Error,
@@ -46,6 +55,7 @@ ROUTERS = (
     keys.router,
     access.router,
     exports.router,
+    audit.router,
 )
 
 _STATUS: list[tuple[type[Error], int]] = [

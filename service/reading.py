@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sqlalchemy import exists, not_
 from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
-from service.access import has_grant, visible_clause, visible_evidence
+from service.access import has_grant, visible_clause, visible_evidence, visible_incident
 from service.accounts import Principal
 from service.core.digests import ContentDigests, digest_stream
 from service.db.models import CustodyEntry, CustodySubject, Evidence, SignedCheckpoint, Submission
@@ -92,6 +94,41 @@ def evidence_custody(
     return checkpoint, proven
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryFilter:
+    """Which of the organisation's entries an audit export holds."""
+
+    start: int = 0
+    since: datetime | None = None
+    until: datetime | None = None
+    subject: str | None = None
+
+
+def _visible_entries(principal: Principal, wanted: EntryFilter) -> SelectOfScalar[CustodyEntry]:
+    """The caller's organisation's entries, minus those about items hidden from it."""
+    hidden = exists().where(
+        col(CustodySubject.entry_index) == col(CustodyEntry.index),
+        not_(visible_clause(principal, col(CustodySubject.subject))),
+    )
+    query = (
+        select(CustodyEntry)
+        .where(CustodyEntry.organisation_id == principal.organisation_id)
+        .where(not_(hidden))
+        .where(col(CustodyEntry.index) >= wanted.start)
+    )
+    if wanted.since is not None:
+        query = query.where(col(CustodyEntry.recorded_at) >= wanted.since)
+    if wanted.until is not None:
+        query = query.where(col(CustodyEntry.recorded_at) < wanted.until)
+    if wanted.subject is not None:
+        about = exists().where(
+            col(CustodySubject.entry_index) == col(CustodyEntry.index),
+            col(CustodySubject.subject) == wanted.subject,
+        )
+        query = query.where(about)
+    return query.order_by(col(CustodyEntry.index))
+
+
 def list_entries(
     runtime: Runtime, principal: Principal, *, start: int, limit: int
 ) -> list[CustodyEntry]:
@@ -100,21 +137,53 @@ def list_entries(
     Entries about restricted items the caller holds no grant on are left out.
     """
     principal.require(Permission.CUSTODY_READ)
-    hidden = exists().where(
-        col(CustodySubject.entry_index) == col(CustodyEntry.index),
-        not_(visible_clause(principal, col(CustodySubject.subject))),
-    )
     with runtime.database.session() as session:
         return list(
-            session.exec(
-                select(CustodyEntry)
-                .where(CustodyEntry.organisation_id == principal.organisation_id)
-                .where(not_(hidden))
-                .where(col(CustodyEntry.index) >= start)
-                .order_by(col(CustodyEntry.index))
-                .limit(limit)
-            )
+            session.exec(_visible_entries(principal, EntryFilter(start=start)).limit(limit))
         )
+
+
+def audit_trail(
+    runtime: Runtime, principal: Principal, wanted: EntryFilter, *, batch: int = 500
+) -> tuple[SignedCheckpoint, Iterator[ProvenEntry]]:
+    """Entries for an audit export, each proven against one checkpoint, in batches."""
+    principal.require(Permission.CUSTODY_READ)
+    if wanted.subject is not None:
+        kind, _, item_id = wanted.subject.partition(":")
+        with runtime.database.session() as session:
+            if kind == "incident":
+                visible_incident(session, principal, item_id)
+            else:
+                visible_evidence(session, principal, item_id)
+    checkpoint = runtime.log.latest_checkpoint(runtime.database)
+
+    def entries() -> Iterator[ProvenEntry]:
+        start = wanted.start
+        while True:
+            page = replace(wanted, start=start)
+            with runtime.database.session() as session:
+                rows = list(
+                    session.exec(
+                        _visible_entries(principal, page)
+                        .where(col(CustodyEntry.index) < checkpoint.size)
+                        .limit(batch)
+                    )
+                )
+                proven = [
+                    ProvenEntry(
+                        entry=row,
+                        proof=runtime.log.inclusion_proof(
+                            session, index=row.index, tree_size=checkpoint.size
+                        ),
+                    )
+                    for row in rows
+                ]
+            yield from proven
+            if len(rows) < batch:
+                return
+            start = rows[-1].index + 1
+
+    return checkpoint, entries()
 
 
 def verify_object(

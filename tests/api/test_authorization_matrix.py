@@ -194,7 +194,7 @@ CASES: dict[tuple[str, str], tuple[tuple[str, ...], Request]] = {
     ("POST", "/v1/{kind}/{item_id}/grants"): (
         ALL,
         lambda c, i, r, w: c.post(
-            f"/v1/evidence/{i['evidence']}/grants", json={"email": "auditor@a.example"}
+            f"/v1/evidence/{i['evidence']}/grants", json={"email": "x@a.example"}
         ),
     ),
     ("DELETE", "/v1/grants/{grant_id}"): (
@@ -212,6 +212,10 @@ CASES: dict[tuple[str, str], tuple[tuple[str, ...], Request]] = {
     ("GET", "/v1/exports/{export_id}/content"): (
         NOT_ITEMS,
         lambda c, i, r, w: c.get(f"/v1/exports/{i['export']}/content"),
+    ),
+    ("GET", "/v1/custody/export"): (
+        ALL,
+        lambda c, i, r, w: c.get("/v1/custody/export", params={"evidence": i["evidence"]}),
     ),
     ("GET", "/healthz"): (OWN, lambda c, i, r, w: c.get("/healthz")),
     ("GET", "/metrics"): (OWN, lambda c, i, r, w: c.get("/metrics")),

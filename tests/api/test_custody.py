@@ -176,3 +176,31 @@ def test_verifier_key_is_public_but_checkpoint_needs_a_key(locker: Locker) -> No
     with locker.client(api_key="") as anonymous:
         assert anonymous.get("/v1/custody/verifier-key").status_code == 200
         assert anonymous.get("/v1/custody/checkpoint").status_code == 401
+
+
+def test_audit_export_streams_proven_entries(locker: Locker) -> None:
+    with locker.client() as client:
+        item = client.post("/v1/evidence", files=[("file", ("a.png", PNG, "image/png"))]).json()
+        _make_entries(client, 3)
+        client.get(f"/v1/evidence/{item['id']}/content")
+        key = client.get("/v1/custody/verifier-key").text.strip()
+        jsonl = client.get("/v1/custody/export", params={"format": "jsonl"})
+        one = client.get("/v1/custody/export", params={"evidence": item["id"]})
+        table = client.get("/v1/custody/export", params={"format": "csv"})
+        future = client.get("/v1/custody/export", params={"from": "2999-01-01T00:00:00Z"})
+    lines = [json.loads(line) for line in jsonl.text.splitlines()]
+    _, size, root = independent.open_checkpoint(lines[-1]["checkpoint"], key)
+    assert len(lines) - 1 == BOOTSTRAP_ENTRIES + 5
+    for line in lines[:-1]:
+        leaf = base64.b64decode(line["leaf_b64"])
+        independent.verify_inclusion(
+            leaf, line["index"], size, _b64list(line["inclusion_proof"]), root
+        )
+    assert [json.loads(x)["fields"]["action"] for x in one.text.splitlines()[:-1]] == [
+        "evidence.ingested",
+        "evidence.content_accessed",
+    ]
+    rows = table.text.splitlines()
+    assert rows[0].startswith("index,time,organisation") and rows[-1].startswith("checkpoint,")
+    assert len(rows) == BOOTSTRAP_ENTRIES + 5 + 2
+    assert len(future.text.splitlines()) == 1  # only the closing checkpoint

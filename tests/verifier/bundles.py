@@ -156,10 +156,12 @@ def build(
         "Bag-Software-Agent": "evidence-locker tests",
         "Locker-Log-Origin": ORIGIN,
     }
-    top, path = TOP, directory / name
-    write_members(path, [(f"{top}/{rel}", data) for rel, data in seal(payload, tags, info).items()])
+    zip_path = directory / name
+    write_members(
+        zip_path, [(f"{TOP}/{rel}", data) for rel, data in seal(payload, tags, info).items()]
+    )
     ids = tuple(str(i["id"]) for i in items)
-    return Built(path, top, signer.verifier().to_text(), signer, ids, tuple(sorted(included)))
+    return Built(zip_path, TOP, signer.verifier().to_text(), signer, ids, tuple(sorted(included)))
 
 
 # --- Reading and tampering with zips --------------------------------------------------
