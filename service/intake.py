@@ -131,7 +131,7 @@ class _Pipe:
             self._ended = item is self._END or isinstance(item, BaseException)
 
 
-def _stage_in_thread(runtime: Runtime, pipe: _Pipe) -> _Staged:
+def _stage_in_thread(runtime: Runtime, pipe: _Pipe, expected_key: str | None) -> _Staged:
     digester = ContentDigester()
     head = bytearray()
 
@@ -143,7 +143,7 @@ def _stage_in_thread(runtime: Runtime, pipe: _Pipe) -> _Staged:
             yield chunk
 
     try:
-        staged = runtime.store.stage(digesting())
+        staged = runtime.store.stage(digesting(), expected_key=expected_key)
     except BaseException:
         pipe.drain()
         raise
@@ -162,9 +162,13 @@ async def _part_chunks(events: AsyncIterator[FormEvent]) -> AsyncIterator[bytes]
     raise InvalidInput("malformed multipart body: truncated part")
 
 
-async def _stage_file(runtime: Runtime, chunks: AsyncIterator[bytes], limit: int) -> _Staged:
+async def _stage_file(
+    runtime: Runtime, chunks: AsyncIterator[bytes], limit: int, expected_key: str | None
+) -> _Staged:
     pipe = _Pipe()
-    staging = asyncio.ensure_future(asyncio.to_thread(_stage_in_thread, runtime, pipe))
+    staging = asyncio.ensure_future(
+        asyncio.to_thread(_stage_in_thread, runtime, pipe, expected_key)
+    )
     size, buffer = 0, bytearray()
     try:
         async for chunk in chunks:
@@ -259,10 +263,12 @@ async def ingest(
             filename = _check_filename(event.filename or "")
             # Validate what already arrived before storing a byte.
             _parse_metadata(fields.get("metadata"))
-            _parse_claimed_sha256(fields.get("sha256"))
-            intent_id = await run_in_threadpool(_open_intent, runtime, principal, filename)
+            claimed = _parse_claimed_sha256(fields.get("sha256"))
+            intent_id, expected_key = await run_in_threadpool(
+                _open_intent, runtime, principal, filename, claimed
+            )
             staged = await _stage_file(
-                runtime, _part_chunks(form), runtime.settings.max_upload_bytes
+                runtime, _part_chunks(form), runtime.settings.max_upload_bytes, expected_key
             )
         if staged is None or intent_id is None:
             raise InvalidInput("file: the upload has no file part")
@@ -285,18 +291,35 @@ def _reason(exc: BaseException) -> str:
     return exc.diagnostics() if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
 
 
-def _open_intent(runtime: Runtime, principal: Principal, filename: str) -> str:
+def _object_key(organisation_id: str, sha256_hex: str) -> str:
+    """Where an organisation's object with this content lives (content-addressed)."""
+    return f"org/{organisation_id}/sha256/{sha256_hex}"
+
+
+def _open_intent(
+    runtime: Runtime, principal: Principal, filename: str, claimed: str | None
+) -> tuple[str, str | None]:
+    """Record the intent; with a field digest of new content, also where to write it.
+
+    Knowing the digest before the bytes lets the store write them straight to their
+    content-addressed key (still unlocked, and checked before it is committed).
+    """
+    expected_key = None
+    if claimed is not None and _find_evidence(runtime, principal.organisation_id, claimed) is None:
+        expected_key = _object_key(principal.organisation_id, claimed)
     intent = UploadIntent(
         id=str(uuid.uuid4()),
         organisation_id=principal.organisation_id,
         user_id=principal.user_id,
         filename=filename,
         metadata_json="{}",
+        claimed_sha256=claimed,
+        staging_key=expected_key,
         created_at=datetime.now(UTC),
     )
     with runtime.database.session() as session:
         session.add(intent)
-    return intent.id
+    return intent.id, expected_key
 
 
 def abandon_intent(
@@ -327,7 +350,7 @@ def _record(
             f"sha256: mismatch: you sent {claimed}, the server received {digests.sha256.hex}"
         )
     media_type = sniff_media_type(staged.head)
-    key = f"org/{principal.organisation_id}/sha256/{digests.sha256.hex}"
+    key = _object_key(principal.organisation_id, digests.sha256.hex)
     with runtime.database.session() as session:
         if metadata.incident_id is not None:
             try:

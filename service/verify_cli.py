@@ -14,6 +14,7 @@ from rich.console import Console
 
 from service.core.checkpoint import NoteVerifier
 from service.errors import Error
+from service.monitor import check_server
 from service.verifier import render, to_json, verify_path
 
 EXIT_VERIFIED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -27,16 +28,27 @@ def _read_key(key: Path) -> str:
 
 
 def verify(
-    bundle: Annotated[Path, typer.Argument(help="The bundle zip to verify.")],
+    bundle: Annotated[Path | None, typer.Argument(help="The bundle zip to verify.")] = None,
     key: Annotated[
         Path | None,
         typer.Option("--key", help="File with the locker's verifier key, from a trusted source."),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
+    server: Annotated[
+        str | None, typer.Option("--server", help="Monitor this locker's log instead.")
+    ] = None,
+    state: Annotated[
+        Path | None, typer.Option("--state", help="With --server: the last checkpoint seen.")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="LOCKER_API_KEY", help="With --server.")
+    ] = None,
 ) -> None:
-    """Verify an evidence bundle offline: files, manifests, custody proofs and signature."""
+    """Verify an evidence bundle offline, or (--server) that a locker's log only grows."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    if not bundle.is_file():
+    if server is not None:
+        _monitor(server, key, state, api_key, err)
+    if bundle is None or not bundle.is_file():
         err.print(f"locker verify: no such bundle file: {bundle}", markup=False)
         raise typer.Exit(EXIT_USAGE)
     key_text = None
@@ -52,6 +64,27 @@ def verify(
     else:
         render(verdict, Console(highlight=False))
     raise typer.Exit(EXIT_VERIFIED if verdict.ok else EXIT_FAILED)
+
+
+def _monitor(
+    server: str, key: Path | None, state: Path | None, api_key: str | None, err: Console
+) -> None:
+    if key is None or state is None:
+        err.print("locker verify --server needs --key and --state", markup=False)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        verifier = NoteVerifier.from_text(_read_key(key))
+    except (OSError, UnicodeDecodeError, ValueError, Error) as exc:
+        err.print(f"locker verify: cannot use the key in {key}: {exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    result = check_server(server, verifier, state, api_key=api_key)
+    out = Console(highlight=False, soft_wrap=True)
+    for finding in result.findings:
+        out.print(f"[red]FINDING[/red] {finding}")
+    if result.ok and result.current is not None:
+        since = f" (consistent with saved size {result.previous.size})" if result.previous else ""
+        out.print(f"[green]checkpoint of size {result.current.size} verified{since}[/green]")
+    raise typer.Exit(EXIT_VERIFIED if result.ok else EXIT_FAILED)
 
 
 def register(app: typer.Typer) -> None:

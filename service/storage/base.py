@@ -41,10 +41,17 @@ class StoredObject:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StagedObject:
-    """Bytes written but not yet committed: no retention, safe to discard."""
+    """Bytes written but not yet committed: no retention, safe to discard.
+
+    A store may write straight to the final key when the caller knows it in advance
+    (`stage(..., expected_key=...)`): then `target_key` and `version_id` name that
+    still-unlocked version, and `commit` only locks it — no copy.
+    """
 
     staging_key: str
     size: int
+    target_key: str | None = None
+    version_id: str | None = None
 
 
 class ObjectStore(Protocol):
@@ -54,8 +61,12 @@ class ObjectStore(Protocol):
     `ObjectMissing` when the object or version is not there).
     """
 
-    def stage(self, chunks: Iterable[bytes]) -> StagedObject:
-        """Write a stream of unknown length to a fresh staging object, in bounded memory."""
+    def stage(self, chunks: Iterable[bytes], *, expected_key: str | None = None) -> StagedObject:
+        """Write a stream of unknown length to a fresh staging object, in bounded memory.
+
+        `expected_key` is where the bytes should end up if they prove to be what the
+        caller expects; a store may write there directly, unlocked, when it is free.
+        """
         ...
 
     def commit(self, staged: StagedObject, key: str, *, retain_until: datetime) -> StoredObject:
@@ -118,6 +129,8 @@ def check_staging_key(staged: StagedObject) -> str:
 
     Stops a forged StagedObject from making `discard` or `commit` touch other keys.
     """
+    if staged.target_key is not None and staged.version_id is not None:
+        return check_key(staged.target_key)
     if not _STAGING_PATTERN.fullmatch(staged.staging_key):
         raise StorageError(f"refused staging key {staged.staging_key!r}")
     return staged.staging_key

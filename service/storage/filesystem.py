@@ -47,7 +47,7 @@ class FilesystemStore:
         except OSError as error:
             raise StorageError(f"cannot create store at {root}: {error.strerror}") from None
 
-    def stage(self, chunks: Iterable[bytes]) -> StagedObject:
+    def stage(self, chunks: Iterable[bytes], *, expected_key: str | None = None) -> StagedObject:
         """Write the chunks to a new read-only staging file, one chunk in memory at a time."""
         key = new_staging_key()
         path = self._staging_path(key)

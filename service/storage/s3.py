@@ -118,14 +118,19 @@ class S3Store:
                 "this server does not enforce Object Lock"
             )
 
-    def stage(self, chunks: Iterable[bytes]) -> StagedObject:
-        """Multipart-upload the chunks (16 MiB parts) to a fresh staging key."""
-        key = new_staging_key()
+    def stage(self, chunks: Iterable[bytes], *, expected_key: str | None = None) -> StagedObject:
+        """Multipart-upload the chunks (16 MiB parts) to a fresh staging key.
+
+        With a free `expected_key`, write there directly instead (unlocked until
+        `commit`): a server-side copy costs as much as the upload itself.
+        """
+        direct = expected_key is not None and self._original(check_key(expected_key)) is None
+        key = expected_key if direct and expected_key is not None else new_staging_key()
         reader = _ChunkReader(chunks)
         try:
             # minio only calls read(n). One part in flight (not minio's default of
             # three) keeps memory to a few parts.
-            self._client.put_object(
+            result = self._client.put_object(
                 self._bucket,
                 key,
                 cast(BinaryIO, reader),
@@ -137,6 +142,10 @@ class S3Store:
             if reader.failure is not None:
                 raise reader.failure from None
             raise _as_storage_error(error, f"staging {key}") from None
+        if direct:
+            return StagedObject(
+                staging_key=key, size=reader.size, target_key=key, version_id=result.version_id
+            )
         return StagedObject(staging_key=key, size=reader.size)
 
     def commit(self, staged: StagedObject, key: str, *, retain_until: datetime) -> StoredObject:
@@ -147,6 +156,8 @@ class S3Store:
         """
         source = check_staging_key(staged)
         until = _ceil_to_second(check_retain_until(retain_until))
+        if staged.target_key is not None and staged.version_id is not None:
+            return self._commit_in_place(staged.target_key, staged.version_id, key, until)
         if self.head(key) is not None:
             raise ObjectExists(f"object {key} already exists")
         version = self._copy(source, key, size=staged.size, until=until)
@@ -157,9 +168,30 @@ class S3Store:
         self._discard_quietly(staged)
         return original
 
+    def _commit_in_place(
+        self, target: str, version: str, key: str, until: datetime
+    ) -> StoredObject:
+        """Lock a version written straight to its final key; check it is the original."""
+        if target != key:
+            raise StorageError(f"staged for {target}, not for {key}")
+        first = self._original(key)
+        if first is not None and first.version_id != version:
+            # Someone stored these bytes first; ours is left unlocked for `discard`.
+            raise ObjectExists(f"object {key} was committed concurrently")
+        self._lock(key, version, until, until)
+        original = self._original(key)
+        if original is None or original.version_id != version:
+            # Someone stored these bytes first; ours stays as a later, locked version.
+            raise ObjectExists(f"object {key} was committed concurrently")
+        return original
+
     def discard(self, staged: StagedObject) -> None:
         """Permanently delete every version of the staging key (it has no retention)."""
         source = check_staging_key(staged)
+        if staged.target_key is not None and staged.version_id is not None:
+            with _provider_errors(f"discarding {source} version {staged.version_id}"):
+                self._client.remove_object(self._bucket, source, version_id=staged.version_id)
+            return
         with _provider_errors(f"discarding {source}"):
             for version in self._versions(source):
                 self._client.remove_object(self._bucket, source, version_id=version.version_id)

@@ -1,0 +1,128 @@
+"""The locker as an operator runs it, for the benchmarks: a separate server process.
+
+Shared by `upload_throughput.py` and `upload_memory.py`: a scratch PostgreSQL database,
+the environment for the S3 backend, and `run_locker`, which bootstraps an API key with
+`python -m service admin bootstrap` and serves with `python -m service serve`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # for tests.seaweed and tests.harness
+
+from tests.harness import free_port  # noqa: E402
+from tests.seaweed import SeaweedServer  # noqa: E402
+
+ADMIN_URL = os.environ.get("LOCKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_START_TIMEOUT_S = 60.0
+_STOP_TIMEOUT_S = 30.0
+
+
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (its URL), dropped on exit."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"{ADMIN_URL.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def s3_environment(s3: SeaweedServer, *, database_url: str, data_dir: Path) -> dict[str, str]:
+    """LOCKER_* settings for PostgreSQL and the S3 store on `s3`."""
+    return {
+        "LOCKER_DATA_DIR": str(data_dir),
+        "LOCKER_DATABASE_URL": database_url,
+        "LOCKER_S3_ENDPOINT": s3.endpoint,
+        "LOCKER_S3_ACCESS_KEY": s3.access_key,
+        "LOCKER_S3_SECRET_KEY": s3.secret_key,
+        "LOCKER_S3_BUCKET": "bench-evidence",
+        "LOCKER_S3_SECURE": "false",
+    }
+
+
+def embedded_environment(data_dir: Path) -> dict[str, str]:
+    """LOCKER_* settings for the embedded default: SQLite and the filesystem store."""
+    return {"LOCKER_DATA_DIR": str(data_dir)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Locker:
+    """A running locker process: where it listens, its pid and an admin API key."""
+
+    url: str
+    pid: int
+    api_key: str
+
+
+def _environment(locker_env: dict[str, str]) -> dict[str, str]:
+    """The caller's environment without any LOCKER_* of its own, plus `locker_env`."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
+    return inherited | locker_env
+
+
+def _bootstrap(env: dict[str, str]) -> str:
+    """Create an organisation and admin; the API key is the last line of stdout."""
+    command = [sys.executable, "-m", "service", "admin", "bootstrap"]
+    command += ["--org", "Benchmark Project", "--email", "bench@example.org"]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"bootstrap failed ({done.returncode}):\n{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    tail = log_path.read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"the locker did not become healthy:\n{tail}")
+
+
+@contextmanager
+def run_locker(locker_env: dict[str, str], *, log_path: Path) -> Iterator[Locker]:
+    """Bootstrap, then serve on a free port as a separate process; stop it on exit."""
+    env = _environment(locker_env)
+    api_key = _bootstrap(env)
+    port = free_port()
+    command = [sys.executable, "-m", "service", "serve", "--port", str(port)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_healthy(url, process, log_path)
+        yield Locker(url=url, pid=process.pid, api_key=api_key)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,149 @@
+"""Uploading a file from disk through POST /v1/evidence, streamed, and watching the server.
+
+The body is multipart/form-data framed by hand around chunks read from the file, so the
+client never holds more than one chunk: what is measured is the server, not the client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+from _locker import Locker
+
+MIB = 1024 * 1024
+_CHUNK = MIB
+_BOUNDARY = "locker-bench-8c1d0f5e"
+_UPLOAD_TIMEOUT_S = 600.0
+
+
+def write_random_file(path: Path, mib: int) -> None:
+    """`mib` MiB of incompressible bytes (one random MiB, each copy stamped with its number)."""
+    block = os.urandom(MIB)
+    with path.open("wb") as handle:
+        for number in range(mib):
+            handle.write(number.to_bytes(8, "big") + block[8:])
+
+
+def make_unique(path: Path, tag: int) -> str:
+    """Overwrite the first 8 bytes with `tag` (no dedupe between runs); returns the sha256."""
+    with path.open("r+b") as handle:
+        handle.write(tag.to_bytes(8, "big"))
+        handle.flush()
+        handle.seek(0)
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _part(name: str, value: str) -> bytes:
+    return (
+        f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+    ).encode()
+
+
+def _multipart(path: Path, sha256: str | None) -> tuple[int, Iterator[bytes]]:
+    """Content-Length and chunks of a body with part `file` (and `sha256` if given)."""
+    head = _part("sha256", sha256) if sha256 is not None else b""
+    head += (
+        f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; '
+        'filename="interview.mp4"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    tail = f"\r\n--{_BOUNDARY}--\r\n".encode()
+
+    def chunks() -> Iterator[bytes]:
+        yield head
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                yield chunk
+        yield tail
+
+    return len(head) + path.stat().st_size + len(tail), chunks()
+
+
+def upload(locker: Locker, path: Path, *, sha256: str, send_sha256: bool = False) -> float:
+    """POST the file to /v1/evidence; the wall time in seconds until the 201 arrived.
+
+    Checks that the server recorded new evidence with the file's SHA-256 and size.
+    """
+    length, body = _multipart(path, sha256 if send_sha256 else None)
+    headers = {
+        "Authorization": f"Bearer {locker.api_key}",
+        "Content-Type": f"multipart/form-data; boundary={_BOUNDARY}",
+        "Content-Length": str(length),
+    }
+    with httpx.Client(timeout=_UPLOAD_TIMEOUT_S) as client:
+        started = time.perf_counter()
+        response = client.post(f"{locker.url}/v1/evidence", content=body, headers=headers)
+        elapsed = time.perf_counter() - started
+    if response.status_code != 201:
+        raise RuntimeError(f"upload failed: {response.status_code} {response.text[:500]}")
+    recorded = response.json()
+    expected = (sha256, path.stat().st_size, False)
+    got = (recorded["sha256"], recorded["size"], recorded["duplicate"])
+    if got != expected:
+        raise RuntimeError(f"upload recorded {got}, want {expected}")
+    return elapsed
+
+
+def _status_kib(pid: int, field: str) -> int:
+    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/{pid}/status has no {field}")
+
+
+def rss_mib(pid: int) -> float:
+    """The resident set size of process `pid` now, in MiB."""
+    return _status_kib(pid, "VmRSS") / 1024
+
+
+@dataclass(slots=True)
+class RssPeak:
+    """What the sampler saw: the highest sampled VmRSS, and the kernel's high-water mark."""
+
+    sampled_mib: float = 0.0
+    high_water_mib: float = 0.0
+    samples: int = 0
+
+
+class RssSampler:
+    """Samples VmRSS of `pid` every `interval` seconds in a thread, inside a `with` block.
+
+    The kernel's VmHWM is reset on entry (clear_refs 5) and read on exit, so a spike
+    shorter than the interval is caught too.
+    """
+
+    def __init__(self, pid: int, *, interval: float = 0.02) -> None:
+        self._pid, self._interval = pid, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.peak = RssPeak()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak.sampled_mib = max(self.peak.sampled_mib, rss_mib(self._pid))
+            self.peak.samples += 1
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> Self:
+        Path(f"/proc/{self._pid}/clear_refs").write_text("5")
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak.high_water_mib = _status_kib(self._pid, "VmHWM") / 1024
