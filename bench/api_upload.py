@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -164,6 +165,16 @@ def _peak_rss_during(server: Server, path: Path) -> tuple[float, float]:
     return idle, peak
 
 
+@contextmanager
+def _running(env: dict[str, str]) -> Iterator[Server]:
+    """A locker server that is stopped however the benchmark ends."""
+    server = Server(env)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def _s3_env(s3: SeaweedServer, database_url: str, data: Path) -> dict[str, str]:
     return {
         "LOCKER_DATA_DIR": str(data),
@@ -194,8 +205,10 @@ def main() -> int:
             _make_file(medium, args.mib)
             _make_file(large, args.rss_mib)
             _make_file(scratch / "warmup.bin", 1)
-            with run_seaweed(scratch / "s3") as s3:
-                server = Server(_s3_env(s3, database_url, scratch / "locker"))
+            with (
+                run_seaweed(scratch / "s3") as s3,
+                _running(_s3_env(s3, database_url, scratch / "locker")) as server,
+            ):
                 client = Minio(
                     s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, secure=False
                 )
@@ -214,11 +227,9 @@ def main() -> int:
                 results["raw MiB/s"] = args.mib / statistics.median(raw_times)
                 idle, peak = _peak_rss_during(server, large)
                 results["s3: idle RSS MiB"], results["s3: peak RSS MiB"] = idle, peak
-                server.stop()
-            embedded = Server({"LOCKER_DATA_DIR": str(scratch / "embedded")})
-            idle, peak = _peak_rss_during(embedded, large)
+            with _running({"LOCKER_DATA_DIR": str(scratch / "embedded")}) as embedded:
+                idle, peak = _peak_rss_during(embedded, large)
             results["embedded: idle RSS MiB"], results["embedded: peak RSS MiB"] = idle, peak
-            embedded.stop()
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
