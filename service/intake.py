@@ -42,6 +42,8 @@ from service.storage import StagedObject
 
 _MAX_FIELD_BYTES = 64 * 1024
 _PIPE_CHUNK = 1024 * 1024
+# More than one S3 part (16 MiB): the request keeps arriving while a part is sent.
+_PIPE_DEPTH = 24
 _SNIFF_BYTES = 8192
 
 
@@ -99,7 +101,7 @@ class _Pipe:
     _END = object()
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=8)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=_PIPE_DEPTH)
         self.consumer_failed = threading.Event()
         self._ended = False  # the consumer has seen the end (or the abort) already
 
