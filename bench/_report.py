@@ -6,6 +6,7 @@ import math
 import os
 import platform
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,10 +56,29 @@ def _revision() -> str:
     return f"{git('rev-parse', '--short', 'HEAD')}{dirty}"
 
 
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy_share(seconds: float = 1.0) -> float:
+    """The share of all CPUs busy over the next `seconds`, before the benchmark starts."""
+    busy, total = _cpu_jiffies()
+    time.sleep(seconds)
+    busy_after, total_after = _cpu_jiffies()
+    return (busy_after - busy) / max(1, total_after - total)
+
+
 def print_context() -> None:
-    """Machine, date and code revision, so a result can be placed."""
+    """Machine, date, code revision and other load, so a result can be placed."""
     print(f"machine: {os.cpu_count()} cores, {_cpu_model()}, {_memory_gib():.0f} GiB RAM")
     print(f"date:    {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; service at {_revision()}")
+    busy = _busy_share()
+    print(f"load:    {busy:.0%} of the CPUs busy before starting")
+    if busy > 0.1:
+        print("WARNING: other processes are using the CPUs; the results will be noisy")
 
 
 def print_table(title: str, rows: Sequence[Row]) -> bool:

@@ -42,8 +42,8 @@ from service.storage import StagedObject
 
 _MAX_FIELD_BYTES = 64 * 1024
 _PIPE_CHUNK = 1024 * 1024
-# More than one S3 part (16 MiB): the request keeps arriving while a part is sent.
-_PIPE_DEPTH = 24
+# Chunks in flight between the request and the storage thread (memory stays bounded).
+_PIPE_DEPTH = 8
 _SNIFF_BYTES = 8192
 
 

@@ -42,7 +42,10 @@ from service.storage.base import (
 
 _log = logging.getLogger(__name__)
 
-_PART_SIZE = 16 * 1024 * 1024
+# 8 MiB parts, two in flight: SeaweedFS works on one while we hash and sign the next.
+# 8 MiB is the smallest power of two that fits a 64 GiB upload in S3's 10,000 parts.
+_PART_SIZE = 8 * 1024 * 1024
+_PARALLEL_PARTS = 2
 _MAX_COPY_SIZE = 5 * 1024**3  # S3's limit for a single CopyObject; beyond it, multipart copy
 _PROBE_KEY = f"{PROBE_PREFIX}object-lock"
 _PROBE_RETENTION = timedelta(days=1)
@@ -119,7 +122,7 @@ class S3Store:
             )
 
     def stage(self, chunks: Iterable[bytes], *, expected_key: str | None = None) -> StagedObject:
-        """Multipart-upload the chunks (16 MiB parts) to a fresh staging key.
+        """Multipart-upload the chunks (8 MiB parts) to a fresh staging key.
 
         With a free `expected_key`, write there directly instead (unlocked until
         `commit`): a server-side copy costs as much as the upload itself.
@@ -128,15 +131,15 @@ class S3Store:
         key = expected_key if direct and expected_key is not None else new_staging_key()
         reader = _ChunkReader(chunks)
         try:
-            # minio only calls read(n). One part in flight (not minio's default of
-            # three) keeps memory to a few parts.
+            # minio only calls read(n). Two parts in flight (not minio's default of
+            # three) overlap hashing with sending and keep memory to a few parts.
             result = self._client.put_object(
                 self._bucket,
                 key,
                 cast(BinaryIO, reader),
                 length=-1,
                 part_size=_PART_SIZE,
-                num_parallel_uploads=1,
+                num_parallel_uploads=_PARALLEL_PARTS,
             )
         except _TRANSPORT_ERRORS as error:
             if reader.failure is not None:
