@@ -385,18 +385,22 @@ class _ChunkReader:
         """Up to `size` bytes; fewer only at the end of the stream."""
         if size < 0:
             raise ValueError("refusing an unbounded read")
-        buffer = bytearray()
-        while len(buffer) < size:
+        # Views of the source chunks, joined once: each byte is copied a single time.
+        pieces: list[memoryview] = []
+        wanted = size
+        while wanted > 0:
             if not self._pending:
                 chunk = self._next_chunk()
                 if chunk is None:
                     break
                 self._pending = memoryview(chunk)
-            take = min(size - len(buffer), len(self._pending))
-            buffer += self._pending[:take]
+            take = min(wanted, len(self._pending))
+            pieces.append(self._pending[:take])
             self._pending = self._pending[take:]
-        self.size += len(buffer)
-        return bytes(buffer)
+            wanted -= take
+        data = b"".join(pieces)
+        self.size += len(data)
+        return data
 
     def _next_chunk(self) -> bytes | None:
         try:
