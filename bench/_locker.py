@@ -26,11 +26,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for tests.seaweed and tests.harness
 
 from tests.harness import free_port  # noqa: E402
-from tests.seaweed import SeaweedServer  # noqa: E402
+from tests.seaweed import SeaweedServer, stop_process  # noqa: E402
 
 ADMIN_URL = os.environ.get("LOCKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _START_TIMEOUT_S = 60.0
-_STOP_TIMEOUT_S = 30.0
 
 
 @contextmanager
@@ -120,9 +119,4 @@ def run_locker(locker_env: dict[str, str], *, log_path: Path) -> Iterator[Locker
         _wait_until_healthy(url, process, log_path)
         yield Locker(url=url, pid=process.pid, api_key=api_key)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

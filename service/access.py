@@ -145,7 +145,8 @@ def _grant(
     return grant
 
 
-def _visible_item(session: Session, principal: Principal, kind: str, item_id: str) -> str:
+def visible_item(session: Session, principal: Principal, kind: str, item_id: str) -> str:
+    """The subject ("incident:<id>" or "evidence:<id>") if the caller may see the item."""
     if kind == "incident":
         visible_incident(session, principal, item_id)
     else:
@@ -157,7 +158,7 @@ def restrict_item(runtime: Runtime, principal: Principal, *, kind: str, item_id:
     """Restrict an item the caller can see; the caller keeps access through a grant."""
     principal.require(Permission.RESTRICT, subject=f"{kind}:{item_id}")
     with runtime.database.session() as session:
-        subject = _visible_item(session, principal, kind, item_id)
+        subject = visible_item(session, principal, kind, item_id)
         restrict_in_session(runtime, session, principal, subject)
 
 

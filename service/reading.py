@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import exists, not_
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from service.access import has_grant, visible_clause, visible_evidence, visible_incident
+from service.access import has_grant, visible_clause, visible_evidence, visible_item
 from service.accounts import Principal
 from service.core.digests import ContentDigests, digest_stream
 from service.db.models import CustodyEntry, CustodySubject, Evidence, SignedCheckpoint, Submission
@@ -82,16 +82,21 @@ def evidence_custody(
             .where(col(CustodyEntry.index) < checkpoint.size)
             .order_by(col(CustodyEntry.index))
         ).all()
-        proven = [
-            ProvenEntry(
-                entry=entry,
-                proof=runtime.log.inclusion_proof(
-                    session, index=entry.index, tree_size=checkpoint.size
-                ),
-            )
-            for entry in entries
-        ]
+        proven = _prove(runtime, session, entries, checkpoint.size)
     return checkpoint, proven
+
+
+def _prove(
+    runtime: Runtime, session: Session, entries: Iterable[CustodyEntry], tree_size: int
+) -> list[ProvenEntry]:
+    """Each entry with its inclusion proof in the tree of `tree_size`."""
+    return [
+        ProvenEntry(
+            entry=entry,
+            proof=runtime.log.inclusion_proof(session, index=entry.index, tree_size=tree_size),
+        )
+        for entry in entries
+    ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,10 +156,7 @@ def audit_trail(
     if wanted.subject is not None:
         kind, _, item_id = wanted.subject.partition(":")
         with runtime.database.session() as session:
-            if kind == "incident":
-                visible_incident(session, principal, item_id)
-            else:
-                visible_evidence(session, principal, item_id)
+            visible_item(session, principal, kind, item_id)
     checkpoint = runtime.log.latest_checkpoint(runtime.database)
 
     def entries() -> Iterator[ProvenEntry]:
@@ -169,15 +171,7 @@ def audit_trail(
                         .limit(batch)
                     )
                 )
-                proven = [
-                    ProvenEntry(
-                        entry=row,
-                        proof=runtime.log.inclusion_proof(
-                            session, index=row.index, tree_size=checkpoint.size
-                        ),
-                    )
-                    for row in rows
-                ]
+                proven = _prove(runtime, session, rows, checkpoint.size)
             yield from proven
             if len(rows) < batch:
                 return

@@ -134,7 +134,8 @@ def _wait_until_ready(server: SeaweedServer, log_path: Path) -> None:
         time.sleep(0.2)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a child process, killing it if it does not stop in time."""
     process.terminate()
     try:
         process.wait(timeout=_STOP_TIMEOUT_S)
@@ -166,4 +167,4 @@ def run_seaweed(data_dir: Path) -> Iterator[SeaweedServer]:
         _wait_until_ready(server, log_path)
         yield server
     finally:
-        _stop(process)
+        stop_process(process)
