@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import CustodyReader, RuntimeDep
 from service.api.schemas import b64
+from service.case_export import case_jsonld
 from service.core.entry import decode_entry
 from service.db.models import SignedCheckpoint
 from service.errors import InvalidInput
@@ -78,7 +79,7 @@ def _csv(checkpoint: SignedCheckpoint, entries: Iterator[ProvenEntry]) -> Iterat
 async def export_audit_log(
     runtime: RuntimeDep,
     principal: CustodyReader,
-    format: Annotated[Literal["jsonl", "csv"], Query()] = "jsonl",
+    format: Annotated[Literal["jsonl", "csv", "case"], Query()] = "jsonl",
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
     incident: Annotated[str | None, Query(max_length=36)] = None,
@@ -90,6 +91,9 @@ async def export_audit_log(
     subject = f"incident:{incident}" if incident else f"evidence:{evidence}" if evidence else None
     wanted = EntryFilter(since=since, until=until, subject=subject)
     checkpoint, entries = await run_in_threadpool(audit_trail, runtime, principal, wanted)
+    if format == "case":
+        document = case_jsonld(runtime, principal, checkpoint, entries)
+        return StreamingResponse(document, media_type="application/ld+json")
     if format == "csv":
         return StreamingResponse(_csv(checkpoint, entries), media_type="text/csv; charset=utf-8")
     return StreamingResponse(_jsonl(checkpoint, entries), media_type="application/jsonl")
