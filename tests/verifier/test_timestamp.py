@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from service.verifier import verify_path
 from service.verify_cli import register
 from tests.tsa import Authority
 from tests.verifier.bundles import Built, add_member, build, read_members, reseal, rewrite_member
+from tests.verifier.test_isolation import _block
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +146,21 @@ def test_cli_names_a_token_for_another_checkpoint(
     code, out = _run(path, "--key", key, "--json")
     assert code == 1
     assert '"check": "trusted timestamp"' in out and "custody/checkpoint.tsr" in out
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+@pytest.mark.parametrize("message", ["checkpoint", "another"])
+def test_documented_openssl_ts_steps(
+    built: Built, authority: Authority, tmp_path: Path, message: str
+) -> None:
+    note = _note(built) if message == "checkpoint" else b"another checkpoint\n"
+    path = _stamped(built, authority, tmp_path, _token(authority, note))
+    with zipfile.ZipFile(path) as archive:
+        archive.extractall(tmp_path / "bundle")
+    bag = tmp_path / "bundle" / built.top
+    (bag / "tsa-ca.pem").write_bytes(authority.ca_pem())
+    result = subprocess.run(
+        ["bash", "-e", "-c", _block("openssl-ts-check")], cwd=bag, capture_output=True, text=True
+    )
+    assert ("Verification: OK" in result.stdout) == (message == "checkpoint"), result
+    assert (result.returncode == 0) == (message == "checkpoint")
