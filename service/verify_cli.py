@@ -68,7 +68,9 @@ def verify(
         try:
             roots = load_certificates(tsa_ca.read_bytes())
         except (OSError, Error) as exc:
-            err.print(f"locker verify: cannot use the certificates in {tsa_ca}: {exc}")
+            err.print(
+                f"locker verify: cannot use the certificates in {tsa_ca}: {exc}", markup=False
+            )
             raise typer.Exit(EXIT_USAGE) from None
     verdict = verify_path(bundle, key_text, roots)
     if json_out:
