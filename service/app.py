@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -43,6 +44,7 @@ from service.errors import (
 from service.runtime import Runtime, open_runtime
 from service.security import FailureThrottle
 from service.settings import Settings
+from service.timestamps import timestamp_periodically
 
 _log = structlog.get_logger("locker")
 
@@ -129,9 +131,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = runtime is None
         app.state.runtime = runtime or await run_in_threadpool(open_runtime, settings or Settings())
+        stamping = None
+        if app.state.runtime.tsa is not None:
+            stamping = asyncio.create_task(timestamp_periodically(app.state.runtime))
         try:
             yield
         finally:
+            if stamping is not None:
+                stamping.cancel()
             if own:
                 app.state.runtime.close()
 

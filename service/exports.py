@@ -38,6 +38,7 @@ from service.errors import DigestMismatch, InvalidInput, NotFound
 from service.permissions import Permission
 from service.report import render_report
 from service.runtime import Runtime
+from service.timestamps import timestamp_checkpoint
 
 _MAX_ITEMS = 10_000
 _COPY_CHUNK = 1024 * 1024
@@ -185,6 +186,7 @@ def _build(runtime: Runtime, export_id: str) -> tuple[str, str | None, int, str]
         items = _items(session, request["evidence"])
         incidents = [_incident_record(session, i) for i in request["incidents"]]
     checkpoint = runtime.log.latest_checkpoint(runtime.database)
+    timestamp = timestamp_checkpoint(runtime, checkpoint)
     subjects = (
         [f"evidence:{i.evidence.id}" for i in items]
         + [f"incident:{i['id']}" for i in incidents]
@@ -210,6 +212,7 @@ def _build(runtime: Runtime, export_id: str) -> tuple[str, str | None, int, str]
                 proofs,
                 checkpoint.note,
                 by_subject,
+                timestamp.response if timestamp else None,
             )
         size = spool.tell()
         spool.seek(0)
@@ -372,6 +375,7 @@ def _write_bag(
     proofs: dict[int, list[bytes]],
     checkpoint_note: str,
     by_subject: dict[str, list[int]],
+    timestamp: bytes | None,
 ) -> None:
     bag = _BagWriter(archive, f"export-{export.id}/")
     for item in items:
@@ -408,7 +412,7 @@ def _write_bag(
     bag.tag_file(
         "manifest-sha512.txt", bundle.manifest_text((p, s) for p, _, s in bag.payload).encode()
     )
-    _write_custody(runtime, bag, items, incidents, entries, proofs, checkpoint_note)
+    _write_custody(runtime, bag, items, incidents, entries, proofs, checkpoint_note, timestamp)
     decoded = {e.index: decode_entry(e.leaf) for e in entries}
     timelines = {
         i.evidence.id: [decoded[n] for n in by_subject.get(f"evidence:{i.evidence.id}", [])]
@@ -436,9 +440,14 @@ def _write_custody(
     entries: list[CustodyEntry],
     proofs: dict[int, list[bytes]],
     checkpoint_note: str,
+    timestamp: bytes | None,
 ) -> None:
     bag.tag_file("custody/checkpoint.txt", checkpoint_note.encode())
     bag.tag_file("custody/verifier-key.txt", (runtime.log.verifier.to_text() + "\n").encode())
+    if timestamp is not None:
+        bag.tag_file(bundle.TIMESTAMP_PATH, timestamp)
+        if runtime.tsa is not None:
+            bag.tag_file(bundle.TSA_CA_PATH, runtime.tsa.ca_pem)
     for entry in entries:
         bag.tag_file(bundle.entry_path(entry.index), entry.leaf)
     tree_size = int(checkpoint_note.split("\n")[1])

@@ -9,13 +9,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from cryptography import x509
+
+from service.core.timestamp import load_certificates
 from service.custody import CustodyLog, load_or_create_signer
 from service.db import Database, open_database
+from service.errors import ConfigurationError, FormatError
 from service.settings import Settings
 from service.storage import FilesystemStore, ObjectStore, S3Store
 
 if TYPE_CHECKING:
     from service.oidc import OidcVerifier
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tsa:
+    """The time-stamping authority checkpoints are sent to, and the CA its tokens chain to."""
+
+    url: str
+    ca_pem: bytes
+    roots: tuple[x509.Certificate, ...]
+    timeout: float
+    interval: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,6 +42,7 @@ class Runtime:
     store: ObjectStore
     log: CustodyLog
     oidc: OidcVerifier | None = None
+    tsa: Tsa | None = None
 
     def retain_until(self) -> datetime:
         """The Object Lock date for an object stored now."""
@@ -61,6 +77,7 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         database.check_durability()
         if migrate:
             database.migrate()
+        tsa = open_tsa(settings)
         store = open_store(settings)
         signer = load_or_create_signer(
             settings.effective_signing_key_file, name=settings.log_origin
@@ -70,7 +87,31 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         raise
     log = CustodyLog(signer=signer, origin=settings.log_origin)
     return Runtime(
-        settings=settings, database=database, store=store, log=log, oidc=open_oidc(settings)
+        settings=settings,
+        database=database,
+        store=store,
+        log=log,
+        oidc=open_oidc(settings),
+        tsa=tsa,
+    )
+
+
+def open_tsa(settings: Settings) -> Tsa | None:
+    """The TSA with its CA certificates read, when LOCKER_TSA_URL is set."""
+    if settings.tsa_url is None:
+        return None
+    assert settings.tsa_ca_file is not None
+    try:
+        pem = settings.tsa_ca_file.read_bytes()
+        roots = tuple(load_certificates(pem))
+    except (OSError, FormatError) as exc:
+        raise ConfigurationError(f"LOCKER_TSA_CA_FILE {settings.tsa_ca_file}: {exc}") from None
+    return Tsa(
+        url=settings.tsa_url,
+        ca_pem=pem,
+        roots=roots,
+        timeout=settings.tsa_timeout,
+        interval=settings.tsa_interval,
     )
 
 

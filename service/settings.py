@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     oidc_role_claim: str = "locker_role"
     oidc_email_claim: str = "email"
 
+    # RFC 3161 timestamps of checkpoints: the TSA's URL and the CA certificate(s) (PEM)
+    # its tokens must chain to; tokens are requested every tsa_interval seconds.
+    tsa_url: str | None = None
+    tsa_ca_file: Path | None = None
+    tsa_timeout: float = Field(default=10.0, gt=0, le=300)
+    tsa_interval: float = Field(default=300.0, gt=0)
+
     retention_days: int = Field(default=3650, ge=1, le=36500)
     max_upload_bytes: int = Field(default=64 * 1024**3, ge=1)
     host: str = "127.0.0.1"
@@ -66,6 +73,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LOCKER_OIDC_ISSUER, LOCKER_OIDC_AUDIENCE and LOCKER_OIDC_JWKS_URL go together"
             )
+        if self.tsa_url is not None:
+            if not self.tsa_url.startswith(("https://", "http://")):
+                raise ValueError("LOCKER_TSA_URL must be an http:// or https:// URL")
+            if self.tsa_ca_file is None:
+                raise ValueError(
+                    "LOCKER_TSA_CA_FILE is required with LOCKER_TSA_URL: the TSA's CA "
+                    "certificate, without which its tokens cannot be checked"
+                )
         if self.database_url is not None and not self.database_url.startswith(
             ("postgresql", "sqlite")
         ):

@@ -13,10 +13,11 @@ import struct
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
+from cryptography import x509
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -117,8 +118,13 @@ class ZipBundle:
         return bytes(data)
 
 
-def verify_path(path: Path | str, verifier_key_text: str | None) -> Verdict:
-    """Verify the bundle zip at `path`, against the given key if any (else the bundled one)."""
+def verify_path(
+    path: Path | str,
+    verifier_key_text: str | None,
+    tsa_roots: Sequence[x509.Certificate] | None = None,
+) -> Verdict:
+    """Verify the bundle zip at `path`, against the given key and TSA CA certificates if
+    any (else the bundled ones)."""
     key_source: Literal["given", "bundle"] = "bundle" if verifier_key_text is None else "given"
     try:
         archive = zipfile.ZipFile(path)
@@ -127,7 +133,7 @@ def verify_path(path: Path | str, verifier_key_text: str | None) -> Verdict:
         return Verdict([finding], {}, key_source, None)
     with archive:
         reader = ZipBundle(archive)
-        verdict = verify_bundle(reader, verifier_key=verifier_key_text)
+        verdict = verify_bundle(reader, verifier_key=verifier_key_text, tsa_roots=tsa_roots)
     verdict.findings[:0] = reader.findings
     verdict.checked = {ZIP: reader.entries, **verdict.checked}
     return verdict
@@ -140,6 +146,23 @@ _KEY_WARNING = (
     "own. Obtain the locker's verifier key through a separate channel and run again "
     "with --key."
 )
+
+
+_TSA_WARNING = (
+    "The checkpoint's timestamp was checked against the TSA certificate INSIDE the bundle "
+    "(custody/tsa-ca.pem). Obtain the authority's CA certificate from the authority itself "
+    "and run again with --tsa-ca to prove that this authority attested the time."
+)
+
+
+def _timestamp_line(verdict: Verdict) -> str:
+    ts = verdict.timestamp
+    assert ts is not None
+    against = "--tsa-ca" if verdict.tsa_source == "given" else "the bundled custody/tsa-ca.pem"
+    return (
+        f"Trusted timestamp (RFC 3161): the checkpoint existed at {ts.time.isoformat()}, "
+        f"attested by {ts.authority} (serial {ts.serial_number}), checked against {against}"
+    )
 
 
 def render(verdict: Verdict, console: Console) -> None:
@@ -159,10 +182,14 @@ def render(verdict: Verdict, console: Console) -> None:
         console.print(
             Text(f"Checkpoint: {cp.origin}, tree size {cp.size}, root {cp.root_hash.hex()}")
         )
+    if verdict.timestamp is not None:
+        console.print(Text(_timestamp_line(verdict), "green"))
     for finding in verdict.findings:
         console.print(Text(f"✗ {finding.check}: {finding.subject}: {finding.message}", "red"))
     if verdict.key_source == "bundle":
         console.print(Panel(Text(_KEY_WARNING, "bold yellow"), title="WARNING", style="yellow"))
+    if verdict.timestamp is not None and verdict.tsa_source == "bundle":
+        console.print(Panel(Text(_TSA_WARNING, "bold yellow"), title="WARNING", style="yellow"))
     if verdict.ok:
         console.print(Text("VERIFIED", "bold green"))
     else:
@@ -171,13 +198,23 @@ def render(verdict: Verdict, console: Console) -> None:
 
 def to_json(verdict: Verdict) -> str:
     """The verdict as a JSON document for tools: ok, key source, checkpoint, findings."""
-    cp = verdict.checkpoint
+    cp, ts = verdict.checkpoint, verdict.timestamp
     document = {
         "ok": verdict.ok,
         "key_source": verdict.key_source,
         "checkpoint": None
         if cp is None
         else {"origin": cp.origin, "tree_size": cp.size, "root_hash": cp.root_hash.hex()},
+        "timestamp": None
+        if ts is None
+        else {
+            "time": ts.time.isoformat(),
+            "authority": ts.authority,
+            "serial_number": str(ts.serial_number),
+            "policy": ts.policy,
+            "sha256": ts.sha256,
+            "tsa_source": verdict.tsa_source,
+        },
         "checked": verdict.checked,
         "findings": [
             {"check": f.check, "subject": f.subject, "message": f.message} for f in verdict.findings

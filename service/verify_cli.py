@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from service.core.checkpoint import NoteVerifier
+from service.core.timestamp import load_certificates
 from service.errors import Error
 from service.monitor import check_server
 from service.verifier import render, to_json, verify_path
@@ -43,6 +44,10 @@ def verify(
     api_key: Annotated[
         str | None, typer.Option("--api-key", envvar="LOCKER_API_KEY", help="With --server.")
     ] = None,
+    tsa_ca: Annotated[
+        Path | None,
+        typer.Option("--tsa-ca", help="PEM file with the timestamp authority's CA certificate."),
+    ] = None,
 ) -> None:
     """Verify an evidence bundle offline, or (--server) that a locker's log only grows."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -58,7 +63,16 @@ def verify(
         except (OSError, UnicodeDecodeError, ValueError, Error) as exc:
             err.print(f"locker verify: cannot use the key in {key}: {exc}", markup=False)
             raise typer.Exit(EXIT_USAGE) from None
-    verdict = verify_path(bundle, key_text)
+    roots = None
+    if tsa_ca is not None:
+        try:
+            roots = load_certificates(tsa_ca.read_bytes())
+        except (OSError, Error) as exc:
+            err.print(
+                f"locker verify: cannot use the certificates in {tsa_ca}: {exc}", markup=False
+            )
+            raise typer.Exit(EXIT_USAGE) from None
+    verdict = verify_path(bundle, key_text, roots)
     if json_out:
         typer.echo(to_json(verdict))
     else:

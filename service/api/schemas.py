@@ -12,6 +12,7 @@ from service.core.entry import decode_entry
 from service.db.models import (
     AccessGrant,
     ApiKey,
+    CheckpointTimestamp,
     CustodyEntry,
     Evidence,
     Incident,
@@ -255,4 +256,28 @@ class GrantPublic(BaseModel):
             granted_at=grant.granted_at,
             custody_index=grant.custody_index,
             revoked_at=grant.revoked_at,
+        )
+
+
+class CheckpointTimestampPublic(BaseModel):
+    """An RFC 3161 token over a checkpoint's note bytes; `response` is the DER, base64."""
+
+    tree_size: int
+    tsa_url: str
+    attested_at: datetime
+    authority: str
+    serial_number: str
+    sha256: str
+    response: str
+
+    @classmethod
+    def of(cls, token: CheckpointTimestamp) -> CheckpointTimestampPublic:
+        return cls(
+            tree_size=token.checkpoint_size,
+            tsa_url=token.tsa_url,
+            attested_at=token.attested_at,
+            authority=token.authority,
+            serial_number=token.serial_number,
+            sha256=token.sha256,
+            response=b64(token.response),
         )

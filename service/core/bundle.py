@@ -21,11 +21,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from cryptography import x509
+
 from service.core import merkle
 from service.core.canonical import canonical_json
 from service.core.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
 from service.core.digests import ContentDigests, digest_stream
 from service.core.entry import decode_entry
+from service.core.timestamp import (
+    AttestedTime,
+    TimestampMismatch,
+    load_certificates,
+    verify_timestamp,
+)
 from service.errors import Error, FormatError
 
 BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"  # RFC 8493 §2.1.1
@@ -43,6 +51,8 @@ CHECKPOINT_PATH = "custody/checkpoint.txt"
 KEY_PATH = "custody/verifier-key.txt"
 PROOFS_PATH = "custody/proofs.json"
 ITEMS_PATH = "custody/items.json"
+TIMESTAMP_PATH = "custody/checkpoint.tsr"  # RFC 3161 TimeStampResp over checkpoint.txt
+TSA_CA_PATH = "custody/tsa-ca.pem"  # the TSA's CA as the locker knew it (do not rely on it)
 
 # The names of the checks, as findings and `Verdict.checked` report them.
 PATHS, BAGIT, BAG_INFO, MANIFESTS, PAYLOAD, TAGS = (
@@ -54,6 +64,7 @@ PATHS, BAGIT, BAG_INFO, MANIFESTS, PAYLOAD, TAGS = (
     "tag manifest",
 )
 CHECKPOINT, ENTRIES, PROOFS, ITEMS = ("checkpoint", "custody entries", "inclusion proofs", "items")
+TIMESTAMP = "trusted timestamp"
 
 _MAX_NAME = 200
 _ENTRY_LIMIT = 1024 * 1024
@@ -154,6 +165,8 @@ class Verdict:
     checked: dict[str, int]
     key_source: Literal["given", "bundle"]
     checkpoint: Checkpoint | None
+    timestamp: AttestedTime | None = None
+    tsa_source: Literal["given", "bundle"] = "bundle"
 
     @property
     def ok(self) -> bool:
@@ -239,8 +252,14 @@ class _Run:
         return value
 
 
-def verify_bundle(reader: BundleReader, *, verifier_key: str | None) -> Verdict:
-    """Check everything a bundle claims; with no `verifier_key`, trust the bundled one."""
+def verify_bundle(
+    reader: BundleReader,
+    *,
+    verifier_key: str | None,
+    tsa_roots: Sequence[x509.Certificate] | None = None,
+) -> Verdict:
+    """Check everything a bundle claims; with no `verifier_key` (or `tsa_roots` for the
+    checkpoint's timestamp), trust the bundled one."""
     run = _Run(reader)
     _check_bagit(run)
     payload = _check_payload(run)
@@ -250,8 +269,10 @@ def verify_bundle(reader: BundleReader, *, verifier_key: str | None) -> Verdict:
     entries = _check_entries(run)
     _check_proofs(run, checkpoint, entries)
     _check_items(run, payload, entries)
+    timestamp = _check_timestamp(run, tsa_roots)
     key_source: Literal["given", "bundle"] = "bundle" if verifier_key is None else "given"
-    return Verdict(run.findings, run.checked, key_source, checkpoint)
+    tsa_source: Literal["given", "bundle"] = "bundle" if tsa_roots is None else "given"
+    return Verdict(run.findings, run.checked, key_source, checkpoint, timestamp, tsa_source)
 
 
 def _check_bagit(run: _Run) -> None:
@@ -566,3 +587,31 @@ def _check_item(
     for field, value in want.items():
         if fields.get(field) != value:
             run.fail(ITEMS, subject, f"ingest entry {index} {field} is {fields.get(field)!r}")
+
+
+def _check_timestamp(run: _Run, given: Sequence[x509.Certificate] | None) -> AttestedTime | None:
+    """The RFC 3161 token, if any: over checkpoint.txt's exact bytes, signed by a TSA that
+    chains to the given CA certificates (else to the bundled custody/tsa-ca.pem)."""
+    if TIMESTAMP_PATH not in run.names:
+        return None
+    run.count(TIMESTAMP)
+    token = run.read(TIMESTAMP, TIMESTAMP_PATH)
+    note = run.read(TIMESTAMP, CHECKPOINT_PATH)
+    roots = given
+    if roots is None and TSA_CA_PATH not in run.names:
+        run.fail(TIMESTAMP, TSA_CA_PATH, "missing: give the TSA's CA certificate (--tsa-ca)")
+        return None
+    if roots is None and (pem := run.read(TIMESTAMP, TSA_CA_PATH)) is not None:
+        try:
+            roots = load_certificates(pem)
+        except FormatError as exc:
+            run.fail(TIMESTAMP, TSA_CA_PATH, exc.diagnostics())
+    if token is None or note is None or roots is None:
+        return None
+    try:
+        return verify_timestamp(token, note, roots=roots)
+    except TimestampMismatch as exc:
+        run.fail(TIMESTAMP, TIMESTAMP_PATH, f"not a timestamp of {CHECKPOINT_PATH}: {exc}")
+    except Error as exc:
+        run.fail(TIMESTAMP, TIMESTAMP_PATH, f"not verified: {exc.diagnostics()}")
+    return None

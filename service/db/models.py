@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, ForeignKey, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -194,6 +194,25 @@ class SignedCheckpoint(SQLModel, table=True):
     root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     note: str = Field(sa_column=Column(Text, nullable=False))
     signed_at: datetime
+
+
+class CheckpointTimestamp(SQLModel, table=True):
+    """An RFC 3161 token from a TSA over one checkpoint's note bytes, kept verbatim (one
+    per checkpoint: a later checkpoint's token attests every earlier state too)."""
+
+    __tablename__ = "checkpoint_timestamp"
+
+    id: int | None = Field(default=None, primary_key=True)
+    checkpoint_size: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("checkpoint.size"), nullable=False, unique=True)
+    )
+    tsa_url: str = Field(max_length=1024)
+    response: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # DER TimeStampResp
+    sha256: str = Field(max_length=64)  # the message imprint: SHA-256 of the note
+    attested_at: datetime  # the TSA's genTime
+    authority: str = Field(max_length=1024)
+    serial_number: str = Field(max_length=64)  # decimal; up to 160 bits (RFC 3161 §2.4.2)
+    fetched_at: datetime
 
 
 class OrphanObject(SQLModel, table=True):

@@ -157,6 +157,10 @@ CASES: dict[tuple[str, str], tuple[tuple[str, ...], Request]] = {
         ),
     ),
     ("GET", "/v1/custody/checkpoint"): (OWN, lambda c, i, r, w: c.get("/v1/custody/checkpoint")),
+    ("GET", "/v1/custody/checkpoint/timestamps"): (
+        OWN,
+        lambda c, i, r, w: c.get("/v1/custody/checkpoint/timestamps", params={"tree_size": 1}),
+    ),
     ("GET", "/v1/custody/verifier-key"): (
         OWN,
         lambda c, i, r, w: c.get("/v1/custody/verifier-key"),

@@ -8,8 +8,15 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 
 from service.api.deps import CustodyReader, Public, RuntimeDep
-from service.api.schemas import ConsistencyProof, EntryPublic, InclusionProof, b64
+from service.api.schemas import (
+    CheckpointTimestampPublic,
+    ConsistencyProof,
+    EntryPublic,
+    InclusionProof,
+    b64,
+)
 from service.reading import list_entries, prove_consistency, prove_inclusion
+from service.timestamps import list_timestamps
 
 router = APIRouter(prefix="/v1/custody", tags=["custody"])
 _NOTE = "text/plain; charset=utf-8"
@@ -19,6 +26,14 @@ _NOTE = "text/plain; charset=utf-8"
 def get_checkpoint(runtime: RuntimeDep, principal: CustodyReader) -> PlainTextResponse:
     """The latest checkpoint, a C2SP signed note over every committed entry."""
     return PlainTextResponse(runtime.log.latest_checkpoint(runtime.database).note, media_type=_NOTE)
+
+
+@router.get("/checkpoint/timestamps", response_model=list[CheckpointTimestampPublic])
+def get_checkpoint_timestamps(
+    runtime: RuntimeDep, principal: CustodyReader, tree_size: Annotated[int, Query(ge=0)]
+) -> list[CheckpointTimestampPublic]:
+    """RFC 3161 tokens (DER TimeStampResp, base64) over the checkpoint of `tree_size`."""
+    return [CheckpointTimestampPublic.of(t) for t in list_timestamps(runtime, tree_size)]
 
 
 @router.get("/verifier-key", response_class=PlainTextResponse, dependencies=[Depends(Public())])
