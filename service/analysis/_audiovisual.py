@@ -98,7 +98,8 @@ def _hash_keyframes(container: InputContainer, video: VideoStream, findings: Fin
     if width * height > MAX_FRAME_PIXELS:
         raise ValueError(f"video frames of {width}×{height} are too large to decode")
     video.codec_context.skip_frame = "NONKEY"  # decode keyframes only
-    video.thread_type = "NONE"  # one thread: FFmpeg's thread pools would multiply memory
+    # One thread: each of FFmpeg's decoding threads would take its own stack and buffers.
+    video.codec_context.thread_count = 1
     duration = container.duration / av.time_base if container.duration else 0.0
     seen: set[int | None] = set()
     for i in range(MAX_KEYFRAMES):
@@ -111,7 +112,7 @@ def _hash_keyframes(container: InputContainer, video: VideoStream, findings: Fin
         large = frame.width > HASHING_SIZE or frame.height > HASHING_SIZE
         # As for photos: larger frames are hashed at Meta's reference 512×512.
         width, height = (HASHING_SIZE, HASHING_SIZE) if large else (frame.width, frame.height)
-        pixels = frame.to_ndarray(width=width, height=height, format="rgb24")
+        pixels = frame.to_ndarray(width=width, height=height, format="rgb24", threads=1)
         time = number(frame.time)
         findings.perceptual.append(hash_rgb(np.asarray(pixels), frame_time_s=time))
         if duration <= 0:

@@ -23,24 +23,37 @@ _Extractor = Callable[[Path, str, Findings], None]
 
 def main(argv: list[str]) -> None:
     """Analyse `argv` = [path, media type, memory limit in MB, CPU limit in s]; print JSON."""
-    path, media_type, memory_mb, cpu_s = argv
-    _confine(memory_mb=int(memory_mb), cpu_s=int(cpu_s))
+    path, media_type = argv[0], argv[1]
+    memory_mb, cpu_s = int(argv[2]), int(argv[3])
+    _confine(memory_mb=memory_mb, cpu_s=cpu_s)
     result = os.dup(1)
     os.dup2(2, 1)  # whatever a C library prints must not corrupt the result
     findings = Findings()
-    error: str | None = None
-    try:
-        _extractor(media_type)(Path(path), media_type, findings)
-    except MemoryError:
-        error = f"out of memory: reading the file needs more than {memory_mb} MB"
-    except BaseException as exc:  # a hostile file may make a library raise anything
-        error = one_line(exc)
+    error = _extract(Path(path), media_type, findings, memory_mb=memory_mb)
     analysis = Analysis(
         extracted=findings.extracted, perceptual=tuple(findings.perceptual), error=error
     )
-    payload = json.dumps(analysis.to_json(), allow_nan=False, ensure_ascii=False)
+    try:
+        payload = json.dumps(analysis.to_json(), allow_nan=False, ensure_ascii=False)
+    except ValueError as exc:  # a value JSON cannot carry (NaN) slipped through
+        payload = json.dumps(Analysis.failed(one_line(exc)).to_json())
     with os.fdopen(result, "wb") as out:
         out.write(payload.encode())
+
+
+def _extract(path: Path, media_type: str, findings: Findings, *, memory_mb: int) -> str | None:
+    """Run the extractor for `media_type` over `path`; the one-line failure, if any."""
+    try:
+        extract = _extractor(media_type)
+    except (ImportError, OSError) as exc:  # a decoder library could not even load
+        return f"could not load the decoder within {memory_mb} MB: {one_line(exc)[:200]}"
+    try:
+        extract(path, media_type, findings)
+    except MemoryError:
+        return f"out of memory: reading the file needs more than {memory_mb} MB"
+    except BaseException as exc:  # a hostile file may make a library raise anything
+        return one_line(exc)
+    return None
 
 
 def _confine(*, memory_mb: int, cpu_s: int) -> None:
