@@ -101,10 +101,12 @@ def _hash_keyframes(container: InputContainer, video: VideoStream, findings: Fin
     # One thread: each of FFmpeg's decoding threads would take its own stack and buffers.
     video.codec_context.thread_count = 1
     duration = container.duration / av.time_base if container.duration else 0.0
+    start = video.start_time or 0  # MPEG-TS and edited files do not start at zero
     seen: set[int | None] = set()
     for i in range(MAX_KEYFRAMES):
         if duration > 0 and video.time_base is not None:
-            container.seek(int(duration * i / MAX_KEYFRAMES / video.time_base), stream=video)
+            offset = int(duration * i / MAX_KEYFRAMES / video.time_base)
+            container.seek(start + offset, stream=video)
         frame = next(container.decode(video), None)
         if frame is None or frame.pts in seen:
             continue  # short videos have fewer keyframes than seek targets
