@@ -52,7 +52,8 @@ def _extract(path: Path, media_type: str, findings: Findings, *, memory_mb: int)
     except MemoryError:
         return f"out of memory: reading the file needs more than {memory_mb} MB"
     except BaseException as exc:  # a hostile file may make a library raise anything
-        return one_line(exc)
+        # The record should not carry where a temporary copy happened to be.
+        return one_line(exc).replace(str(path), "the file")
     return None
 
 
