@@ -36,7 +36,7 @@ from service.db.models import (
 )
 from service.errors import DigestMismatch, InvalidInput, NotFound
 from service.permissions import Permission
-from service.report import render_report
+from service.report import render_report, write_pdf_report
 from service.runtime import Runtime
 from service.timestamps import timestamp_checkpoint
 
@@ -364,6 +364,9 @@ class _BagWriter:
         self._archive.writestr(self._root + path, data)
         self.tags.append((path, sha256(data).hex))
 
+    def tag_stream(self, path: str, chunks: Iterator[bytes]) -> None:
+        self.tags.append((path, self.stream(path, chunks).finish().sha256.hex))
+
 
 def _write_bag(
     runtime: Runtime,
@@ -427,6 +430,18 @@ def _write_bag(
             checkpoint=checkpoint_note,
         ).encode(),
     )
+    # fpdf2 assembles the whole PDF in memory before writing it out: spooled to a
+    # file, it is streamed into the zip rather than copied again as one string.
+    with tempfile.TemporaryFile(dir=runtime.settings.data_dir / "tmp") as pdf:
+        write_pdf_report(
+            pdf,
+            export_id=export.id,
+            records=[_evidence_record(i) for i in items],
+            timelines=timelines,
+            checkpoint=checkpoint_note,
+        )
+        pdf.seek(0)
+        bag.tag_stream("report/report.pdf", iter(lambda: pdf.read(_COPY_CHUNK), b""))
     archive.writestr(
         f"export-{export.id}/tagmanifest-sha256.txt", bundle.manifest_text(bag.tags).encode()
     )

@@ -14,6 +14,7 @@ from service.fsck import fsck
 from service.verifier import verify_path
 from tests.harness import Locker
 from tests.independent import verifier as independent
+from tests.report.rendering import find_word, ink_runs
 
 PHOTO = b"\xff\xd8\xff\xe0" + b"jpeg-bytes" * 2000
 STATEMENT = "إفادة الشاهد: رأيت الجرافات عند المزرعة".encode() * 50
@@ -72,6 +73,32 @@ def test_incident_bundle_verifies_offline(locker: Locker, tmp_path: Path) -> Non
     note = zipfile.ZipFile(bundle).read(root).decode()
     independent.open_checkpoint(note, key.strip())
     assert fsck(locker.runtime).findings == []
+
+
+def test_bundle_carries_a_pdf_report_with_arabic_shaped(locker: Locker, tmp_path: Path) -> None:
+    court = "محكمة"  # every letter joins the next (the last only joins the one before)
+    with locker.client() as client:
+        item = client.post("/v1/evidence", files=[("file", (f"{court}.jpg", PHOTO, "x/y"))])
+        export_id = client.post("/v1/exports", json={"evidence_ids": [item.json()["id"]]}).json()[
+            "id"
+        ]
+        assert _wait_done(client, export_id)["status"] == "done"
+        content = client.get(f"/v1/exports/{export_id}/content").content
+        key = client.get("/v1/custody/verifier-key").text
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(content)
+    assert verify_path(bundle, key).ok
+    root = f"export-{export_id}/"
+    with zipfile.ZipFile(bundle) as archive:
+        pdf = archive.read(root + "report/report.pdf")
+        tagmanifest = archive.read(root + "tagmanifest-sha256.txt").decode()
+    assert pdf.startswith(b"%PDF-")
+    assert f"{hashlib.sha256(pdf).hexdigest()}  report/report.pdf" in tagmanifest.splitlines()
+    # Read back in logical order and drawn as one stroke; unshaped it reads reversed
+    # and is five separate letters (tests/report/test_pdf.py shows both).
+    word = find_word(pdf, court)
+    assert word is not None
+    assert ink_runs(pdf, word) == 1
 
 
 def test_bundle_tampering_is_found(locker: Locker, tmp_path: Path) -> None:
