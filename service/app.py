@@ -27,9 +27,12 @@ from service.api.routes import (
     incidents,
     keys,
     members,
+    notes,
+    search,
 )
 from service.errors import (
     ConfigurationError,
+    Conflict,
     Error,
     Forbidden,
     Hidden,
@@ -40,6 +43,7 @@ from service.errors import (
     TooLarge,
     Unauthenticated,
     VerificationError,
+    validation_message,
 )
 from service.runtime import Runtime, open_runtime
 from service.security import FailureThrottle
@@ -58,10 +62,13 @@ ROUTERS = (
     access.router,
     exports.router,
     audit.router,
+    notes.router,
+    search.router,
 )
 
 _STATUS: list[tuple[type[Error], int]] = [
     (InvalidInput, 422),
+    (Conflict, 409),
     (NotFound, 404),
     (Unauthenticated, 401),
     (Forbidden, 403),
@@ -104,9 +111,7 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"] if p != "body")
-    return _problem(422, f"{where}: {first['msg']}" if where else str(first["msg"]))
+    return _problem(422, validation_message(exc.errors()))
 
 
 async def _on_http(_request: Request, exc: Exception) -> JSONResponse:

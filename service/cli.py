@@ -208,6 +208,36 @@ def timestamp() -> None:
     )
 
 
+@app.command()
+def analyse() -> None:
+    """Read the metadata and perceptual hashes of every item not yet analysed."""
+    from service.analysing import analyse_evidence, pending_analysis
+
+    with _runtime() as runtime:
+        pending = pending_analysis(runtime)
+        for evidence_id in pending:
+            row = analyse_evidence(runtime, evidence_id)
+            outcome = "done" if row is None or row.error is None else f"failed: {row.error}"
+            _out.print(f"evidence {evidence_id}: {outcome}", markup=False)
+    _out.print(f"analysed {len(pending)} item(s)")
+
+
+@app.command()
+def demo() -> None:
+    """Fill the locker with a small, self-written sample (an organisation of its own)."""
+    from service.demo import DEMO_EMAIL, DEMO_ORGANISATION, load_demo
+
+    with _runtime() as runtime:
+        loaded = load_demo(runtime)
+    _out.print(
+        f"loaded {len(loaded.incidents)} incidents and {len(loaded.evidence)} items into "
+        f"{DEMO_ORGANISATION!r} (admin {DEMO_EMAIL})",
+        markup=False,
+    )
+    _out.print("API key (shown once; store it safely):")
+    print(loaded.api_key)
+
+
 def main() -> None:
     """Entry point: run the CLI, printing our errors as one line, not a traceback."""
     try:

@@ -7,6 +7,9 @@ This module imports nothing from the project, so the pure core may use it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 
 class Error(Exception):
     """Base of every error the locker raises on purpose."""
@@ -22,6 +25,19 @@ class ConfigurationError(Error):
 
 class InvalidInput(Error):
     """The caller sent something we cannot accept (maps to 422)."""
+
+
+class Conflict(Error):
+    """The change was made against a version that is no longer the latest (maps to 409)."""
+
+
+def validation_message(errors: Sequence[Mapping[str, Any]], *, prefix: str = "") -> str:
+    """One line from pydantic's errors: the first bad field, dotted, and what is wrong."""
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"] if p != "body")
+    message = str(first["msg"]).removeprefix("Value error, ")
+    where = f"{prefix}.{where}" if prefix and where else (prefix or where)
+    return f"{where}: {message}" if where else message
 
 
 class NotFound(Error):

@@ -29,12 +29,18 @@ from service.db.models import (
     CustodyEntry,
     CustodySubject,
     Evidence,
+    EvidenceAnalysis,
+    EvidenceVersion,
     Export,
     Incident,
     IncidentEvidence,
+    IncidentVersion,
+    LinkEnd,
     Submission,
 )
+from service.descriptions import latest_version
 from service.errors import DigestMismatch, InvalidInput, NotFound
+from service.incidents import withhold_identities
 from service.permissions import Permission
 from service.report import render_report, write_pdf_report
 from service.runtime import Runtime
@@ -49,6 +55,8 @@ class _Item:
     evidence: Evidence
     submissions: list[Submission]
     path: str
+    description: EvidenceVersion
+    analysis: EvidenceAnalysis | None
 
 
 def request_export(
@@ -247,6 +255,8 @@ def _items(session: Session, evidence_ids: Sequence[str]) -> list[_Item]:
                 evidence=evidence,
                 submissions=submissions,
                 path=f"data/evidence/{evidence_id}/{name}",
+                description=latest_version(session, evidence_id),
+                analysis=session.get(EvidenceAnalysis, evidence_id),
             )
         )
     return items
@@ -254,32 +264,33 @@ def _items(session: Session, evidence_ids: Sequence[str]) -> list[_Item]:
 
 def _incident_record(session: Session, incident_id: str) -> dict[str, object]:
     incident = session.get(Incident, incident_id)
-    assert incident is not None
+    version = session.get(IncidentVersion, (incident_id, incident.version if incident else 0))
+    assert incident is not None and version is not None
     links = session.exec(
-        select(IncidentEvidence)
+        select(IncidentEvidence, LinkEnd)
+        .join(LinkEnd, col(LinkEnd.link_id) == col(IncidentEvidence.id), isouter=True)
         .where(IncidentEvidence.incident_id == incident_id)
         .order_by(col(IncidentEvidence.custody_index))
     ).all()
     return {
         "id": incident.id,
-        "title": incident.title,
-        "description": incident.description,
-        "occurred_from": _iso(incident.occurred_from),
-        "occurred_to": _iso(incident.occurred_to),
-        "location": {
-            "name": incident.location_name,
-            "lat": incident.latitude,
-            "lon": incident.longitude,
-        },
+        "version": incident.version,
+        # The digest is of the full record; restricted identities are withheld below.
+        "document_sha256": version.document_sha256,
+        "document": withhold_identities(json.loads(incident.document_json)),
         "created_at": _iso(incident.created_at),
+        "updated_at": _iso(incident.updated_at),
         "custody_index": incident.custody_index,
         "evidence": [
             {
                 "evidence_id": link.evidence_id,
                 "reason": link.reason,
                 "custody_index": link.custody_index,
+                "ended": {"reason": end.reason, "custody_index": end.custody_index}
+                if end
+                else None,
             }
-            for link in links
+            for link, end in links
         ],
     }
 
@@ -305,6 +316,22 @@ def _evidence_record(item: _Item) -> dict[str, object]:
             }
             for s in item.submissions
         ],
+        # What the collector asserts (its digest is in the log) ...
+        "description": {
+            "version": item.description.version,
+            "asserted": json.loads(item.description.asserted_json),
+            "asserted_sha256": item.description.asserted_sha256,
+            "custody_index": item.description.custody_index,
+        },
+        # ... kept apart from what the bytes say.
+        "extracted": {
+            "metadata": json.loads(item.analysis.extracted_json),
+            "perceptual_hashes": json.loads(item.analysis.perceptual_json),
+            "error": item.analysis.error,
+            "custody_index": item.analysis.custody_index,
+        }
+        if item.analysis
+        else None,
     }
 
 

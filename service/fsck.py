@@ -29,6 +29,7 @@ from service.db.models import (
 from service.errors import Error
 from service.intake import abandon_intent, finish_intent
 from service.reading import verify_object
+from service.record_audit import record_findings
 from service.runtime import Runtime
 
 
@@ -56,6 +57,10 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
         _check_checkpoints(runtime, session, leaf_hashes, report)
         evidence = list(session.exec(select(Evidence).order_by(col(Evidence.ingest_index))))
         _check_records(session, evidence, report)
+        entries = {e.index: e for e in session.exec(select(CustodyEntry))}
+        findings, checked = record_findings(session, entries)
+        report.findings += findings
+        report.checked["documentation records"] = checked
         pending = session.exec(select(UploadIntent).where(UploadIntent.status == "pending")).all()
         report.findings += [f"upload intent {i.id} is still pending" for i in pending]
     _check_objects(runtime, evidence, report)

@@ -1,12 +1,21 @@
-"""Incidents and the evidence linked to them."""
+"""Incidents (HURIDOCS events), their versions, and the evidence linked to them.
+
+Nothing is overwritten: every edit is a new version whose canonical digest goes into
+the custody log; the incident row is only the current view of the latest version.
+Unlinking evidence ends the link with a reason; the link itself stays.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, String, literal
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, String, and_, literal
 from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
@@ -17,104 +26,295 @@ from service.access import (
     visible_incident,
 )
 from service.accounts import Principal
-from service.db.models import Evidence, Incident, IncidentEvidence
-from service.errors import InvalidInput
-from service.permissions import Permission
+from service.catalogue import (
+    Filters,
+    Page,
+    Point,
+    has_term,
+    in_bbox,
+    page_of,
+    position_after,
+    reindex,
+    text_matches,
+)
+from service.core.canonical import canonical_json
+from service.core.digests import sha256
+from service.db.models import Evidence, Incident, IncidentEvidence, IncidentVersion, LinkEnd
+from service.errors import Conflict, InvalidInput, NotFound, validation_message
+from service.permissions import Permission, allows
+from service.records import IncidentDocument
 from service.runtime import Runtime
+
+WITHHELD = "[withheld]"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class IncidentDraft:
-    """What a caller may set when creating an incident (validated by the API schema)."""
-
-    title: str
-    description: str = ""
-    occurred_from: datetime | None = None
-    occurred_to: datetime | None = None
-    location_name: str | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    restricted: bool = False
+class LinkView:
+    link: IncidentEvidence
+    evidence: Evidence
+    ended: LinkEnd | None
 
 
-def create_incident(runtime: Runtime, principal: Principal, draft: IncidentDraft) -> Incident:
-    """Record a new incident and its creation in the custody log."""
+def parse_document(value: Mapping[str, Any]) -> IncidentDocument:
+    """A document from JSON input; InvalidInput names the first bad field."""
+    try:
+        return IncidentDocument.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidInput(validation_message(exc.errors())) from None
+
+
+def create_incident(
+    runtime: Runtime, principal: Principal, document: IncidentDocument, *, restricted: bool = False
+) -> Incident:
+    """Record a new incident (version 1) and its creation in the custody log."""
     principal.require(Permission.INCIDENT_WRITE)
-    if draft.occurred_from and draft.occurred_to and draft.occurred_to < draft.occurred_from:
-        raise InvalidInput("occurred_to: must not be before occurred_from")
     incident_id = str(uuid.uuid4())
     with runtime.database.session() as session:
-        entry = runtime.log.append(
-            session,
-            organisation_id=principal.organisation_id,
-            actor=principal.actor,
-            action="incident.created",
-            subjects=[f"incident:{incident_id}"],
-            details={"title": draft.title},
+        _check_references(runtime, session, principal, document, incident_id)
+        incident = _record_version(
+            runtime, session, principal, incident_id, document, version=1, reason=""
         )
-        incident = Incident(
-            id=incident_id,
-            organisation_id=principal.organisation_id,
-            title=draft.title,
-            description=draft.description,
-            occurred_from=draft.occurred_from,
-            occurred_to=draft.occurred_to,
-            location_name=draft.location_name,
-            latitude=draft.latitude,
-            longitude=draft.longitude,
-            created_by=principal.user_id,
-            created_at=entry.time,
-            custody_index=entry.index,
-        )
-        session.add(incident)
-        if draft.restricted:
+        if restricted:
             restrict_in_session(runtime, session, principal, f"incident:{incident_id}")
     return incident
 
 
+def update_incident(
+    runtime: Runtime,
+    principal: Principal,
+    incident_id: str,
+    changes: Mapping[str, Any],
+    *,
+    reason: str,
+    base_version: int | None = None,
+) -> Incident:
+    """A new version: the latest one with `changes` applied (the old one stays readable)."""
+    principal.require(Permission.INCIDENT_WRITE, subject=f"incident:{incident_id}")
+    with runtime.database.session() as session:
+        current = visible_incident(session, principal, incident_id)
+        if base_version is not None and base_version != current.version:
+            raise Conflict(
+                f"incident {incident_id} is at version {current.version}, not {base_version}; "
+                "read it again and reapply the change"
+            )
+        merged = json.loads(current.document_json) | dict(changes)
+        if "title" in changes and isinstance(changes["title"], str) and "language" not in changes:
+            merged["title"] = {merged["original_language"]: changes["title"]}
+        document = parse_document(merged)
+        _check_references(runtime, session, principal, document, incident_id)
+        if canonical_json(_dump(document)) == canonical_json(json.loads(current.document_json)):
+            raise InvalidInput("the change leaves the incident as it is")
+        return _record_version(
+            runtime,
+            session,
+            principal,
+            incident_id,
+            document,
+            version=current.version + 1,
+            reason=reason,
+            current=current,
+        )
+
+
+def _dump(document: IncidentDocument) -> dict[str, Any]:
+    # Only the record's own fields (a request body may carry more, like `restricted`).
+    return document.model_dump(mode="json", include=set(IncidentDocument.model_fields))
+
+
+def _check_references(
+    runtime: Runtime,
+    session: Session,
+    principal: Principal,
+    document: IncidentDocument,
+    incident_id: str,
+) -> None:
+    for category in document.categories:
+        if category not in runtime.vocabulary:
+            raise InvalidInput(
+                f"categories: unknown term {category!r}; GET /v1/vocabulary lists them"
+            )
+    for related in document.related_incidents:
+        if related == incident_id:
+            raise InvalidInput("related_incidents: an incident cannot relate to itself")
+        try:
+            visible_incident(session, principal, related)
+        except NotFound:
+            raise InvalidInput(f"related_incidents: no incident {related}") from None
+
+
+def _record_version(
+    runtime: Runtime,
+    session: Session,
+    principal: Principal,
+    incident_id: str,
+    document: IncidentDocument,
+    *,
+    version: int,
+    reason: str,
+    current: Incident | None = None,
+) -> Incident:
+    dumped = _dump(document)
+    digest = sha256(canonical_json(dumped)).hex
+    details: dict[str, object] = {"version": version, "document_sha256": digest}
+    if reason:
+        details["reason"] = reason
+    entry = runtime.log.append(
+        session,
+        organisation_id=principal.organisation_id,
+        actor=principal.actor,
+        action="incident.created" if version == 1 else "incident.updated",
+        subjects=[f"incident:{incident_id}"],
+        details=details,
+    )
+    text = json.dumps(dumped, ensure_ascii=False)
+    earliest, latest = document.period()
+    incident = current or Incident(
+        id=incident_id,
+        organisation_id=principal.organisation_id,
+        created_by=principal.user_id,
+        created_at=entry.time,
+        custody_index=entry.index,
+        version=version,
+        title="",
+        status="",
+        document_json="",
+        updated_at=entry.time,
+    )
+    incident.version, incident.document_json = version, text
+    incident.title, incident.status = document.display_title(), document.status
+    incident.occurred_from, incident.occurred_to = earliest, latest
+    incident.updated_at = entry.time
+    session.add(incident)
+    session.flush()
+    session.add(
+        IncidentVersion(
+            incident_id=incident_id,
+            version=version,
+            organisation_id=principal.organisation_id,
+            document_json=text,
+            document_sha256=digest,
+            reason=reason,
+            recorded_by=principal.user_id,
+            recorded_at=entry.time,
+            custody_index=entry.index,
+        )
+    )
+    reindex(
+        session,
+        f"incident:{incident_id}",
+        principal.organisation_id,
+        text_body=document.search_text(),
+        places=[
+            Point(place.lat, place.lon)
+            for place in document.locations
+            if place.lat is not None and place.lon is not None
+        ],
+        terms=[("category", c) for c in document.categories] + [("tag", t) for t in document.tags],
+    )
+    return incident
+
+
+def document_for(principal: Principal, document_json: str) -> dict[str, Any]:
+    """The document as the caller may see it: restricted identities withheld from readers."""
+    document: dict[str, Any] = json.loads(document_json)
+    if allows(principal.role, Permission.INCIDENT_WRITE):
+        return document
+    return withhold_identities(document)
+
+
+def withhold_identities(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with the names of actors whose identities are restricted withheld."""
+    for actor in document.get("actors", []):
+        if actor.get("identity_restricted") and actor.get("name"):
+            actor["name"] = WITHHELD
+    return document
+
+
 def read_incident(
     runtime: Runtime, principal: Principal, incident_id: str
-) -> tuple[Incident, list[tuple[IncidentEvidence, Evidence]]]:
-    """An incident with its links and the linked evidence records."""
+) -> tuple[Incident, list[LinkView]]:
+    """An incident with its links (ended ones too, marked) and the linked evidence."""
     with runtime.database.session() as session:
         incident = visible_incident(session, principal, incident_id)
-        links = session.exec(
-            select(IncidentEvidence, Evidence)
+        rows = session.exec(
+            select(IncidentEvidence, Evidence, LinkEnd)
+            .join(Evidence, col(IncidentEvidence.evidence_id) == col(Evidence.id))
+            .join(LinkEnd, col(LinkEnd.link_id) == col(IncidentEvidence.id), isouter=True)
             .where(IncidentEvidence.incident_id == incident_id)
-            .where(IncidentEvidence.evidence_id == Evidence.id)
             .where(visible_clause(principal, _subject("evidence", col(Evidence.id))))
             .order_by(col(IncidentEvidence.custody_index))
         ).all()
-    return incident, [(link, evidence) for link, evidence in links]
+    return incident, [LinkView(link=link, evidence=e, ended=end) for link, e, end in rows]
+
+
+def incident_history(
+    runtime: Runtime, principal: Principal, incident_id: str
+) -> list[IncidentVersion]:
+    """Every version of the incident, oldest first."""
+    with runtime.database.session() as session:
+        visible_incident(session, principal, incident_id)
+        return list(
+            session.exec(
+                select(IncidentVersion)
+                .where(IncidentVersion.incident_id == incident_id)
+                .order_by(col(IncidentVersion.version))
+            )
+        )
 
 
 def list_incidents(
-    runtime: Runtime, principal: Principal, *, limit: int, after: str | None
-) -> list[Incident]:
-    """The organisation's incidents, oldest first, `limit` at a time after a cursor."""
+    runtime: Runtime,
+    principal: Principal,
+    filters: Filters,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    newest_first: bool = False,
+) -> Page[Incident]:
+    """The organisation's incidents matching `filters`, in log order, a page at a time."""
+    principal.require(Permission.INCIDENT_READ)
     with runtime.database.session() as session:
-        principal.require(Permission.INCIDENT_READ)
-        query = (
-            select(Incident)
-            .where(Incident.organisation_id == principal.organisation_id)
-            .where(visible_clause(principal, _subject("incident", col(Incident.id))))
+        query = select(Incident).where(
+            incident_filter(session, principal, filters, col(Incident.id))
         )
-        if after is not None:
-            query = query.where(
-                col(Incident.custody_index) > _cursor_index(session, principal, after)
-            )
-        return list(session.exec(query.order_by(col(Incident.custody_index)).limit(limit)))
+        position = col(Incident.custody_index)
+        if cursor is not None:
+            query = query.where(position_after(position, cursor, newest_first=newest_first))
+        query = query.order_by(position.desc() if newest_first else position).limit(limit + 1)
+        items = list(session.exec(query))
+    return page_of(items, limit, position=lambda i: i.custody_index)
+
+
+def incident_filter(
+    session: Session, principal: Principal, filters: Filters, incident_id: Mapped[str]
+) -> ColumnElement[bool]:
+    """SQL: the incident is the caller's, visible, and matches every filter given."""
+    subject = _subject("incident", incident_id)
+    clauses = [
+        col(Incident.organisation_id) == principal.organisation_id,
+        visible_clause(principal, subject),
+    ]
+    if filters.q:
+        clauses.append(text_matches(session, principal.organisation_id, subject, filters.q))
+    if filters.period_from is not None:
+        clauses.append(col(Incident.occurred_to) >= filters.period_from)
+    if filters.period_to is not None:
+        clauses.append(col(Incident.occurred_from) <= filters.period_to)
+    if filters.bbox is not None:
+        clauses.append(in_bbox(subject, filters.bbox))
+    if filters.category is not None:
+        clauses.append(has_term(subject, "category", filters.category))
+    if filters.tag is not None:
+        clauses.append(has_term(subject, "tag", filters.tag))
+    if filters.status is not None:
+        clauses.append(col(Incident.status) == filters.status)
+    if filters.media_type is not None or filters.incident is not None:
+        raise InvalidInput("media_type and incident filter evidence, not incidents")
+    return and_(*clauses)
 
 
 def _subject(kind: str, column: ColumnElement[str] | Mapped[str]) -> ColumnElement[str]:
     return literal(f"{kind}:", String) + column
-
-
-def _cursor_index(session: Session, principal: Principal, incident_id: str) -> int:
-    cursor = session.get(Incident, incident_id)
-    if cursor is None or cursor.organisation_id != principal.organisation_id:
-        raise InvalidInput("after: unknown cursor")
-    return cursor.custody_index
 
 
 def link_evidence(
@@ -138,8 +338,11 @@ def link_in_session(
     reason: str,
 ) -> IncidentEvidence:
     """The link and its log entry, inside the caller's transaction."""
-    if is_linked(session, incident.id, evidence.id):
-        raise InvalidInput(f"evidence {evidence.id} is already linked to incident {incident.id}")
+    existing = _link(session, incident.id, evidence.id)
+    if existing is not None:
+        ended = session.get(LinkEnd, existing.id) is not None
+        state = "was linked and then unlinked" if ended else "is already linked"
+        raise InvalidInput(f"evidence {evidence.id} {state} to incident {incident.id}")
     entry = runtime.log.append(
         session,
         organisation_id=principal.organisation_id,
@@ -161,11 +364,60 @@ def link_in_session(
     return link
 
 
-def is_linked(session: Session, incident_id: str, evidence_id: str) -> bool:
-    """Whether the evidence is already linked to the incident."""
-    found = session.exec(
-        select(IncidentEvidence.id)
+def unlink_evidence(
+    runtime: Runtime, principal: Principal, incident_id: str, evidence_id: str, *, reason: str
+) -> LinkEnd:
+    """End a link, recording why; the link and its history stay."""
+    principal.require(Permission.INCIDENT_WRITE, subject=f"incident:{incident_id}")
+    with runtime.database.session() as session:
+        visible_incident(session, principal, incident_id)
+        evidence = visible_evidence(session, principal, evidence_id)
+        link = _link(session, incident_id, evidence_id)
+        if link is None:
+            raise InvalidInput(f"evidence {evidence_id} is not linked to incident {incident_id}")
+        if session.get(LinkEnd, link.id) is not None:
+            raise InvalidInput(
+                f"the link of evidence {evidence_id} to incident {incident_id} already ended"
+            )
+        entry = runtime.log.append(
+            session,
+            organisation_id=principal.organisation_id,
+            actor=principal.actor,
+            action="incident.evidence_unlinked",
+            subjects=[f"incident:{incident_id}", f"evidence:{evidence_id}"],
+            details={"evidence": evidence_id, "sha256": evidence.sha256, "reason": reason},
+        )
+        end = LinkEnd(
+            link_id=link.id,
+            reason=reason,
+            ended_by=principal.user_id,
+            ended_at=entry.time,
+            custody_index=entry.index,
+        )
+        session.add(end)
+    return end
+
+
+def _link(session: Session, incident_id: str, evidence_id: str) -> IncidentEvidence | None:
+    return session.exec(
+        select(IncidentEvidence)
         .where(IncidentEvidence.incident_id == incident_id)
         .where(IncidentEvidence.evidence_id == evidence_id)
     ).first()
-    return found is not None
+
+
+def is_linked(session: Session, incident_id: str, evidence_id: str) -> bool:
+    """Whether the evidence has a link to the incident (one that may since have ended)."""
+    return _link(session, incident_id, evidence_id) is not None
+
+
+def linked_clause(incident_id: str, evidence_id: Mapped[str]) -> ColumnElement[bool]:
+    """SQL: the evidence is linked to the incident and the link has not ended."""
+    ended = select(LinkEnd.link_id).where(col(LinkEnd.link_id) == col(IncidentEvidence.id))
+    linked = (
+        select(IncidentEvidence.id)
+        .where(col(IncidentEvidence.evidence_id) == evidence_id)
+        .where(IncidentEvidence.incident_id == incident_id)
+        .where(~ended.exists())
+    )
+    return linked.exists()

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
@@ -32,11 +32,20 @@ from service.accounts import Principal
 from service.core.canonical import canonical_json
 from service.core.digests import ContentDigester, ContentDigests, sha256, sha256_hex_valid
 from service.db.models import Evidence, Submission, UploadIntent, User
-from service.errors import Error, InvalidInput, NotFound, ObjectExists, TooLarge
+from service.descriptions import asserted_dict, asserted_digest, describe_at_ingest
+from service.errors import (
+    Error,
+    InvalidInput,
+    NotFound,
+    ObjectExists,
+    TooLarge,
+    validation_message,
+)
 from service.incidents import is_linked, link_in_session
 from service.media import sniff_media_type
 from service.permissions import Permission, Role
 from service.reading import verify_object
+from service.records import AssertedMetadata
 from service.runtime import Runtime
 from service.storage import StagedObject
 
@@ -68,15 +77,9 @@ class PartEnd:
 FormEvent = PartStart | PartData | PartEnd
 
 
-class EvidenceMetadata(BaseModel):
-    """What the collector asserts about an item; unknown keys are kept as given."""
+class UploadMetadata(AssertedMetadata):
+    """The metadata part: the collector's assertions, plus where the item goes."""
 
-    model_config = ConfigDict(extra="allow", str_max_length=20000)
-
-    title: str | None = Field(default=None, max_length=500)
-    description: str | None = None
-    source_url: str | None = Field(default=None, max_length=2048)
-    captured_at: datetime | None = None
     incident_id: str | None = Field(default=None, max_length=36)
     restricted: bool = False
 
@@ -209,9 +212,9 @@ async def _read_field(chunks: AsyncIterator[bytes], name: str) -> str:
         raise InvalidInput(f"{name}: not valid UTF-8") from None
 
 
-def _parse_metadata(text: str | None) -> EvidenceMetadata:
+def _parse_metadata(text: str | None) -> UploadMetadata:
     if text is None or not text.strip():
-        return EvidenceMetadata()
+        return UploadMetadata()
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -219,11 +222,9 @@ def _parse_metadata(text: str | None) -> EvidenceMetadata:
     if not isinstance(value, dict):
         raise InvalidInput("metadata: must be a JSON object")
     try:
-        return EvidenceMetadata.model_validate(value)
+        return UploadMetadata.model_validate(value)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"metadata.{where}: {first['msg']}") from None
+        raise InvalidInput(validation_message(exc.errors(), prefix="metadata")) from None
 
 
 def _parse_claimed_sha256(text: str | None) -> str | None:
@@ -441,7 +442,8 @@ def _finish_intent_once(
             organisation_id=intent.organisation_id,
             role=Role(uploader.role),
         )
-        metadata = EvidenceMetadata.model_validate_json(intent.metadata_json)
+        metadata = UploadMetadata.model_validate_json(intent.metadata_json)
+        asserted = asserted_dict(metadata)
         submitted = {"filename": intent.filename, "metadata": json.loads(intent.metadata_json)}
         details: dict[str, object] = {
             "sha256": intent.sha256,
@@ -452,7 +454,11 @@ def _finish_intent_once(
         duplicate = evidence is not None
         if evidence is None:
             evidence_id = str(uuid.uuid4())
-            details |= {"sha512": intent.sha512, "media_type": intent.media_type or ""}
+            details |= {
+                "sha512": intent.sha512,
+                "media_type": intent.media_type or "",
+                "asserted_sha256": asserted_digest(asserted),
+            }
             entry = runtime.log.append(
                 session,
                 organisation_id=intent.organisation_id,
@@ -474,6 +480,14 @@ def _finish_intent_once(
                 ingest_index=entry.index,
             )
             session.add(evidence)
+            session.flush()
+            describe_at_ingest(
+                session,
+                evidence,
+                asserted,
+                recorded_by=intent.user_id,
+                custody_index=entry.index,
+            )
         else:
             entry = runtime.log.append(
                 session,

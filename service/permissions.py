@@ -20,7 +20,9 @@ class Permission(StrEnum):
     EVIDENCE_UPLOAD = "evidence.upload"
     EVIDENCE_READ = "evidence.read"  # records and custody trails, not the bytes
     EVIDENCE_CONTENT = "evidence.content"  # the bytes themselves
-    INCIDENT_WRITE = "incident.write"  # create, link evidence
+    EVIDENCE_DESCRIBE = "evidence.describe"  # edit an item's asserted metadata
+    INCIDENT_WRITE = "incident.write"  # create, edit, link and unlink evidence
+    NOTE_WRITE = "notes.write"  # annotate incidents and items
     INCIDENT_READ = "incident.read"
     CUSTODY_READ = "custody.read"  # checkpoints, entries, proofs
     RESTRICT = "access.restrict"  # mark an item restricted
@@ -44,11 +46,13 @@ MATRIX: dict[Role, frozenset[Permission]] = {
         | {
             Permission.EVIDENCE_UPLOAD,
             Permission.EVIDENCE_CONTENT,
+            Permission.EVIDENCE_DESCRIBE,
             Permission.INCIDENT_WRITE,
+            Permission.NOTE_WRITE,
             Permission.RESTRICT,
         }
     ),
-    Role.ANALYST: frozenset(_READ | {Permission.EVIDENCE_CONTENT}),
+    Role.ANALYST: frozenset(_READ | {Permission.EVIDENCE_CONTENT, Permission.NOTE_WRITE}),
     Role.AUDITOR: frozenset(_READ),
 }
 

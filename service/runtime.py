@@ -17,6 +17,7 @@ from service.db import Database, open_database
 from service.errors import ConfigurationError, FormatError
 from service.settings import Settings
 from service.storage import FilesystemStore, ObjectStore, S3Store
+from service.vocabulary import DEFAULT_CATEGORIES, load_vocabulary
 
 if TYPE_CHECKING:
     from service.oidc import OidcVerifier
@@ -43,6 +44,7 @@ class Runtime:
     log: CustodyLog
     oidc: OidcVerifier | None = None
     tsa: Tsa | None = None
+    vocabulary: frozenset[str] = frozenset(DEFAULT_CATEGORIES)
 
     def retain_until(self) -> datetime:
         """The Object Lock date for an object stored now."""
@@ -72,6 +74,7 @@ def open_store(settings: Settings) -> ObjectStore:
 
 def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     """Open the database (migrating it), the object store and the log key."""
+    vocabulary = load_vocabulary(settings.vocabulary_file)
     database = open_database(settings.effective_database_url)
     try:
         database.check_durability()
@@ -93,6 +96,7 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         log=log,
         oidc=open_oidc(settings),
         tsa=tsa,
+        vocabulary=vocabulary,
     )
 
 

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     tsa_ca_file: Path | None = None
     tsa_timeout: float = Field(default=10.0, gt=0, le=300)
     tsa_interval: float = Field(default=300.0, gt=0)
+    # Violation categories: a JSON list of terms, or {"categories": [...]}; else the default.
+    vocabulary_file: Path | None = None
+    # Perceptual-hash bits two images may differ by and still be "the same picture".
+    near_duplicate_threshold: int = Field(default=31, ge=0, le=128)
+    # Metadata extraction runs in a child process under these limits.
+    analysis_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    analysis_memory_mb: int = Field(default=1024, ge=64)
+    analysis_max_bytes: int = Field(default=4 * 1024**3, ge=0)
 
     retention_days: int = Field(default=3650, ge=1, le=36500)
     max_upload_bytes: int = Field(default=64 * 1024**3, ge=1)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import uvicorn
@@ -74,3 +75,13 @@ def serve(runtime: Runtime) -> Iterator[Locker]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+def analysed(client: httpx.Client, evidence_id: str) -> dict[str, Any]:
+    """The item once its background analysis is recorded (it runs after the 201)."""
+    for _ in range(600):
+        detail = client.get(f"/v1/evidence/{evidence_id}").json()
+        if detail["analysis"] is not None:
+            return dict(detail)
+        time.sleep(0.05)
+    raise AssertionError(f"evidence {evidence_id} was never analysed")

@@ -7,6 +7,7 @@ and only the decoder for its sniffed type; whatever goes wrong there comes back 
 bounded JSON, recorded as the file's claim about itself, never as established fact.
 """
 
+from service.analysis._media_types import analysable
 from service.analysis._sandbox import analyse_file
 from service.analysis.pdq import (
     MIN_USEFUL_QUALITY,
@@ -23,6 +24,7 @@ __all__ = [
     "Analysis",
     "JSONValue",
     "PerceptualHash",
+    "analysable",
     "analyse_file",
     "best_match_distance",
     "is_near_duplicate",

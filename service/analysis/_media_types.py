@@ -50,3 +50,8 @@ def extractor_kind(media_type: str) -> str | None:
     if media_type in DEMUXERS:
         return "audiovisual"
     return None
+
+
+def analysable(media_type: str) -> bool:
+    """Whether some extractor reads `media_type` (its parameters and case ignored)."""
+    return extractor_kind(media_type.split(";", 1)[0].strip().lower()) is not None

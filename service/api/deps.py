@@ -60,7 +60,9 @@ def Allowed(permission: Permission) -> Callable[..., Awaitable[Principal]]:
     async def dependency(
         request: Request, principal: Annotated[Principal, Depends(_authenticated)]
     ) -> Principal:
-        principal.require(permission, subject=f"route:{request.method} {request.url.path}")
+        # The route's template, not the URL: bounded in length, and it names what was asked.
+        route = getattr(request.scope.get("route"), "path", request.url.path)
+        principal.require(permission, subject=f"route:{request.method} {route}"[:80])
         return principal
 
     dependency.permission = permission  # type: ignore[attr-defined]
@@ -80,6 +82,8 @@ def Public() -> Callable[[], Awaitable[None]]:
 # One alias per permission, so a handler's signature says what it needs.
 EvidenceUploader = Annotated[Principal, Depends(Allowed(Permission.EVIDENCE_UPLOAD))]
 EvidenceReader = Annotated[Principal, Depends(Allowed(Permission.EVIDENCE_READ))]
+EvidenceDescriber = Annotated[Principal, Depends(Allowed(Permission.EVIDENCE_DESCRIBE))]
+Annotator = Annotated[Principal, Depends(Allowed(Permission.NOTE_WRITE))]
 IncidentWriter = Annotated[Principal, Depends(Allowed(Permission.INCIDENT_WRITE))]
 IncidentReader = Annotated[Principal, Depends(Allowed(Permission.INCIDENT_READ))]
 CustodyReader = Annotated[Principal, Depends(Allowed(Permission.CUSTODY_READ))]

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from service.api.documentation import DescriptionPublic
 from service.core.entry import decode_entry
 from service.db.models import (
     AccessGrant,
@@ -15,8 +16,7 @@ from service.db.models import (
     CheckpointTimestamp,
     CustodyEntry,
     Evidence,
-    Incident,
-    IncidentEvidence,
+    EvidenceAnalysis,
     Submission,
     User,
 )
@@ -72,9 +72,39 @@ class EvidencePublic(BaseModel):
         )
 
 
+class AnalysisPublic(BaseModel):
+    """What the bytes themselves say, extracted at ingest without trusting the file."""
+
+    extracted: dict[str, object]
+    perceptual_hashes: list[dict[str, object]]
+    error: str | None
+    analysed_at: datetime
+    custody_index: int
+
+    @classmethod
+    def of(cls, analysis: EvidenceAnalysis) -> AnalysisPublic:
+        return cls(
+            extracted=json.loads(analysis.extracted_json),
+            perceptual_hashes=json.loads(analysis.perceptual_json),
+            error=analysis.error,
+            analysed_at=analysis.analysed_at,
+            custody_index=analysis.custody_index,
+        )
+
+
+class NearDuplicatePublic(BaseModel):
+    evidence_id: str
+    distance: int = Field(description="Differing bits of the 256-bit PDQ perceptual hashes.")
+
+
 class EvidenceDetail(EvidencePublic):
     ingest_index: int
     submissions: list[SubmissionPublic]
+    description: DescriptionPublic
+    analysis: AnalysisPublic | None = Field(
+        description="Extracted metadata; null until the background analysis has run."
+    )
+    near_duplicates: list[NearDuplicatePublic]
 
 
 class EntryPublic(BaseModel):
@@ -107,79 +137,6 @@ class ConsistencyProof(BaseModel):
     first: int
     second: int
     hashes: list[str]
-
-
-class Location(BaseModel):
-    name: str | None = Field(default=None, max_length=500)
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
-
-
-class IncidentCreate(BaseModel):
-    title: str = Field(min_length=1, max_length=500)
-    restricted: bool = False
-    description: str = Field(default="", max_length=20000)
-    occurred_from: datetime | None = None
-    occurred_to: datetime | None = None
-    location: Location | None = None
-
-
-class LinkCreate(BaseModel):
-    evidence_id: str = Field(min_length=1, max_length=36)
-    reason: str = Field(min_length=1, max_length=2000)
-
-
-class LinkPublic(BaseModel):
-    evidence_id: str
-    reason: str
-    linked_at: datetime
-    linked_by: str
-    custody_index: int
-    sha256: str | None = None
-
-    @classmethod
-    def of(cls, link: IncidentEvidence, evidence: Evidence | None = None) -> LinkPublic:
-        return cls(
-            evidence_id=link.evidence_id,
-            reason=link.reason,
-            linked_at=link.linked_at,
-            linked_by=link.linked_by,
-            custody_index=link.custody_index,
-            sha256=evidence.sha256 if evidence else None,
-        )
-
-
-class IncidentPublic(BaseModel):
-    id: str
-    title: str
-    description: str
-    occurred_from: datetime | None
-    occurred_to: datetime | None
-    location: Location | None
-    created_at: datetime
-    custody_index: int
-
-    @classmethod
-    def of(cls, incident: Incident) -> IncidentPublic:
-        location = None
-        if incident.location_name or incident.latitude is not None:
-            location = Location(
-                name=incident.location_name, lat=incident.latitude, lon=incident.longitude
-            )
-        return cls(
-            id=incident.id,
-            title=incident.title,
-            description=incident.description,
-            occurred_from=incident.occurred_from,
-            occurred_to=incident.occurred_to,
-            location=location,
-            created_at=incident.created_at,
-            custody_index=incident.custody_index,
-        )
-
-
-class IncidentDetail(IncidentPublic):
-    evidence: list[LinkPublic]
 
 
 class MemberCreate(BaseModel):

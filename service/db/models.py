@@ -114,18 +114,131 @@ class UploadIntent(SQLModel, table=True):
 
 
 class Incident(SQLModel, table=True):
-    """Something that happened, which evidence documents."""
+    """Something that happened, as its latest version describes it.
+
+    The versions themselves are in `incident_version` (append-only); this row, its
+    places, terms and search document are the current view, rewritten on each edit.
+    """
 
     id: str = Field(primary_key=True, max_length=36)
     organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    version: int
     title: str = Field(max_length=500)
-    description: str = Field(default="", max_length=20000)
+    status: str = Field(max_length=32, index=True)
+    document_json: str = Field(sa_column=Column(Text, nullable=False))
     occurred_from: datetime | None = None
     occurred_to: datetime | None = None
-    location_name: str | None = Field(default=None, max_length=500)
-    latitude: float | None = None
-    longitude: float | None = None
     created_by: str = Field(foreign_key="user_account.id", max_length=36)
+    created_at: datetime
+    updated_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+
+
+class IncidentVersion(SQLModel, table=True):
+    """One version of an incident's record, whose digest the custody log holds."""
+
+    __tablename__ = "incident_version"
+
+    incident_id: str = Field(foreign_key="incident.id", primary_key=True, max_length=36)
+    version: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    organisation_id: str = Field(foreign_key="organisation.id", max_length=36)
+    document_json: str = Field(sa_column=Column(Text, nullable=False))
+    document_sha256: str = Field(max_length=64)
+    reason: str = Field(default="", max_length=2000)
+    recorded_by: str = Field(foreign_key="user_account.id", max_length=36)
+    recorded_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+
+
+class EvidenceVersion(SQLModel, table=True):
+    """One version of what the collector asserts about an item (its asserted metadata)."""
+
+    __tablename__ = "evidence_version"
+
+    evidence_id: str = Field(foreign_key="evidence.id", primary_key=True, max_length=36)
+    version: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    organisation_id: str = Field(foreign_key="organisation.id", max_length=36)
+    asserted_json: str = Field(sa_column=Column(Text, nullable=False))
+    asserted_sha256: str = Field(max_length=64)
+    reason: str = Field(default="", max_length=2000)
+    recorded_by: str = Field(foreign_key="user_account.id", max_length=36)
+    recorded_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+
+
+class EvidenceProfile(SQLModel, table=True):
+    """The current descriptive view of an item, for lists and filters."""
+
+    __tablename__ = "evidence_profile"
+
+    evidence_id: str = Field(foreign_key="evidence.id", primary_key=True, max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    version: int
+    title: str = Field(default="", max_length=500)
+    captured_at: datetime | None = None
+
+
+class EvidenceAnalysis(SQLModel, table=True):
+    """What the bytes themselves say (extracted metadata, perceptual hashes), once."""
+
+    __tablename__ = "evidence_analysis"
+
+    evidence_id: str = Field(foreign_key="evidence.id", primary_key=True, max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    extracted_json: str = Field(sa_column=Column(Text, nullable=False))
+    perceptual_json: str = Field(sa_column=Column(Text, nullable=False))
+    error: str | None = Field(default=None, max_length=1024)
+    analysed_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+
+
+class NearDuplicate(SQLModel, table=True):
+    """Two items that look the same (perceptual hashes within the threshold)."""
+
+    __tablename__ = "near_duplicate"
+
+    evidence_id: str = Field(foreign_key="evidence.id", primary_key=True, max_length=36)
+    similar_id: str = Field(foreign_key="evidence.id", primary_key=True, max_length=36)
+    distance: int
+    found_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class Place(SQLModel, table=True):
+    """A point an item is about (an incident's locations, an item's location)."""
+
+    subject: str = Field(primary_key=True, max_length=80)
+    position: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    latitude: float
+    longitude: float
+
+
+class Term(SQLModel, table=True):
+    """A category or tag on an item, for filters."""
+
+    subject: str = Field(primary_key=True, max_length=80)
+    kind: str = Field(primary_key=True, max_length=16)
+    term: str = Field(primary_key=True, max_length=100)
+
+
+class SearchDocument(SQLModel, table=True):
+    """An item's normalised search text (indexed by PostgreSQL full text or SQLite FTS5)."""
+
+    __tablename__ = "search_document"
+
+    subject: str = Field(primary_key=True, max_length=80)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Note(SQLModel, table=True):
+    """An analyst's annotation on an incident or an item: append-only, logged."""
+
+    id: str = Field(primary_key=True, max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", max_length=36)
+    subject: str = Field(index=True, max_length=80)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    author: str = Field(foreign_key="user_account.id", max_length=36)
     created_at: datetime
     custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
 
@@ -142,6 +255,18 @@ class IncidentEvidence(SQLModel, table=True):
     reason: str = Field(max_length=2000)
     linked_by: str = Field(foreign_key="user_account.id", max_length=36)
     linked_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+
+
+class LinkEnd(SQLModel, table=True):
+    """The end of a link: unlinking never deletes it, it records why it ended."""
+
+    __tablename__ = "link_end"
+
+    link_id: str = Field(foreign_key="incident_evidence.id", primary_key=True, max_length=36)
+    reason: str = Field(max_length=2000)
+    ended_by: str = Field(foreign_key="user_account.id", max_length=36)
+    ended_at: datetime
     custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
 
 

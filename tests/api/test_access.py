@@ -115,7 +115,7 @@ def test_restricted_items_are_undetectable_without_a_grant(locker: Locker) -> No
             )
             assert owner.get(f"/v1/incidents/{secret['id']}").status_code == 200
             assert other.get(f"/v1/incidents/{secret['id']}").status_code == 404
-            assert [i["id"] for i in other.get("/v1/incidents").json()] == [public["id"]]
+            assert [i["id"] for i in other.get("/v1/incidents").json()["items"]] == [public["id"]]
             assert other.get(f"/v1/incidents/{public['id']}").json()["evidence"] == []
             assert other.get(f"/v1/evidence/{evidence['id']}").status_code == 404
             link = other.post(
@@ -137,7 +137,7 @@ def test_other_organisation_cannot_see_list_or_detect(locker: Locker) -> None:
         item = mine.post("/v1/evidence", files=[("file", ("a.png", PNG, "image/png"))]).json()
         assert theirs.get(f"/v1/evidence/{item['id']}/custody").status_code == 404
         assert theirs.get(f"/v1/incidents/{incident['id']}").status_code == 404
-        assert theirs.get("/v1/incidents").json() == []
+        assert theirs.get("/v1/incidents").json()["items"] == []
         seen = json.dumps(_actions(theirs))
         assert item["id"] not in seen and incident["id"] not in seen
         denied = [a for a in _actions(mine) if a["action"] == "access.denied"]

@@ -59,11 +59,12 @@ def _post(client: httpx.Client, path: str, **kwargs: Any) -> dict[str, Any]:
 
 def _items(client: httpx.Client, tag: str, *, restricted: bool = False) -> dict[str, str]:
     incident = _post(client, "/v1/incidents", json={"title": tag, "restricted": restricted})
+    metadata = {"restricted": restricted, "incident_id": incident["id"]}
     evidence = _post(
         client,
         "/v1/evidence",
         files=[("file", (f"{tag}.png", PNG + tag.encode(), "image/png"))],
-        data={"metadata": json.dumps({"restricted": restricted})},
+        data={"metadata": json.dumps(metadata)},
     )
     return {"incident": incident["id"], "evidence": evidence["id"]}
 
@@ -156,6 +157,42 @@ CASES: dict[tuple[str, str], tuple[tuple[str, ...], Request]] = {
             json={"evidence_id": i["evidence"], "reason": f"by {r}"},
         ),
     ),
+    ("PATCH", "/v1/incidents/{incident_id}"): (
+        ALL,
+        lambda c, i, r, w: c.patch(f"/v1/incidents/{i['incident']}", json={"status": "closed"}),
+    ),
+    ("GET", "/v1/incidents/{incident_id}/history"): (
+        ALL,
+        lambda c, i, r, w: c.get(f"/v1/incidents/{i['incident']}/history"),
+    ),
+    ("POST", "/v1/incidents/{incident_id}/evidence/{evidence_id}/unlink"): (
+        ALL,
+        lambda c, i, r, w: c.post(
+            f"/v1/incidents/{i['incident']}/evidence/{i['evidence']}/unlink",
+            json={"reason": f"by {r}"},
+        ),
+    ),
+    ("GET", "/v1/evidence"): (OWN, lambda c, i, r, w: c.get("/v1/evidence")),
+    ("PATCH", "/v1/evidence/{evidence_id}/metadata"): (
+        ALL,
+        lambda c, i, r, w: c.patch(
+            f"/v1/evidence/{i['evidence']}/metadata", json={"title": f"by {r}"}
+        ),
+    ),
+    ("GET", "/v1/evidence/{evidence_id}/history"): (
+        ALL,
+        lambda c, i, r, w: c.get(f"/v1/evidence/{i['evidence']}/history"),
+    ),
+    ("POST", "/v1/{kind}/{item_id}/notes"): (
+        ALL,
+        lambda c, i, r, w: c.post(f"/v1/evidence/{i['evidence']}/notes", json={"body": r}),
+    ),
+    ("GET", "/v1/{kind}/{item_id}/notes"): (
+        ALL,
+        lambda c, i, r, w: c.get(f"/v1/incidents/{i['incident']}/notes"),
+    ),
+    ("GET", "/v1/search"): (OWN, lambda c, i, r, w: c.get("/v1/search", params={"q": "own"})),
+    ("GET", "/v1/vocabulary"): (OWN, lambda c, i, r, w: c.get("/v1/vocabulary")),
     ("GET", "/v1/custody/checkpoint"): (OWN, lambda c, i, r, w: c.get("/v1/custody/checkpoint")),
     ("GET", "/v1/custody/checkpoint/timestamps"): (
         OWN,

@@ -23,7 +23,7 @@ from service.db.models import User
 from service.permissions import Role
 from service.reading import EntryFilter, audit_trail
 from tests.api.test_access import _member_key
-from tests.harness import Locker
+from tests.harness import Locker, analysed
 from tests.independent import verifier as independent
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"case" * 400
@@ -53,6 +53,7 @@ def _populate(admin: httpx.Client) -> tuple[Node, str]:
         files=[("file", ("موقع.png", PNG, "image/png"))],
         data={"metadata": json.dumps({"title": "Site photo", "incident_id": incident["id"]})},
     ).json()
+    analysed(admin, item["id"])  # its analysis entry is in the log before we compare
     assert admin.get(f"/v1/evidence/{item['id']}/content").status_code == 200
     admin.post("/v1/incidents", json={"title": "hidden", "restricted": True}).raise_for_status()
     return item, _member_key(admin, "auditor@example.org", "auditor")
@@ -99,6 +100,7 @@ def test_case_export_conforms_and_holds_what_jsonl_holds(locker: Locker, tmp_pat
     assert [a["uco-core:name"] for a in _of_type(one, ACTION)] == [
         "evidence.ingested",
         "incident.evidence_linked",
+        "evidence.analysed",
         "evidence.content_accessed",
     ]
     # Every leaf is proven in the closing checkpoint, checked by the independent verifier.

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from tests.harness import Locker
+from tests.harness import Locker, analysed
 from tests.independent import verifier as independent
 
 # Bootstrap records the organisation, its first member and that member's key.
@@ -113,6 +113,7 @@ def test_proof_requests_out_of_range_are_422(locker: Locker) -> None:
 def test_evidence_custody_trail_is_proven(locker: Locker) -> None:
     with locker.client() as client:
         created = client.post("/v1/evidence", files=[("file", ("a.png", PNG, "image/png"))]).json()
+        analysed(client, created["id"])
         incident = client.post("/v1/incidents", json={"title": "Tarhuna"}).json()
         client.post(
             f"/v1/incidents/{incident['id']}/evidence",
@@ -124,7 +125,12 @@ def test_evidence_custody_trail_is_proven(locker: Locker) -> None:
     _, size, root = independent.open_checkpoint(trail["checkpoint"], key)
     assert size == trail["tree_size"]
     actions = [e["fields"]["action"] for e in trail["entries"]]
-    assert actions == ["evidence.ingested", "incident.evidence_linked", "evidence.content_accessed"]
+    assert actions == [
+        "evidence.ingested",
+        "evidence.analysed",
+        "incident.evidence_linked",
+        "evidence.content_accessed",
+    ]
     for entry in trail["entries"]:
         independent.verify_inclusion(
             base64.b64decode(entry["leaf_b64"]),
@@ -181,6 +187,7 @@ def test_verifier_key_is_public_but_checkpoint_needs_a_key(locker: Locker) -> No
 def test_audit_export_streams_proven_entries(locker: Locker) -> None:
     with locker.client() as client:
         item = client.post("/v1/evidence", files=[("file", ("a.png", PNG, "image/png"))]).json()
+        analysed(client, item["id"])
         _make_entries(client, 3)
         client.get(f"/v1/evidence/{item['id']}/content")
         key = client.get("/v1/custody/verifier-key").text.strip()
@@ -190,7 +197,7 @@ def test_audit_export_streams_proven_entries(locker: Locker) -> None:
         future = client.get("/v1/custody/export", params={"from": "2999-01-01T00:00:00Z"})
     lines = [json.loads(line) for line in jsonl.text.splitlines()]
     _, size, root = independent.open_checkpoint(lines[-1]["checkpoint"], key)
-    assert len(lines) - 1 == BOOTSTRAP_ENTRIES + 5
+    assert len(lines) - 1 == BOOTSTRAP_ENTRIES + 6
     for line in lines[:-1]:
         leaf = base64.b64decode(line["leaf_b64"])
         independent.verify_inclusion(
@@ -198,9 +205,10 @@ def test_audit_export_streams_proven_entries(locker: Locker) -> None:
         )
     assert [json.loads(x)["fields"]["action"] for x in one.text.splitlines()[:-1]] == [
         "evidence.ingested",
+        "evidence.analysed",
         "evidence.content_accessed",
     ]
     rows = table.text.splitlines()
     assert rows[0].startswith("index,time,organisation") and rows[-1].startswith("checkpoint,")
-    assert len(rows) == BOOTSTRAP_ENTRIES + 5 + 2
+    assert len(rows) == BOOTSTRAP_ENTRIES + 6 + 2
     assert len(future.text.splitlines()) == 1  # only the closing checkpoint

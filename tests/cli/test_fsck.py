@@ -16,7 +16,7 @@ from sqlmodel import select
 from service.db.models import Evidence, OrphanObject, UploadIntent
 from service.fsck import fsck
 from service.runtime import Runtime
-from tests.harness import Locker
+from tests.harness import Locker, analysed
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"fsck" * 4096
 
@@ -25,6 +25,7 @@ def _upload(locker: Locker, content: bytes = PNG) -> dict[str, object]:
     with locker.client() as client:
         response = client.post("/v1/evidence", files=[("file", ("a.png", content, "image/png"))])
         assert response.status_code == 201, response.text
+        analysed(client, response.json()["id"])  # its analysis entry lands before we count
         client.get(f"/v1/evidence/{response.json()['id']}/content")
         client.get("/v1/custody/checkpoint")
         return dict(response.json())
@@ -45,7 +46,8 @@ def test_healthy_store_passes(locker: Locker) -> None:
     report = fsck(locker.runtime)
     assert report.findings == []
     assert report.checked["objects re-hashed"] == 1
-    assert report.checked["log entries"] == 5  # bootstrap's 3, ingest, content access
+    # bootstrap's 3, ingest, analysis, content access
+    assert report.checked["log entries"] == 6
     assert report.checked["checkpoints"] >= 1
 
 

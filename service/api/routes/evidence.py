@@ -1,25 +1,36 @@
-"""/v1/evidence: upload, read, download, custody trail."""
+"""/v1/evidence: upload, list, read, describe, download, custody trail."""
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, BackgroundTasks, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import EvidenceReader, EvidenceUploader, RuntimeDep
+from service.analysing import analyse_later, wants_analysis
+from service.api.deps import EvidenceDescriber, EvidenceReader, EvidenceUploader, RuntimeDep
+from service.api.documentation import (
+    DescriptionPublic,
+    DescriptionUpdate,
+    EvidencePage,
+    EvidenceSummary,
+)
+from service.api.filtering import FilterParams, PagingParams
 from service.api.multipart import boundary_of, form_events
 from service.api.schemas import (
+    AnalysisPublic,
     CustodyTrail,
     EntryPublic,
     EvidenceDetail,
     EvidencePublic,
+    NearDuplicatePublic,
     ProvenEntryPublic,
     SubmissionPublic,
     b64,
 )
 from service.core.digests import Digest
+from service.descriptions import describe, description_history, list_evidence, update_description
 from service.errors import TooLarge
 from service.intake import ingest
 from service.reading import evidence_custody, get_evidence, open_content
@@ -32,6 +43,7 @@ _FRAMING_ALLOWANCE = 1024 * 1024
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=EvidencePublic)
 async def upload_evidence(
     request: Request,
+    background: BackgroundTasks,
     runtime: RuntimeDep,
     principal: EvidenceUploader,
 ) -> EvidencePublic:
@@ -42,7 +54,30 @@ async def upload_evidence(
         raise TooLarge(f"body of {declared} bytes exceeds the upload limit of {limit} bytes")
     events = form_events(request.stream(), boundary_of(request.headers.get("content-type")))
     result = await ingest(runtime, principal, events)
+    if not result.duplicate and wants_analysis(result.evidence):
+        background.add_task(analyse_later, runtime, result.evidence.id)
     return EvidencePublic.of(result.evidence, result.submission, duplicate=result.duplicate)
+
+
+@router.get("", response_model=EvidencePage)
+def list_items(
+    runtime: RuntimeDep,
+    principal: EvidenceReader,
+    filters: FilterParams,
+    paging: PagingParams,
+) -> EvidencePage:
+    """The organisation's items in log order, filtered; follow `next_cursor` for more."""
+    page = list_evidence(
+        runtime,
+        principal,
+        filters,
+        limit=paging.limit,
+        cursor=paging.cursor,
+        newest_first=paging.newest_first,
+    )
+    return EvidencePage(
+        items=[EvidenceSummary.of(e, p) for e, p in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.get("/{evidence_id}", response_model=EvidenceDetail)
@@ -51,14 +86,52 @@ def read_evidence(
     runtime: RuntimeDep,
     principal: EvidenceReader,
 ) -> EvidenceDetail:
-    """The evidence record and every submission of its content."""
+    """The evidence record, every submission, what the collector asserts and what the
+    bytes say (kept apart), and the items that look the same."""
     view = get_evidence(runtime, principal, evidence_id)
+    described = describe(runtime, principal, evidence_id)
     first = view.submissions[0]
+    analysis = described.analysis
     return EvidenceDetail(
         **EvidencePublic.of(view.evidence, first).model_dump(),
         ingest_index=view.evidence.ingest_index,
         submissions=[SubmissionPublic.of(s) for s in view.submissions],
+        description=DescriptionPublic.of(described.latest),
+        analysis=AnalysisPublic.of(analysis) if analysis else None,
+        near_duplicates=[
+            NearDuplicatePublic(evidence_id=n.similar_id, distance=n.distance)
+            for n in described.near_duplicates
+        ],
     )
+
+
+@router.patch("/{evidence_id}/metadata", response_model=DescriptionPublic)
+def patch_metadata(
+    evidence_id: str,
+    body: DescriptionUpdate,
+    runtime: RuntimeDep,
+    principal: EvidenceDescriber,
+) -> DescriptionPublic:
+    """Record a new version of the asserted metadata; earlier versions stay readable."""
+    version = update_description(
+        runtime,
+        principal,
+        evidence_id,
+        body.changes(),
+        reason=body.reason,
+        base_version=body.base_version,
+    )
+    return DescriptionPublic.of(version)
+
+
+@router.get("/{evidence_id}/history", response_model=list[DescriptionPublic])
+def get_metadata_history(
+    evidence_id: str,
+    runtime: RuntimeDep,
+    principal: EvidenceReader,
+) -> list[DescriptionPublic]:
+    """Every version of the asserted metadata, oldest first, each with its digest."""
+    return [DescriptionPublic.of(v) for v in description_history(runtime, principal, evidence_id)]
 
 
 @router.get("/{evidence_id}/content", response_class=StreamingResponse)

@@ -1,25 +1,31 @@
-"""/v1/incidents: create, list, read, link evidence."""
+"""/v1/incidents: record, edit (as new versions), list and search, link and unlink evidence."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 
 from service.api.deps import IncidentReader, IncidentWriter, RuntimeDep
-from service.api.schemas import (
+from service.api.documentation import (
     IncidentCreate,
     IncidentDetail,
+    IncidentPage,
     IncidentPublic,
+    IncidentUpdate,
+    IncidentVersionPublic,
     LinkCreate,
     LinkPublic,
+    UnlinkRequest,
 )
+from service.api.filtering import FilterParams, PagingParams
 from service.incidents import (
-    IncidentDraft,
     create_incident,
+    document_for,
+    incident_history,
     link_evidence,
     list_incidents,
     read_incident,
+    unlink_evidence,
+    update_incident,
 )
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
@@ -31,32 +37,31 @@ def post_incident(
     runtime: RuntimeDep,
     principal: IncidentWriter,
 ) -> IncidentPublic:
-    """Record an incident."""
-    location = body.location
-    draft = IncidentDraft(
-        title=body.title,
-        description=body.description,
-        occurred_from=body.occurred_from,
-        occurred_to=body.occurred_to,
-        location_name=location.name if location else None,
-        latitude=location.lat if location else None,
-        longitude=location.lon if location else None,
-        restricted=body.restricted,
-    )
-    return IncidentPublic.of(create_incident(runtime, principal, draft))
+    """Record an incident (its version 1)."""
+    incident = create_incident(runtime, principal, body, restricted=body.restricted)
+    return IncidentPublic.of(incident, document_for(principal, incident.document_json))
 
 
-@router.get("", response_model=list[IncidentPublic])
+@router.get("", response_model=IncidentPage)
 def get_incidents(
     runtime: RuntimeDep,
     principal: IncidentReader,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    after: Annotated[str | None, Query(max_length=36)] = None,
-) -> list[IncidentPublic]:
-    """The organisation's incidents, oldest first; pass the last id as `after` for more."""
-    return [
-        IncidentPublic.of(i) for i in list_incidents(runtime, principal, limit=limit, after=after)
-    ]
+    filters: FilterParams,
+    paging: PagingParams,
+) -> IncidentPage:
+    """The organisation's incidents in log order, filtered; follow `next_cursor` for more."""
+    page = list_incidents(
+        runtime,
+        principal,
+        filters,
+        limit=paging.limit,
+        cursor=paging.cursor,
+        newest_first=paging.newest_first,
+    )
+    return IncidentPage(
+        items=[IncidentPublic.of(i, document_for(principal, i.document_json)) for i in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get("/{incident_id}", response_model=IncidentDetail)
@@ -65,12 +70,44 @@ def get_incident(
     runtime: RuntimeDep,
     principal: IncidentReader,
 ) -> IncidentDetail:
-    """An incident with the evidence linked to it."""
+    """An incident's latest version with the evidence linked to it (ended links marked)."""
     incident, links = read_incident(runtime, principal, incident_id)
     return IncidentDetail(
-        **IncidentPublic.of(incident).model_dump(),
-        evidence=[LinkPublic.of(link, evidence) for link, evidence in links],
+        **IncidentPublic.of(incident, document_for(principal, incident.document_json)).model_dump(),
+        evidence=[LinkPublic.of(v.link, v.evidence, v.ended) for v in links],
     )
+
+
+@router.patch("/{incident_id}", response_model=IncidentPublic)
+def patch_incident(
+    incident_id: str,
+    body: IncidentUpdate,
+    runtime: RuntimeDep,
+    principal: IncidentWriter,
+) -> IncidentPublic:
+    """Record a new version with the fields given changed; earlier versions stay readable."""
+    incident = update_incident(
+        runtime,
+        principal,
+        incident_id,
+        body.changes(),
+        reason=body.reason,
+        base_version=body.base_version,
+    )
+    return IncidentPublic.of(incident, document_for(principal, incident.document_json))
+
+
+@router.get("/{incident_id}/history", response_model=list[IncidentVersionPublic])
+def get_incident_history(
+    incident_id: str,
+    runtime: RuntimeDep,
+    principal: IncidentReader,
+) -> list[IncidentVersionPublic]:
+    """Every version of the incident, oldest first, each with its digest in the log."""
+    return [
+        IncidentVersionPublic.of(v, document_for(principal, v.document_json))
+        for v in incident_history(runtime, principal, incident_id)
+    ]
 
 
 @router.post(
@@ -87,3 +124,18 @@ def post_link(
         runtime, principal, incident_id, evidence_id=body.evidence_id, reason=body.reason
     )
     return LinkPublic.of(link)
+
+
+@router.post("/{incident_id}/evidence/{evidence_id}/unlink", response_model=LinkPublic)
+def post_unlink(
+    incident_id: str,
+    evidence_id: str,
+    body: UnlinkRequest,
+    runtime: RuntimeDep,
+    principal: IncidentWriter,
+) -> LinkPublic:
+    """End the link, with the reason; the link and its history stay."""
+    unlink_evidence(runtime, principal, incident_id, evidence_id, reason=body.reason)
+    _, links = read_incident(runtime, principal, incident_id)
+    view = next(v for v in links if v.link.evidence_id == evidence_id)
+    return LinkPublic.of(view.link, view.evidence, view.ended)

@@ -1,0 +1,47 @@
+"""Search normalisation: Arabic variants and diacritics meet on the same tokens."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.core.search_text import index_tokens, normalise, search_tokens
+
+
+@pytest.mark.parametrize(
+    ("written", "plain"),
+    [
+        ("مَقْبَرَة", "مقبره"),  # tashkeel dropped, teh marbuta → heh
+        ("مقـــبرة", "مقبره"),  # tatweel dropped
+        ("أحمد", "احمد"),
+        ("إخفاء", "اخفاء"),
+        ("آثار", "اثار"),
+        ("ٱلله", "الله"),  # alef wasla
+        ("مستشفى", "مستشفي"),  # alef maqsura → yeh
+        ("مسؤول", "مسوول"),
+        ("Café GRAVES", "cafe graves"),
+        ("２０２０", "2020"),  # full-width digits
+    ],
+)
+def test_normalise(written: str, plain: str) -> None:
+    assert normalise(written) == plain
+
+
+def test_index_keeps_the_word_and_adds_its_stem() -> None:
+    assert index_tokens("المقابر والمستشفى بالمدينة") == [
+        "المقابر",
+        "مقابر",
+        "والمستشفي",
+        "مستشفي",
+        "بالمدينه",
+        "مدينه",
+    ]
+
+
+def test_query_uses_stems_once_each() -> None:
+    assert search_tokens("المقبرة مقبرة، ال") == ["مقبره", "ال"]
+    assert search_tokens("   ؟!  ") == []
+
+
+def test_short_words_keep_their_prefix_letters() -> None:
+    # "الم" has one letter after the article: too short to be a stem.
+    assert index_tokens("الم") == ["الم"]
