@@ -1,8 +1,8 @@
 """PDQ perceptual hashes: computing one from pixels, and comparing two.
 
 PDQ is Meta's 256-bit perceptual hash for photos (ThreatExchange `pdq/`, explained in
-`hashing/hashing.pdf`); the hashing itself is Meta's C++ reference code through the
-`pdqhash` bindings. Hashes are written as Meta writes them: 64 hex digits, bit 255 first.
+`hashing/hashing.pdf`); `_pdq_hashing` computes it exactly as Meta's C++ reference code
+does. Hashes are written as Meta writes them: 64 hex digits, bit 255 first.
 """
 
 from __future__ import annotations
@@ -58,13 +58,11 @@ def best_match_distance(
 
 def hash_rgb(pixels: npt.NDArray[np.uint8], *, frame_time_s: float | None = None) -> PerceptualHash:
     """The PDQ hash of an RGB image given as a height × width × 3 array of bytes."""
-    import numpy as np
-    import pdqhash
+    # Imported here: numpy is needed only in the child process that reads the pixels.
+    from service.analysis._pdq_hashing import pdq_of_rgb
 
-    bits, quality = pdqhash.compute(np.ascontiguousarray(pixels))
-    # pdqhash returns bit 255 first, the order of Meta's hex form.
-    hex_digits = np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex()
-    return PerceptualHash(pdq=hex_digits, quality=int(quality), frame_time_s=frame_time_s)
+    pdq, quality = pdq_of_rgb(pixels)
+    return PerceptualHash(pdq=pdq, quality=quality, frame_time_s=frame_time_s)
 
 
 def _bits(pdq: str) -> int:
