@@ -13,7 +13,7 @@ import binascii
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import ColumnElement, String, and_, delete, exists, text
 from sqlalchemy.orm import Mapped
@@ -24,6 +24,7 @@ from service.db.models import Place, SearchDocument, Term
 from service.errors import InvalidInput
 
 _T = TypeVar("_T")
+_Q = TypeVar("_Q", bound=Any)  # a select of rows (SQLModel's select types vary in arity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,20 +35,28 @@ class Page(Generic[_T]):
     next_cursor: str | None
 
 
-def page_of(fetched: list[_T], limit: int, *, position: Callable[[_T], int]) -> Page[_T]:
-    """A page from `limit + 1` fetched items: the extra one only says there are more."""
-    items = fetched[:limit]
-    more = len(fetched) > limit
-    return Page(items, encode_cursor(position(items[-1])) if more else None)
+@dataclass(frozen=True, slots=True)
+class Paging:
+    """Which page of a list: how many, after which cursor, oldest or newest first."""
 
+    limit: int = 50
+    cursor: str | None = None
+    newest_first: bool = False
 
-def position_after(
-    position: Mapped[int], cursor: str, *, newest_first: bool
-) -> ColumnElement[bool]:
-    """SQL: the row comes after the cursor in the page order."""
-    at = decode_cursor(cursor)
-    column = col(position)
-    return column < at if newest_first else column > at
+    def query(self, query: _Q, position: Mapped[int]) -> _Q:
+        """`query` narrowed to this page, plus one row that only says there are more."""
+        column = col(position)
+        if self.cursor is not None:
+            at = decode_cursor(self.cursor)
+            query = query.where(column < at if self.newest_first else column > at)
+        ordered = query.order_by(column.desc() if self.newest_first else column)
+        return cast(_Q, ordered.limit(self.limit + 1))
+
+    def page(self, fetched: list[_T], *, position: Callable[[_T], int]) -> Page[_T]:
+        """The page from what `query` fetched."""
+        items = fetched[: self.limit]
+        more = len(fetched) > self.limit
+        return Page(items, encode_cursor(position(items[-1])) if more else None)
 
 
 @dataclass(frozen=True, slots=True)

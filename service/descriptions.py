@@ -22,11 +22,10 @@ from service.accounts import Principal
 from service.catalogue import (
     Filters,
     Page,
+    Paging,
     Point,
     has_term,
     in_bbox,
-    page_of,
-    position_after,
     reindex,
     text_matches,
 )
@@ -233,10 +232,7 @@ def list_evidence(
     runtime: Runtime,
     principal: Principal,
     filters: Filters,
-    *,
-    limit: int,
-    cursor: str | None = None,
-    newest_first: bool = False,
+    paging: Paging,
 ) -> Page[tuple[Evidence, EvidenceProfile]]:
     """The organisation's items (with their current title) matching `filters`, in log order."""
     principal.require(Permission.EVIDENCE_READ)
@@ -246,12 +242,9 @@ def list_evidence(
             .join(EvidenceProfile, col(EvidenceProfile.evidence_id) == col(Evidence.id))
             .where(evidence_filter(session, principal, filters))
         )
-        position = col(Evidence.ingest_index)
-        if cursor is not None:
-            query = query.where(position_after(position, cursor, newest_first=newest_first))
-        query = query.order_by(position.desc() if newest_first else position).limit(limit + 1)
+        query = paging.query(query, col(Evidence.ingest_index))
         items = [(e, p) for e, p in session.exec(query)]
-    return page_of(items, limit, position=lambda row: row[0].ingest_index)
+    return paging.page(items, position=lambda row: row[0].ingest_index)
 
 
 def evidence_filter(

@@ -29,11 +29,10 @@ from service.accounts import Principal
 from service.catalogue import (
     Filters,
     Page,
+    Paging,
     Point,
     has_term,
     in_bbox,
-    page_of,
-    position_after,
     reindex,
     text_matches,
 )
@@ -266,10 +265,7 @@ def list_incidents(
     runtime: Runtime,
     principal: Principal,
     filters: Filters,
-    *,
-    limit: int,
-    cursor: str | None = None,
-    newest_first: bool = False,
+    paging: Paging,
 ) -> Page[Incident]:
     """The organisation's incidents matching `filters`, in log order, a page at a time."""
     principal.require(Permission.INCIDENT_READ)
@@ -277,12 +273,9 @@ def list_incidents(
         query = select(Incident).where(
             incident_filter(session, principal, filters, col(Incident.id))
         )
-        position = col(Incident.custody_index)
-        if cursor is not None:
-            query = query.where(position_after(position, cursor, newest_first=newest_first))
-        query = query.order_by(position.desc() if newest_first else position).limit(limit + 1)
+        query = paging.query(query, col(Incident.custody_index))
         items = list(session.exec(query))
-    return page_of(items, limit, position=lambda i: i.custody_index)
+    return paging.page(items, position=lambda i: i.custody_index)
 
 
 def incident_filter(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.accounts import Principal
-from service.catalogue import Filters, Page, encode_cursor
+from service.catalogue import Filters, Page, Paging, encode_cursor
 from service.db.models import Evidence, EvidenceProfile, Incident
 from service.descriptions import list_evidence
 from service.errors import InvalidInput
@@ -35,9 +35,7 @@ def search(
     filters: Filters,
     *,
     kind: Kind | None,
-    limit: int,
-    cursor: str | None = None,
-    newest_first: bool = False,
+    paging: Paging,
 ) -> Page[Hit]:
     """Incidents, items or both matching `filters`, merged in log order."""
     if not filters.q:
@@ -52,20 +50,16 @@ def search(
     more = False
     if incidents_wanted:
         principal.require(Permission.INCIDENT_READ)
-        incidents = list_incidents(
-            runtime, principal, filters, limit=limit, cursor=cursor, newest_first=newest_first
-        )
+        incidents = list_incidents(runtime, principal, filters, paging)
         hits += [Hit("incident", i.custody_index, incident=i) for i in incidents.items]
         more = incidents.next_cursor is not None
     if evidence_wanted:
         principal.require(Permission.EVIDENCE_READ)
-        items = list_evidence(
-            runtime, principal, filters, limit=limit, cursor=cursor, newest_first=newest_first
-        )
+        items = list_evidence(runtime, principal, filters, paging)
         hits += [Hit("evidence", row[0].ingest_index, evidence=row) for row in items.items]
         more = more or items.next_cursor is not None
-    hits.sort(key=lambda h: h.position, reverse=newest_first)
+    hits.sort(key=lambda h: h.position, reverse=paging.newest_first)
     # Each kind was fetched `limit` deep: past the page, either kind may have more.
-    more = more or len(hits) > limit
-    hits = hits[:limit]
+    more = more or len(hits) > paging.limit
+    hits = hits[: paging.limit]
     return Page(hits, encode_cursor(hits[-1].position) if more else None)

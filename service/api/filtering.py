@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query
 
-from service.catalogue import BoundingBox, Filters
+from service.catalogue import BoundingBox, Filters, Paging
 from service.errors import InvalidInput
 
 
@@ -44,13 +43,6 @@ def _filters(
         media_type=media_type,
         incident=incident,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Paging:
-    limit: int
-    cursor: str | None
-    newest_first: bool
 
 
 def _paging(

@@ -71,9 +71,7 @@ def list_items(
         runtime,
         principal,
         filters,
-        limit=paging.limit,
-        cursor=paging.cursor,
-        newest_first=paging.newest_first,
+        paging,
     )
     return EvidencePage(
         items=[EvidenceSummary.of(e, p) for e, p in page.items], next_cursor=page.next_cursor

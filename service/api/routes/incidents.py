@@ -54,9 +54,7 @@ def get_incidents(
         runtime,
         principal,
         filters,
-        limit=paging.limit,
-        cursor=paging.cursor,
-        newest_first=paging.newest_first,
+        paging,
     )
     return IncidentPage(
         items=[IncidentPublic.of(i, document_for(principal, i.document_json)) for i in page.items],

@@ -24,15 +24,7 @@ def get_search(
     kind: Annotated[Literal["incident", "evidence"] | None, Query(alias="type")] = None,
 ) -> SearchPage:
     """Full-text search (Arabic matched without diacritics) with the lists' filters."""
-    page = search(
-        runtime,
-        principal,
-        filters,
-        kind=kind,
-        limit=paging.limit,
-        cursor=paging.cursor,
-        newest_first=paging.newest_first,
-    )
+    page = search(runtime, principal, filters, kind=kind, paging=paging)
     return SearchPage(items=[_hit(h) for h in page.items], next_cursor=page.next_cursor)
 
 
