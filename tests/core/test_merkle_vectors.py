@@ -29,7 +29,7 @@ def _vector_files(kind: str) -> list[Any]:
 
 def _load(path: Path | None) -> dict[str, Any]:
     if path is None:
-        pytest.fail(f"Merkle test vectors not found at {VECTORS} (see /work/shared/testdata)")
+        pytest.fail(f"Merkle test vectors not found at {VECTORS} (shared folder)")
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 
