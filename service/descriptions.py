@@ -39,7 +39,7 @@ from service.db.models import (
     NearDuplicate,
 )
 from service.errors import Conflict, InvalidInput, validation_message
-from service.incidents import linked_clause
+from service.links import linked_clause
 from service.permissions import Permission
 from service.records import AssertedMetadata
 from service.runtime import Runtime

@@ -41,7 +41,7 @@ from service.errors import (
     TooLarge,
     validation_message,
 )
-from service.incidents import is_linked, link_in_session
+from service.links import is_linked, link_in_session
 from service.media import sniff_media_type
 from service.permissions import Permission, Role
 from service.reading import verify_object

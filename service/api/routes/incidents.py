@@ -21,12 +21,11 @@ from service.incidents import (
     create_incident,
     document_for,
     incident_history,
-    link_evidence,
     list_incidents,
     read_incident,
-    unlink_evidence,
     update_incident,
 )
+from service.links import link_evidence, unlink_evidence
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
 
