@@ -16,7 +16,9 @@ from service.core import merkle
 from service.core.checkpoint import open_checkpoint
 from service.core.digests import ContentDigests, Digest
 from service.core.entry import decode_entry
+from service.core.timestamp import TimestampInvalid, verify_timestamp
 from service.db.models import (
+    CheckpointTimestamp,
     CustodyEntry,
     Evidence,
     Export,
@@ -55,6 +57,7 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
         leaf_hashes = _check_leaves(session, report)
         _check_nodes(session, leaf_hashes, report)
         _check_checkpoints(runtime, session, leaf_hashes, report)
+        _check_timestamps(runtime, session, report)
         evidence = list(session.exec(select(Evidence).order_by(col(Evidence.ingest_index))))
         _check_records(session, evidence, report)
         entries = {e.index: e for e in session.exec(select(CustodyEntry))}
@@ -129,6 +132,31 @@ def _check_checkpoints(
                 f"recomputed root {root.hex()}"
             )
     report.checked["checkpoints"] = count
+
+
+def _check_timestamps(runtime: Runtime, session: Session, report: Report) -> None:
+    """Each stored RFC 3161 token still attests its checkpoint's exact note bytes."""
+    roots = runtime.tsa.roots if runtime.tsa else ()
+    count = 0
+    for token in session.exec(select(CheckpointTimestamp)):
+        count += 1
+        where = f"timestamp of checkpoint {token.checkpoint_size}"
+        checkpoint = session.get(SignedCheckpoint, token.checkpoint_size)
+        if checkpoint is None:
+            report.findings.append(f"{where}: the checkpoint is missing")
+            continue
+        try:
+            attested = verify_timestamp(token.response, checkpoint.note.encode(), roots=roots)
+        except TimestampInvalid as exc:
+            if roots:  # without the TSA's CA only the imprint could be checked, and it was
+                report.findings.append(f"{where}: {exc.diagnostics()}")
+            continue
+        except Error as exc:
+            report.findings.append(f"{where}: {exc.diagnostics()}")
+            continue
+        if attested.time != token.attested_at or attested.sha256 != token.sha256:
+            report.findings.append(f"{where}: the stored time or digest differs from the token")
+    report.checked["checkpoint timestamps"] = count
 
 
 def _check_records(session: Session, evidence: list[Evidence], report: Report) -> None:

@@ -17,9 +17,11 @@ from sqlalchemy.exc import DBAPIError
 
 from service.core import bundle
 from service.errors import ConfigurationError
+from service.fsck import fsck
 from service.settings import load_settings
 from service.verifier import verify_path
 from tests.api.test_exports import PHOTO, _wait_done
+from tests.cli.test_fsck import _tamper
 from tests.harness import Locker
 from tests.tsa import TsaServer, run_tsa
 
@@ -143,3 +145,18 @@ def test_a_slow_tsa_does_not_hold_up_uploads(
 def test_a_tsa_needs_its_ca_certificate(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="LOCKER_TSA_CA_FILE is required"):
         load_settings(data_dir=tmp_path, tsa_url="https://tsa.example/tsr")
+
+
+def test_fsck_checks_every_stored_token(
+    make_locker: Callable[..., Locker], tsa: TsaServer, tmp_path: Path
+) -> None:
+    locker = _stamped_locker(make_locker, tsa, tmp_path)
+    with locker.client() as client:
+        client.post("/v1/evidence", files=[("file", ("a.jpg", PHOTO, "x/y"))]).raise_for_status()
+        _wait_timestamped(client)
+    healthy = fsck(locker.runtime)
+    assert healthy.checked["checkpoint timestamps"] >= 1
+    assert not [f for f in healthy.findings if "timestamp" in f], healthy.findings
+    _tamper(locker.runtime, "checkpoint_timestamp", "UPDATE checkpoint_timestamp SET sha256 = 'x'")
+    findings = fsck(locker.runtime).findings
+    assert any("timestamp of checkpoint" in f and "differs" in f for f in findings), findings

@@ -32,7 +32,9 @@ def test_analyse_picks_up_what_the_background_missed(tmp_path: Path) -> None:
     runtime = open_runtime(load_settings(data_dir=tmp_path))
     try:
         made = bootstrap(runtime, organisation="NGO", email="a@example.org")
-        lead = Principal(user_id=made.user_id, organisation_id=made.organisation_id, role=Role.ADMIN)
+        lead = Principal(
+            user_id=made.user_id, organisation_id=made.organisation_id, role=Role.ADMIN
+        )
         # Stored and recorded, but no background task ran (as after a crash).
         photo = asyncio.run(ingest(runtime, lead, _photo_form())).evidence.id
         asyncio.run(ingest(runtime, lead, _text_form()))  # plain text: nothing to read
