@@ -3,9 +3,12 @@
 A PDF viewer draws glyphs where the file says, so shaping (Arabic joined letter forms)
 and the Unicode bidirectional algorithm (UAX #9) are applied here, when the PDF is
 written: fpdf2's text shaping runs HarfBuzz on each run of text after reordering it.
-The font ships with the locker (IBM Plex Sans Arabic, SIL Open Font License 1.1,
-`fonts/OFL.txt`): it covers Arabic, Persian and Urdu letters and Latin, and a server
-with no system fonts renders the same report.
+The fonts ship with the locker, so a server with no system fonts renders the same
+report: IBM Plex Sans Arabic (SIL Open Font License 1.1, `fonts/OFL.txt`) covers
+Arabic, Persian and Urdu letters and basic Latin; a character it lacks is drawn from
+the first fallback that has it, Noto Sans Hebrew, then Noto Sans for Latin Extended
+(İ, Ş, ğ), Greek and Cyrillic (both OFL 1.1, `fonts/NotoSans-OFL.txt`). Without them,
+fpdf2 would leave those characters out of the report, or draw empty boxes.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ from service.report.content import (
 
 FONTS = Path(__file__).parent / "fonts"
 _FAMILY = "plex"
+# Family, regular and bold file of each fallback, in the order they are tried.
+_FALLBACKS = (
+    ("noto-hebrew", "NotoSansHebrew-Regular.ttf", "NotoSansHebrew-Bold.ttf"),
+    ("noto", "NotoSans-Regular.ttf", "NotoSans-Bold.ttf"),
+)
 _BODY = 8.5
 _LINE = 4.5
 _LITERAL = (20, 60, 140)  # RGB of commands and paths in the verification steps
@@ -46,6 +54,10 @@ class _Document(FPDF):
         self._export_id = export_id
         self.add_font(_FAMILY, "", FONTS / "IBMPlexSansArabic-Regular.ttf")
         self.add_font(_FAMILY, "B", FONTS / "IBMPlexSansArabic-Bold.ttf")
+        for family, regular, bold in _FALLBACKS:
+            self.add_font(family, "", FONTS / regular)
+            self.add_font(family, "B", FONTS / bold)
+        self.set_fallback_fonts([family for family, _, _ in _FALLBACKS])
         self.set_title(f"{TITLE} — export {export_id}")
         self.set_creator("evidence-locker")
         self.set_lang("en")
