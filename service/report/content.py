@@ -6,6 +6,7 @@ each renderer sets it apart in its own way.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,10 @@ VERIFY_STEPS = (
     " (RFC 9162 §2.1.3.2).",
     "The checkpoint is a signed note (C2SP signed-note, Ed25519): check its signature with the"
     " log's verifier key obtained from the locker's operator, not only the copy in this bundle.",
+    "If the bundle holds `custody/checkpoint.tsr`, an independent time-stamping authority"
+    " attested when the checkpoint existed (RFC 3161): `openssl ts -verify -in"
+    " custody/checkpoint.tsr -data custody/checkpoint.txt -CAfile tsa-ca.pem`, with the"
+    " authority's certificate obtained from the authority itself.",
     "Or run `locker verify BUNDLE.zip --key verifier-key.txt`, which does all of this.",
 )
 
@@ -54,6 +59,7 @@ def item_section(
         ("Media type (sniffed)", record["media_type"]),
         ("Received", record["received_at"]),
         ("Path in bundle", record["path"]),
+        *_described(record),
     )
     return ItemSection(
         heading=str(first.get("filename", record["id"])),
@@ -64,6 +70,31 @@ def item_section(
         ),
         timeline=tuple(_row(e["index"], e["time"], e["actor"], e["action"]) for e in entries),
     )
+
+
+def _described(record: Mapping[str, object]) -> list[tuple[str, object]]:
+    """What the collector asserts and what the file says, kept apart as in the record."""
+    rows: list[tuple[str, object]] = []
+    description = record.get("description")
+    if isinstance(description, Mapping):
+        rows.append(
+            (
+                f"Asserted by the collector (version {description.get('version')})",
+                _compact(description.get("asserted")),
+            )
+        )
+    extracted = record.get("extracted")
+    if isinstance(extracted, Mapping):
+        read = _compact(extracted.get("metadata"))
+        error = extracted.get("error")
+        rows.append(
+            ("Read from the file", f"{read} (extraction failed: {error})" if error else read)
+        )
+    return rows
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True) if value else "—"
 
 
 def _row(a: object, b: object, c: object, d: object) -> Row:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import time
 import zipfile
 from pathlib import Path
 
 import httpx
 
+from service.demo import sample_photo
 from service.fsck import fsck
 from service.verifier import verify_path
-from tests.harness import Locker
+from tests.harness import Locker, analysed
 from tests.independent import verifier as independent
 from tests.report.rendering import find_word, ink_runs
 
@@ -142,3 +144,29 @@ def test_exports_are_refused_without_content_rights_or_across_organisations(
         assert admin.post("/v1/exports", json={}).status_code == 422
         mine = admin.post("/v1/exports", json={"evidence_ids": [item["id"]]}).json()
         assert theirs.get(f"/v1/exports/{mine['id']}").status_code == 404
+
+
+def test_bundle_records_keep_asserted_and_extracted_metadata_apart(
+    locker: Locker, tmp_path: Path
+) -> None:
+    with locker.client() as client:
+        item = client.post(
+            "/v1/evidence",
+            files=[("file", ("site.jpg", sample_photo(seed=2), "x/y"))],
+            data={"metadata": json.dumps({"title": "صورة الموقع", "source_reliability": "B"})},
+        ).json()
+        analysed(client, item["id"])
+        export_id = client.post("/v1/exports", json={"evidence_ids": [item["id"]]}).json()["id"]
+        assert _wait_done(client, export_id)["status"] == "done"
+        content = client.get(f"/v1/exports/{export_id}/content").content
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        names = archive.namelist()
+        record_name = next(n for n in names if n.endswith(f"{item['id']}.json"))
+        record = json.loads(archive.read(record_name))
+        report = archive.read(next(n for n in names if n.endswith("report/report.html"))).decode()
+    assert record["description"]["asserted"] == {"title": "صورة الموقع", "source_reliability": "B"}
+    assert record["description"]["version"] == 1
+    assert record["extracted"]["metadata"]["gps"]["latitude"] == 32.4335
+    assert "gps" not in record["description"]["asserted"]
+    assert "Asserted by the collector (version 1)" in report and "صورة الموقع" in report
+    assert "Read from the file" in report and "32.4335" in report
