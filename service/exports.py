@@ -264,8 +264,9 @@ def _items(session: Session, evidence_ids: Sequence[str]) -> list[_Item]:
 
 def _incident_record(session: Session, incident_id: str) -> dict[str, object]:
     incident = session.get(Incident, incident_id)
-    version = session.get(IncidentVersion, (incident_id, incident.version if incident else 0))
-    assert incident is not None and version is not None
+    assert incident is not None
+    version = session.get(IncidentVersion, (incident_id, incident.version))
+    assert version is not None
     links = session.exec(
         select(IncidentEvidence, LinkEnd)
         .join(LinkEnd, col(LinkEnd.link_id) == col(IncidentEvidence.id), isouter=True)

@@ -67,12 +67,7 @@ def list_items(
     paging: PagingParams,
 ) -> EvidencePage:
     """The organisation's items in log order, filtered; follow `next_cursor` for more."""
-    page = list_evidence(
-        runtime,
-        principal,
-        filters,
-        paging,
-    )
+    page = list_evidence(runtime, principal, filters, paging)
     return EvidencePage(
         items=[EvidenceSummary.of(e, p) for e, p in page.items], next_cursor=page.next_cursor
     )

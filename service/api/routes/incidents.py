@@ -49,12 +49,7 @@ def get_incidents(
     paging: PagingParams,
 ) -> IncidentPage:
     """The organisation's incidents in log order, filtered; follow `next_cursor` for more."""
-    page = list_incidents(
-        runtime,
-        principal,
-        filters,
-        paging,
-    )
+    page = list_incidents(runtime, principal, filters, paging)
     return IncidentPage(
         items=[IncidentPublic.of(i, document_for(principal, i.document_json)) for i in page.items],
         next_cursor=page.next_cursor,
