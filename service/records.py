@@ -22,7 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+from service.core.canonical import canonical_json
 from service.countries import COUNTRY_CODES
+from service.errors import FormatError
 
 # BCP 47 (RFC 5646) well-formed tags: language, optional script, region and variants.
 _LANGUAGE_TAG = re.compile(
@@ -235,6 +237,17 @@ class AssertedMetadata(BaseModel):
     source_reliability: Reliability | None = None
     information_credibility: Credibility | None = None
     tags: list[Label] = Field(default_factory=list, max_length=50)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _representable(cls, data: Any) -> Any:
+        # Kept as given and digested in the log: a value RFC 8785 cannot write (NaN,
+        # infinity, an integer beyond 2**53) would otherwise be changed or lost.
+        try:
+            canonical_json(data)
+        except FormatError as exc:
+            raise ValueError(str(exc)) from None
+        return data
 
     def search_text(self) -> str:
         """What search should find the item by."""

@@ -113,6 +113,9 @@ def test_editing_twice_keeps_three_versions(locker: Locker) -> None:
         ({"captured_at": "yesterday"}, "metadata.captured_at"),
         ({"title": "t" * 501}, "metadata.title"),
         ({"tags": [""]}, "metadata.tags.0"),
+        # Values RFC 8785 cannot write would be changed or lost: refused before storing.
+        ({"frames": 9007199254740993}, "metadata: cannot canonicalise"),
+        ({"ratio": 1e400}, "metadata: cannot canonicalise"),
     ],
 )
 def test_bad_asserted_metadata_is_422_and_stores_nothing(
