@@ -4,13 +4,16 @@ Arabic is written with optional diacritics (tashkeel), several forms of alef and
 decorative stretching (tatweel) and attached prefixes (the article ال and the
 conjunctions and prepositions before it). An investigator typing مقبرة must find
 المَقْبَرَة. Both the indexed text and the query go through `search_tokens`, so the
-database only has to match plain tokens (by prefix, for suffixes and plurals).
+database only has to match plain tokens (by prefix, for suffixes and plurals). English
+words are reduced to their Snowball stem, so "killings" finds "killing".
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+
+import snowballstemmer
 
 _TATWEEL = "\u0640"
 _LETTERS = str.maketrans(
@@ -25,6 +28,8 @@ _WORD = re.compile(r"\w+")
 # Attached prefixes, longest first: "and the", "by the", "as the", "so the", "for the", "the".
 _ARABIC_PREFIXES = ("وال", "بال", "كال", "فال", "لل", "ال")
 _MIN_STEM = 2
+_LATIN_WORD = re.compile(r"[a-z]+")
+_ENGLISH = snowballstemmer.stemmer("english")
 MAX_QUERY_TOKENS = 16
 
 
@@ -36,6 +41,8 @@ def normalise(text: str) -> str:
 
 
 def _stem(token: str) -> str:
+    if _LATIN_WORD.fullmatch(token):
+        return str(_ENGLISH.stemWord(token))  # killings, killing → kill
     for prefix in _ARABIC_PREFIXES:
         if token.startswith(prefix) and len(token) - len(prefix) >= _MIN_STEM:
             return token[len(prefix) :]

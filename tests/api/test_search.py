@@ -78,6 +78,8 @@ def world(locker: Locker) -> dict[str, Any]:
         "ترهـــونة",  # with tatweel
         "اخفاء قسري",  # bare alef for إ
         "mass GRAVES",
+        "grave",  # singular for plural
+        "disappearance",  # the summary says "disappeared"
         "tarhu",  # a prefix
     ],
 )

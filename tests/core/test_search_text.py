@@ -45,3 +45,10 @@ def test_query_uses_stems_once_each() -> None:
 def test_short_words_keep_their_prefix_letters() -> None:
     # "الم" has one letter after the article: too short to be a stem.
     assert index_tokens("الم") == ["الم"]
+
+
+def test_english_words_meet_on_their_stem() -> None:
+    assert search_tokens("killings") == search_tokens("killing") == ["kill"]
+    assert "kill" in index_tokens("Killings in Tarhuna")
+    assert search_tokens("disappeared") == ["disappear"]
+    assert "disappear" in index_tokens("enforced disappearances")
