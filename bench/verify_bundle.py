@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from service.core import bundle, merkle
+from service.core import bagit, bundle, merkle
 from service.core.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from service.core.digests import ContentDigester
 from service.core.entry import encode_entry
@@ -118,10 +118,10 @@ def _write_tags(
     info = {"Source-Organization": "o", "Bagging-Date": "2025-03-02", "External-Identifier": top}
     info |= {"Payload-Oxum": oxum, "Bag-Software-Agent": "bench", "Locker-Log-Origin": ORIGIN}
     tags = {
-        "bagit.txt": bundle.BAGIT_TXT.encode(),
-        "bag-info.txt": bundle.bag_info_text(info).encode(),
-        "manifest-sha256.txt": bundle.manifest_text((p, s) for p, s, _, _ in payload).encode(),
-        "manifest-sha512.txt": bundle.manifest_text((p, s) for p, _, s, _ in payload).encode(),
+        "bagit.txt": bagit.BAGIT_TXT.encode(),
+        "bag-info.txt": bagit.bag_info_text(info).encode(),
+        "manifest-sha256.txt": bagit.manifest_text((p, s) for p, s, _, _ in payload).encode(),
+        "manifest-sha512.txt": bagit.manifest_text((p, s) for p, _, s, _ in payload).encode(),
         "custody/checkpoint.txt": sign_checkpoint(checkpoint, signer).encode(),
         "custody/verifier-key.txt": (signer.verifier().to_text() + "\n").encode(),
         "custody/proofs.json": bundle.proofs_json(len(leaves), proofs),
@@ -131,7 +131,7 @@ def _write_tags(
     for rel, data in tags.items():
         archive.writestr(f"{top}/{rel}", data)
     listing = ((rel, hashlib.sha256(data).hexdigest()) for rel, data in tags.items())
-    archive.writestr(f"{top}/tagmanifest-sha256.txt", bundle.manifest_text(listing))
+    archive.writestr(f"{top}/tagmanifest-sha256.txt", bagit.manifest_text(listing))
 
 
 def _best(repeat: int, run: Callable[[], object]) -> float:

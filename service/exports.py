@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from service.access import visible_evidence, visible_incident
 from service.accounts import Principal
-from service.core import bundle
+from service.core import bagit, bundle
 from service.core.canonical import canonical_json
 from service.core.digests import ContentDigester, sha256
 from service.core.entry import decode_entry
@@ -249,7 +249,7 @@ def _items(session: Session, evidence_ids: Sequence[str]) -> list[_Item]:
                 .order_by(col(Submission.custody_index))
             )
         )
-        name = bundle.safe_filename(submissions[0].filename)
+        name = bagit.safe_filename(submissions[0].filename)
         items.append(
             _Item(
                 evidence=evidence,
@@ -423,10 +423,10 @@ def _write_bag(
         )
     for incident in incidents:
         bag.payload_file(f"data/records/incidents/{incident['id']}.json", canonical_json(incident))
-    bag.tag_file("bagit.txt", bundle.BAGIT_TXT.encode())
+    bag.tag_file("bagit.txt", bagit.BAGIT_TXT.encode())
     bag.tag_file(
         "bag-info.txt",
-        bundle.bag_info_text(
+        bagit.bag_info_text(
             {
                 "Source-Organization": export.organisation_id,
                 "Bagging-Date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -438,10 +438,10 @@ def _write_bag(
         ).encode(),
     )
     bag.tag_file(
-        "manifest-sha256.txt", bundle.manifest_text((p, s) for p, s, _ in bag.payload).encode()
+        "manifest-sha256.txt", bagit.manifest_text((p, s) for p, s, _ in bag.payload).encode()
     )
     bag.tag_file(
-        "manifest-sha512.txt", bundle.manifest_text((p, s) for p, _, s in bag.payload).encode()
+        "manifest-sha512.txt", bagit.manifest_text((p, s) for p, _, s in bag.payload).encode()
     )
     _write_custody(runtime, bag, items, incidents, entries, proofs, checkpoint_note, timestamp)
     decoded = {e.index: decode_entry(e.leaf) for e in entries}
@@ -471,7 +471,7 @@ def _write_bag(
         pdf.seek(0)
         bag.tag_stream("report/report.pdf", iter(lambda: pdf.read(_COPY_CHUNK), b""))
     archive.writestr(
-        f"export-{export.id}/tagmanifest-sha256.txt", bundle.manifest_text(bag.tags).encode()
+        f"export-{export.id}/tagmanifest-sha256.txt", bagit.manifest_text(bag.tags).encode()
     )
 
 

@@ -23,7 +23,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from service.core.bundle import PATHS, Finding, Verdict, unsafe_path, verify_bundle
+from service.core.bagit import PATHS, Finding, unsafe_path
+from service.core.bundle import Verdict, verify_bundle
 from service.errors import FormatError
 
 ZIP = "zip"

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.core import bundle, merkle
+from service.core import bagit, bundle, merkle
 from service.core.canonical import canonical_json
 from service.core.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from service.core.entry import encode_entry
@@ -31,7 +31,7 @@ DEFAULT_EVIDENCE = (
 )
 TOP = "export-0f0e0d0c-0000-4000-8000-000000000001"
 EVIDENCE_PATHS = tuple(
-    f"data/evidence/{uuid.UUID(int=n)}/{bundle.safe_filename(name)}"
+    f"data/evidence/{uuid.UUID(int=n)}/{bagit.safe_filename(name)}"
     for n, (name, _) in enumerate(DEFAULT_EVIDENCE, start=1)
 )
 PAYLOAD_PATHS = (
@@ -98,14 +98,14 @@ def seal(
     size = sum(len(data) for data in payload.values())
     fields = {**info, "Payload-Oxum": f"{size}.{len(payload)}"}
     files = dict(payload)
-    files["bagit.txt"] = bundle.BAGIT_TXT.encode()
-    files["bag-info.txt"] = bundle.bag_info_text(fields).encode()
-    for algorithm in bundle.PAYLOAD_ALGORITHMS:
+    files["bagit.txt"] = bagit.BAGIT_TXT.encode()
+    files["bag-info.txt"] = bagit.bag_info_text(fields).encode()
+    for algorithm in bagit.PAYLOAD_ALGORITHMS:
         listing = ((p, hashlib.new(algorithm, d).hexdigest()) for p, d in payload.items())
-        files[f"manifest-{algorithm}.txt"] = bundle.manifest_text(listing).encode()
+        files[f"manifest-{algorithm}.txt"] = bagit.manifest_text(listing).encode()
     files |= tags
     listed = ((p, hashlib.sha256(d).hexdigest()) for p, d in files.items() if p not in payload)
-    files["tagmanifest-sha256.txt"] = bundle.manifest_text(listed).encode()
+    files["tagmanifest-sha256.txt"] = bagit.manifest_text(listed).encode()
     return files
 
 
@@ -127,7 +127,7 @@ def build(
         ingest = _ingest(log, evidence_id, content)
         link = log.append("incident.linked", f"evidence:{evidence_id}", incident=INCIDENT)
         included += [ingest, link]
-        path = f"data/evidence/{evidence_id}/{bundle.safe_filename(filename)}"
+        path = f"data/evidence/{evidence_id}/{bagit.safe_filename(filename)}"
         digests = {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
         digests["sha512"] = hashlib.sha512(content).hexdigest()
         item = {"id": evidence_id, **digests, "ingest_index": ingest, "path": path}
@@ -215,7 +215,7 @@ def reseal(source: Path, target: Path, top: str) -> Path:
     members = {n.removeprefix(f"{top}/"): d for n, d in read_members(source).items()}
     payload = {p: d for p, d in members.items() if p.startswith("data/")}
     generated = {"bagit.txt", "bag-info.txt", "tagmanifest-sha256.txt"}
-    generated |= {f"manifest-{a}.txt" for a in bundle.PAYLOAD_ALGORITHMS}
+    generated |= {f"manifest-{a}.txt" for a in bagit.PAYLOAD_ALGORITHMS}
     tags = {p: d for p, d in members.items() if p not in payload and p not in generated}
     lines = members["bag-info.txt"].decode().splitlines()
     info = dict(line.split(": ", 1) for line in lines if not line.startswith("Payload-Oxum"))

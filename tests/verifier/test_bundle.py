@@ -1,4 +1,4 @@
-"""service.core.bundle: the writer helpers, and verify_bundle over an in-memory reader."""
+"""service.core.bagit and .bundle: the writer helpers, and verify_bundle over a memory reader."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.core import bundle
+from service.core import bagit, bundle
 from service.core.canonical import canonical_json
 from service.errors import FormatError
 from service.verifier import ZipBundle, verify_path
@@ -79,29 +79,29 @@ def _messages(verdict: bundle.Verdict) -> list[str]:
     ],
 )
 def test_safe_filename(name: str, safe: str) -> None:
-    assert bundle.safe_filename(name) == safe
+    assert bagit.safe_filename(name) == safe
 
 
 def test_safe_filename_is_short_nfc_and_never_unsafe() -> None:
-    long = bundle.safe_filename("ش" * 500 + ".txt")
+    long = bagit.safe_filename("ش" * 500 + ".txt")
     assert len(long) == 200
     for name in ["..", "/", "\\", "./x", "\u0000", "a/../b"]:
-        safe = bundle.safe_filename(name)
-        assert safe and not bundle.unsafe_path(safe) and "/" not in safe
+        safe = bagit.safe_filename(name)
+        assert safe and not bagit.unsafe_path(safe) and "/" not in safe
         assert unicodedata.is_normalized("NFC", safe)
 
 
 def test_manifest_text_is_sorted_sha256sum_lines_with_percent_encoding() -> None:
-    text = bundle.manifest_text([("data/b", "bb"), ("data/a%\r\nz", "aa")])
+    text = bagit.manifest_text([("data/b", "bb"), ("data/a%\r\nz", "aa")])
     assert text == "aa  data/a%25%0D%0Az\nbb  data/b\n"
 
 
 def test_bag_info_text_keeps_order_and_refuses_line_breaks() -> None:
-    text = bundle.bag_info_text({"Source-Organization": "Org", "Bagging-Date": "2025-01-02"})
+    text = bagit.bag_info_text({"Source-Organization": "Org", "Bagging-Date": "2025-01-02"})
     assert text == "Source-Organization: Org\nBagging-Date: 2025-01-02\n"
     for label, value in [("Bad:Label", "x"), (" Lead", "x"), ("Label", "two\nlines")]:
         with pytest.raises(FormatError):
-            bundle.bag_info_text({label: value})
+            bagit.bag_info_text({label: value})
 
 
 def test_proofs_items_and_entry_paths() -> None:
@@ -111,7 +111,7 @@ def test_proofs_items_and_entry_paths() -> None:
     items = bundle.items_json([{"id": "e", "size": 1}], ["i"])
     assert items == b'{"evidence":[{"id":"e","size":1}],"incidents":["i"]}'
     assert bundle.entry_path(17) == "custody/entries/000000000017.json"
-    assert bundle.BAGIT_TXT == "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+    assert bagit.BAGIT_TXT == "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 
 
 # --- Verification through a reader -----------------------------------------------------
@@ -153,7 +153,7 @@ def test_unreadable_files_and_oversized_tag_files_are_findings(
     )
     assert f"payload digests|{payload}|unreadable: disk on fire" in _messages(verdict)
     assert "items|custody/items.json|unreadable: disk on fire" in _messages(verdict)
-    files["custody/proofs.json"] = b" " * (bundle.TAG_LIMIT + 1)
+    files["custody/proofs.json"] = b" " * (bagit.TAG_LIMIT + 1)
     assert "inclusion proofs|custody/proofs.json|unreadable: too long" in _messages(
         _verify(files, built.key)
     )

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from service.core import bundle
+from service.core import bagit, bundle
 from service.core.canonical import canonical_json
 from service.core.checkpoint import NoteSigner
 from service.core.entry import decode_entry, encode_entry
@@ -62,7 +62,7 @@ def test_untouched_bundle_verifies(built: Built) -> None:
     assert verdict.ok, verdict.findings
     assert verdict.key_source == "given"
     assert verdict.checkpoint is not None and verdict.checkpoint.origin == ORIGIN
-    assert verdict.checked[bundle.PAYLOAD] == len(PAYLOAD_PATHS)
+    assert verdict.checked[bagit.PAYLOAD] == len(PAYLOAD_PATHS)
     assert verdict.checked[bundle.PROOFS] == len(built.entry_indexes)
 
 
@@ -72,8 +72,8 @@ def test_flipped_byte_in_payload_file(built: Built, tmp_path: Path, rel: str) ->
     path = rewrite_member(
         built.path, tmp_path / "t.zip", built.name(rel), _flip(data, len(data) // 2)
     )
-    _assert_found(path, built.key, bundle.PAYLOAD, rel, "sha256 mismatch")
-    _assert_found(path, built.key, bundle.PAYLOAD, rel, "sha512 mismatch")
+    _assert_found(path, built.key, bagit.PAYLOAD, rel, "sha256 mismatch")
+    _assert_found(path, built.key, bagit.PAYLOAD, rel, "sha512 mismatch")
 
 
 @pytest.mark.parametrize("rel", PAYLOAD_PATHS)
@@ -83,7 +83,7 @@ def test_flipped_byte_in_zip_is_caught_by_crc(built: Built, tmp_path: Path, rel:
     start = raw.index(data)  # stored uncompressed: the content sits in the zip as is
     path = tmp_path / "t.zip"
     path.write_bytes(_flip(raw, start + len(data) // 2))
-    _assert_found(path, built.key, bundle.PAYLOAD, rel, "unreadable")
+    _assert_found(path, built.key, bagit.PAYLOAD, rel, "unreadable")
 
 
 @pytest.mark.parametrize("number", [0, 1])
@@ -115,7 +115,7 @@ def test_edited_custody_entry(built: Built, tmp_path: Path, position: int, seale
     if sealed:
         path = reseal(path, tmp_path / "t.zip", built.top)
     else:
-        _assert_found(path, built.key, bundle.TAGS, rel, "sha256 mismatch")
+        _assert_found(path, built.key, bagit.TAGS, rel, "sha256 mismatch")
     _assert_found(path, built.key, bundle.PROOFS, rel, "not in the checkpoint")
 
 
@@ -146,7 +146,7 @@ def test_altered_proof_hash(built: Built, tmp_path: Path) -> None:
     proofs["proofs"][index][0] = base64.b64encode(_flip(raw)).decode()
     name = built.name(bundle.PROOFS_PATH)
     path = rewrite_member(built.path, tmp_path / "a.zip", name, canonical_json(proofs))
-    _assert_found(path, built.key, bundle.TAGS, bundle.PROOFS_PATH, "mismatch")
+    _assert_found(path, built.key, bagit.TAGS, bundle.PROOFS_PATH, "mismatch")
     _assert_found(path, built.key, bundle.PROOFS, bundle.entry_path(int(index)), "root")
 
 
@@ -211,9 +211,9 @@ def test_edited_bag_info(built: Built, tmp_path: Path, label: str, value: str) -
     path = rewrite_member(
         built.path, tmp_path / "t.zip", built.name("bag-info.txt"), edited.encode()
     )
-    _assert_found(path, built.key, bundle.TAGS, "bag-info.txt", "sha256 mismatch")
+    _assert_found(path, built.key, bagit.TAGS, "bag-info.txt", "sha256 mismatch")
     if label == "Payload-Oxum":
-        _assert_found(path, built.key, bundle.BAG_INFO, "Payload-Oxum", value)
+        _assert_found(path, built.key, bagit.BAG_INFO, "Payload-Oxum", value)
     if label == "Locker-Log-Origin":
         _assert_found(path, built.key, bundle.CHECKPOINT, bundle.CHECKPOINT_PATH, "origin")
 
@@ -221,21 +221,21 @@ def test_edited_bag_info(built: Built, tmp_path: Path, label: str, value: str) -
 @pytest.mark.parametrize("rel", ["data/extra.txt", "data/evidence/x/planted.jpg"])
 def test_added_payload_file(built: Built, tmp_path: Path, rel: str) -> None:
     path = add_member(built.path, tmp_path / "t.zip", built.name(rel), b"planted")
-    _assert_found(path, built.key, bundle.MANIFESTS, rel, "not listed in manifest-sha256.txt")
-    _assert_found(path, built.key, bundle.MANIFESTS, rel, "not listed in manifest-sha512.txt")
-    _assert_found(path, built.key, bundle.BAG_INFO, "Payload-Oxum")
+    _assert_found(path, built.key, bagit.MANIFESTS, rel, "not listed in manifest-sha256.txt")
+    _assert_found(path, built.key, bagit.MANIFESTS, rel, "not listed in manifest-sha512.txt")
+    _assert_found(path, built.key, bagit.BAG_INFO, "Payload-Oxum")
 
 
 def test_added_tag_file(built: Built, tmp_path: Path) -> None:
     path = add_member(built.path, tmp_path / "t.zip", built.name("custody/note.txt"), b"x")
-    _assert_found(path, built.key, bundle.TAGS, "custody/note.txt", "not listed")
+    _assert_found(path, built.key, bagit.TAGS, "custody/note.txt", "not listed")
 
 
 @pytest.mark.parametrize("rel", PAYLOAD_PATHS)
 def test_removed_payload_file(built: Built, tmp_path: Path, rel: str) -> None:
     path = drop_member(built.path, tmp_path / "t.zip", built.name(rel))
-    _assert_found(path, built.key, bundle.MANIFESTS, rel, "missing from the bag")
-    _assert_found(path, built.key, bundle.BAG_INFO, "Payload-Oxum")
+    _assert_found(path, built.key, bagit.MANIFESTS, rel, "missing from the bag")
+    _assert_found(path, built.key, bagit.BAG_INFO, "Payload-Oxum")
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ def test_removed_payload_file(built: Built, tmp_path: Path, rel: str) -> None:
 def test_path_traversal_names(built: Built, tmp_path: Path, name: str) -> None:
     name = name.format(top=built.top)
     path = add_member(built.path, tmp_path / "t.zip", name, b"evil")
-    _assert_found(path, built.key, bundle.PATHS, name, "unsafe path")
+    _assert_found(path, built.key, bagit.PATHS, name, "unsafe path")
 
 
 @pytest.mark.parametrize(
@@ -333,7 +333,7 @@ def test_cli_json(built: Built, tmp_path: Path) -> None:
     assert code == 1
     document = json.loads(out)
     assert document["ok"] is False and document["key_source"] == "given"
-    assert {"check": bundle.PAYLOAD, "subject": rel} in [
+    assert {"check": bagit.PAYLOAD, "subject": rel} in [
         {"check": f["check"], "subject": f["subject"]} for f in document["findings"]
     ]
     code, out = _run(built.path, "--key", _key_file(built, tmp_path), "--json")

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from service.core import bundle
+from service.core import bagit, bundle
 from service.core.timestamp import load_certificates, timestamp_request
 from service.verifier import verify_path
 from service.verify_cli import register
@@ -95,7 +95,7 @@ def test_a_token_replaced_after_sealing(built: Built, authority: Authority, tmp_
     )
     checks = {(c, s) for c, s, _ in _findings(forged, built.key)}
     assert checks == {
-        (bundle.TAGS, bundle.TIMESTAMP_PATH),
+        (bagit.TAGS, bundle.TIMESTAMP_PATH),
         (bundle.TIMESTAMP, bundle.TIMESTAMP_PATH),
     }
 
