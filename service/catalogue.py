@@ -155,9 +155,11 @@ def text_matches(
     if not tokens:
         raise InvalidInput("q: give at least one word to search for")
     if _dialect(session) == "postgresql":
+        # OFFSET 0 keeps the matches a set of their own, found through the GIN index
+        # first; without it the planner may walk every row in page order and test each.
         sql = (
             "SELECT subject FROM search_document WHERE organisation_id = :org "
-            "AND tsv @@ to_tsquery('simple', :match)"
+            "AND tsv @@ to_tsquery('simple', :match) OFFSET 0"
         )
         match = " & ".join(f"'{t}':*" for t in tokens)  # tokens are word characters only
     else:

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -209,12 +218,14 @@ class Place(SQLModel, table=True):
 
     subject: str = Field(primary_key=True, max_length=80)
     position: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
-    latitude: float
+    latitude: float = Field(index=True)
     longitude: float
 
 
 class Term(SQLModel, table=True):
     """A category or tag on an item, for filters."""
+
+    __table_args__ = (Index("ix_term_kind_term", "kind", "term"),)
 
     subject: str = Field(primary_key=True, max_length=80)
     kind: str = Field(primary_key=True, max_length=16)
