@@ -59,8 +59,8 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
         _check_checkpoints(runtime, session, leaf_hashes, report)
         _check_timestamps(runtime, session, report)
         evidence = list(session.exec(select(Evidence).order_by(col(Evidence.ingest_index))))
-        _check_records(session, evidence, report)
         entries = {e.index: e for e in session.exec(select(CustodyEntry))}
+        _check_records(session, entries, evidence, report)
         findings, checked = record_findings(session, entries)
         report.findings += findings
         report.checked["documentation records"] = checked
@@ -159,8 +159,12 @@ def _check_timestamps(runtime: Runtime, session: Session, report: Report) -> Non
     report.checked["checkpoint timestamps"] = count
 
 
-def _check_records(session: Session, evidence: list[Evidence], report: Report) -> None:
-    entries = {e.index: e for e in session.exec(select(CustodyEntry))}
+def _check_records(
+    session: Session,
+    entries: dict[int, CustodyEntry],
+    evidence: list[Evidence],
+    report: Report,
+) -> None:
     for item in evidence:
         _check_entry(
             entries.get(item.ingest_index),
