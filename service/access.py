@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, and_, exists, not_, or_
+from sqlalchemy import ColumnElement, String, and_, exists, literal, not_, or_
 from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
@@ -78,6 +78,11 @@ def _visible(
 def has_grant(session: Session, principal: Principal, subject: str) -> bool:
     """Whether the caller holds an explicit grant on the item."""
     return _granted(session, principal, subject)
+
+
+def subject_column(kind: str, item_id: ColumnElement[str] | Mapped[str]) -> ColumnElement[str]:
+    """SQL: the subject ("<kind>:<id>") of the item whose id is in `item_id`."""
+    return literal(f"{kind}:", String) + item_id
 
 
 def visible_clause(

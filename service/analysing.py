@@ -26,8 +26,8 @@ from service.analysis import (
     analyse_file,
     best_match_distance,
 )
-from service.core.canonical import canonical_json
-from service.core.digests import ContentDigester, sha256
+from service.core.canonical import canonical_sha256
+from service.core.digests import ContentDigester
 from service.db.models import Evidence, EvidenceAnalysis, NearDuplicate
 from service.descriptions import reindex_evidence
 from service.errors import DigestMismatch
@@ -113,7 +113,7 @@ def _record(runtime: Runtime, evidence: Evidence, analysis: Analysis) -> Evidenc
     extracted = result.get("extracted", {})
     perceptual = result.get("perceptual", [])
     details: dict[str, object] = {
-        "extracted_sha256": sha256(canonical_json(extracted)).hex,
+        "extracted_sha256": canonical_sha256(extracted),
         "perceptual_hashes": len(analysis.perceptual),
     }
     if analysis.error:

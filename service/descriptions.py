@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, String, and_, func, literal
+from sqlalchemy import ColumnElement, and_, func
 from sqlmodel import Session, col, select
 
-from service.access import visible_clause, visible_evidence
+from service.access import subject_column, visible_clause, visible_evidence
 from service.accounts import Principal
 from service.catalogue import (
     Filters,
@@ -29,8 +29,7 @@ from service.catalogue import (
     reindex,
     text_matches,
 )
-from service.core.canonical import canonical_json
-from service.core.digests import sha256
+from service.core.canonical import canonical_sha256
 from service.db.models import (
     Evidence,
     EvidenceAnalysis,
@@ -56,7 +55,7 @@ def asserted_dict(metadata: AssertedMetadata) -> dict[str, Any]:
 
 def asserted_digest(asserted: Mapping[str, Any]) -> str:
     """The canonical digest the custody log holds for one version."""
-    return sha256(canonical_json(dict(asserted))).hex
+    return canonical_sha256(dict(asserted))
 
 
 def parse_asserted(value: Mapping[str, Any], *, prefix: str = "") -> AssertedMetadata:
@@ -251,7 +250,7 @@ def evidence_filter(
     session: Session, principal: Principal, filters: Filters
 ) -> ColumnElement[bool]:
     """SQL over Evidence joined with EvidenceProfile: the caller's, visible, matching."""
-    subject = literal("evidence:", String) + col(Evidence.id)
+    subject = subject_column("evidence", col(Evidence.id))
     clauses = [
         col(Evidence.organisation_id) == principal.organisation_id,
         visible_clause(principal, subject),
@@ -295,9 +294,7 @@ def describe(runtime: Runtime, principal: Principal, evidence_id: str) -> ItemDe
             select(NearDuplicate)
             .where(NearDuplicate.evidence_id == evidence_id)
             .where(
-                visible_clause(
-                    principal, literal("evidence:", String) + col(NearDuplicate.similar_id)
-                )
+                visible_clause(principal, subject_column("evidence", col(NearDuplicate.similar_id)))
             )
             .order_by(col(NearDuplicate.distance), col(NearDuplicate.custody_index))
         ).all()

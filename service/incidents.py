@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, String, and_, literal
+from sqlalchemy import ColumnElement, and_
 from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from service.access import (
     restrict_in_session,
+    subject_column,
     visible_clause,
     visible_incident,
 )
@@ -34,8 +35,7 @@ from service.catalogue import (
     reindex,
     text_matches,
 )
-from service.core.canonical import canonical_json
-from service.core.digests import sha256
+from service.core.canonical import canonical_json, canonical_sha256
 from service.db.models import Evidence, Incident, IncidentEvidence, IncidentVersion, LinkEnd
 from service.errors import Conflict, InvalidInput, NotFound, validation_message
 from service.permissions import Permission, allows
@@ -151,7 +151,7 @@ def _record_version(
     current: Incident | None = None,
 ) -> Incident:
     dumped = _dump(document)
-    digest = sha256(canonical_json(dumped)).hex
+    digest = canonical_sha256(dumped)
     details: dict[str, object] = {"version": version, "document_sha256": digest}
     if reason:
         details["reason"] = reason
@@ -238,7 +238,7 @@ def read_incident(
             .join(Evidence, col(IncidentEvidence.evidence_id) == col(Evidence.id))
             .join(LinkEnd, col(LinkEnd.link_id) == col(IncidentEvidence.id), isouter=True)
             .where(IncidentEvidence.incident_id == incident_id)
-            .where(visible_clause(principal, _subject("evidence", col(Evidence.id))))
+            .where(visible_clause(principal, subject_column("evidence", col(Evidence.id))))
             .order_by(col(IncidentEvidence.custody_index))
         ).all()
     return incident, [LinkView(link=link, evidence=e, ended=end) for link, e, end in rows]
@@ -280,7 +280,7 @@ def incident_filter(
     session: Session, principal: Principal, filters: Filters, incident_id: Mapped[str]
 ) -> ColumnElement[bool]:
     """SQL: the incident is the caller's, visible, and matches every filter given."""
-    subject = _subject("incident", incident_id)
+    subject = subject_column("incident", incident_id)
     clauses = [
         col(Incident.organisation_id) == principal.organisation_id,
         visible_clause(principal, subject),
@@ -302,7 +302,3 @@ def incident_filter(
     if filters.media_type is not None or filters.incident is not None:
         raise InvalidInput("media_type and incident filter evidence, not incidents")
     return and_(*clauses)
-
-
-def _subject(kind: str, column: ColumnElement[str] | Mapped[str]) -> ColumnElement[str]:
-    return literal(f"{kind}:", String) + column

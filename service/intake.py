@@ -29,8 +29,8 @@ from starlette.concurrency import run_in_threadpool
 
 from service.access import restrict_in_session, visible_incident
 from service.accounts import Principal
-from service.core.canonical import canonical_json
-from service.core.digests import ContentDigester, ContentDigests, sha256, sha256_hex_valid
+from service.core.canonical import canonical_sha256
+from service.core.digests import ContentDigester, ContentDigests, sha256_hex_valid
 from service.db.models import Evidence, Submission, UploadIntent, User
 from service.descriptions import asserted_dict, asserted_digest, describe_at_ingest
 from service.errors import (
@@ -448,7 +448,7 @@ def _finish_intent_once(
         details: dict[str, object] = {
             "sha256": intent.sha256,
             "size": intent.size,
-            "submission_sha256": sha256(canonical_json(submitted)).hex,
+            "submission_sha256": canonical_sha256(submitted),
         }
         evidence = _evidence_by_digest(session, intent.organisation_id, intent.sha256)
         duplicate = evidence is not None

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 from sqlmodel import Session, select
 
-from service.core.canonical import canonical_json
+from service.core.canonical import canonical_sha256
 from service.core.digests import sha256
 from service.core.entry import decode_entry
 from service.db.models import CustodyEntry, EvidenceAnalysis, EvidenceVersion, IncidentVersion, Note
@@ -75,7 +75,7 @@ def record_findings(session: Session, entries: Mapping[int, CustodyEntry]) -> tu
 
 
 def _canonical_digest(text: str) -> str:
-    return sha256(canonical_json(json.loads(text))).hex
+    return canonical_sha256(json.loads(text))
 
 
 def _compare(

@@ -7,7 +7,7 @@ test fails for a route that declares none.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -92,3 +92,7 @@ Granter = Annotated[Principal, Depends(Allowed(Permission.GRANT))]
 MemberManager = Annotated[Principal, Depends(Allowed(Permission.MEMBERS))]
 Exporter = Annotated[Principal, Depends(Allowed(Permission.EVIDENCE_CONTENT))]
 KeyHolder = Annotated[Principal, Depends(Allowed(Permission.KEYS_OWN))]
+
+# Routes shared by both kinds of item (/v1/evidence/{id}/…, /v1/incidents/{id}/…).
+ItemPath = Literal["evidence", "incidents"]
+ITEM_KIND: dict[str, str] = {"evidence": "evidence", "incidents": "incident"}

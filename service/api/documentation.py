@@ -35,6 +35,10 @@ class _Edit(BaseModel):
         default=None, ge=1, description="Refuse (409) unless this is still the latest version."
     )
 
+    def changes(self) -> dict[str, Any]:
+        """The fields the caller set, without the edit's own reason and base version."""
+        return self.model_dump(mode="json", exclude_unset=True, exclude={"reason", "base_version"})
+
 
 class IncidentUpdate(_Edit):
     """The fields to change; the rest stay as in the latest version."""
@@ -52,17 +56,11 @@ class IncidentUpdate(_Edit):
     tags: list[str] | None = None
     related_incidents: list[str] | None = None
 
-    def changes(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_unset=True, exclude={"reason", "base_version"})
-
 
 class DescriptionUpdate(_Edit):
     """Asserted metadata fields to change (null removes one); the rest stay."""
 
     model_config = ConfigDict(extra="allow")
-
-    def changes(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_unset=True, exclude={"reason", "base_version"})
 
 
 class LinkPublic(BaseModel):

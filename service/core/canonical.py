@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import rfc8785
 
+from service.core.digests import sha256
 from service.errors import FormatError
 
 
@@ -20,3 +21,8 @@ def canonical_json(value: object) -> bytes:
         return rfc8785.dumps(value)  # type: ignore[arg-type]
     except (ValueError, RecursionError) as exc:  # CanonicalizationError is a ValueError
         raise FormatError(f"cannot canonicalise as JSON: {exc}") from None
+
+
+def canonical_sha256(value: object) -> str:
+    """The hex SHA-256 of `value`'s canonical JSON: the digest the custody log records."""
+    return sha256(canonical_json(value)).hex

@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, status
 
 from service.access import grant_access, restrict_item, revoke_access
-from service.api.deps import Granter, Restricter, RuntimeDep
+from service.api.deps import ITEM_KIND, Granter, ItemPath, Restricter, RuntimeDep
 from service.api.schemas import GrantCreate, GrantPublic
 
 router = APIRouter(prefix="/v1", tags=["access"])
-Kind = Literal["evidence", "incidents"]
-_SUBJECT = {"evidence": "evidence", "incidents": "incident"}
 
 
 @router.post("/{kind}/{item_id}/restriction", status_code=status.HTTP_204_NO_CONTENT)
-def post_restriction(kind: Kind, item_id: str, runtime: RuntimeDep, principal: Restricter) -> None:
+def post_restriction(
+    kind: ItemPath, item_id: str, runtime: RuntimeDep, principal: Restricter
+) -> None:
     """Make an item visible only to members granted access (the caller is granted)."""
-    restrict_item(runtime, principal, kind=_SUBJECT[kind], item_id=item_id)
+    restrict_item(runtime, principal, kind=ITEM_KIND[kind], item_id=item_id)
 
 
 @router.post(
     "/{kind}/{item_id}/grants", status_code=status.HTTP_201_CREATED, response_model=GrantPublic
 )
 def post_grant(
-    kind: Kind, item_id: str, body: GrantCreate, runtime: RuntimeDep, principal: Granter
+    kind: ItemPath, item_id: str, body: GrantCreate, runtime: RuntimeDep, principal: Granter
 ) -> GrantPublic:
     """Grant a member access to a restricted item (never oneself)."""
-    grant = grant_access(runtime, principal, kind=_SUBJECT[kind], item_id=item_id, email=body.email)
+    grant = grant_access(
+        runtime, principal, kind=ITEM_KIND[kind], item_id=item_id, email=body.email
+    )
     return GrantPublic.of(grant)
 
 

@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, status
 
-from service.api.deps import Annotator, IncidentReader, RuntimeDep
+from service.api.deps import ITEM_KIND, Annotator, IncidentReader, ItemPath, RuntimeDep
 from service.api.documentation import NoteCreate, NotePublic
 from service.notes import add_note, list_notes
 
 router = APIRouter(prefix="/v1", tags=["notes"])
-Kind = Literal["evidence", "incidents"]
-_SUBJECT = {"evidence": "evidence", "incidents": "incident"}
 
 
 @router.post(
     "/{kind}/{item_id}/notes", status_code=status.HTTP_201_CREATED, response_model=NotePublic
 )
 def post_note(
-    kind: Kind, item_id: str, body: NoteCreate, runtime: RuntimeDep, principal: Annotator
+    kind: ItemPath, item_id: str, body: NoteCreate, runtime: RuntimeDep, principal: Annotator
 ) -> NotePublic:
     """Add a note to an incident or an item; notes are never edited or removed."""
-    note = add_note(runtime, principal, kind=_SUBJECT[kind], item_id=item_id, body=body.body)
+    note = add_note(runtime, principal, kind=ITEM_KIND[kind], item_id=item_id, body=body.body)
     return NotePublic.of(note)
 
 
 @router.get("/{kind}/{item_id}/notes", response_model=list[NotePublic])
 def get_notes(
-    kind: Kind, item_id: str, runtime: RuntimeDep, principal: IncidentReader
+    kind: ItemPath, item_id: str, runtime: RuntimeDep, principal: IncidentReader
 ) -> list[NotePublic]:
     """The notes on an incident or an item, oldest first."""
-    notes = list_notes(runtime, principal, kind=_SUBJECT[kind], item_id=item_id)
+    notes = list_notes(runtime, principal, kind=ITEM_KIND[kind], item_id=item_id)
     return [NotePublic.of(n) for n in notes]
