@@ -1,7 +1,8 @@
 """Uploading a file from disk through POST /v1/evidence, streamed, and watching the server.
 
-The body is multipart/form-data framed by hand around chunks read from the file, so the
-client never holds more than one chunk: what is measured is the server, not the client.
+The body is multipart/form-data framed around 1 MiB chunks read from the file (the
+framing of `locker upload`), so the client never holds more than one chunk: what is
+measured is the server, not the client.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -19,8 +19,9 @@ from typing import Self
 import httpx
 from _locker import Locker
 
+from service.uploader import multipart_body
+
 MIB = 1024 * 1024
-_CHUNK = MIB
 _BOUNDARY = "locker-bench-8c1d0f5e"
 _UPLOAD_TIMEOUT_S = 600.0
 
@@ -42,37 +43,13 @@ def make_unique(path: Path, tag: int) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _part(name: str, value: str) -> bytes:
-    return (
-        f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-    ).encode()
-
-
-def _multipart(path: Path, sha256: str | None) -> tuple[int, Iterator[bytes]]:
-    """Content-Length and chunks of a body with part `file` (and `sha256` if given)."""
-    head = _part("sha256", sha256) if sha256 is not None else b""
-    head += (
-        f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; '
-        'filename="interview.mp4"\r\nContent-Type: application/octet-stream\r\n\r\n'
-    ).encode()
-    tail = f"\r\n--{_BOUNDARY}--\r\n".encode()
-
-    def chunks() -> Iterator[bytes]:
-        yield head
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                yield chunk
-        yield tail
-
-    return len(head) + path.stat().st_size + len(tail), chunks()
-
-
 def upload(locker: Locker, path: Path, *, sha256: str, send_sha256: bool = False) -> float:
     """POST the file to /v1/evidence; the wall time in seconds until the 201 arrived.
 
     Checks that the server recorded new evidence with the file's SHA-256 and size.
     """
-    length, body = _multipart(path, sha256 if send_sha256 else None)
+    fields = {"sha256": sha256} if send_sha256 else {}
+    length, body = multipart_body(path, filename="interview.mp4", fields=fields, boundary=_BOUNDARY)
     headers = {
         "Authorization": f"Bearer {locker.api_key}",
         "Content-Type": f"multipart/form-data; boundary={_BOUNDARY}",

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from service.errors import Error
 from service.settings import load_settings
+from service.upload_cli import register as register_upload
 from service.verify_cli import register as register_verify
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evidence loc
 admin = typer.Typer(no_args_is_help=True, help="Organisations, users and keys.")
 app.add_typer(admin, name="admin")
 register_verify(app)  # `locker verify`: offline, imports only the pure core
+register_upload(app)  # `locker upload`: the field client, standard library + core
 _err = Console(stderr=True, soft_wrap=True)
 _out = Console(highlight=False, soft_wrap=True)
 

@@ -1,5 +1,8 @@
 """`locker verify BUNDLE --key KEY`: the offline verifier's command.
 
+Also `locker verify --receipt RECEIPT --key KEY [--file FILE]` for an upload receipt,
+and `locker verify --server URL` to watch a locker's log.
+
 Exit status: 0 verified, 1 an integrity check failed, 2 a usage error (no such bundle,
 unreadable or malformed key). Like `service.verifier`, it needs nothing above the core.
 """
@@ -7,21 +10,23 @@ unreadable or malformed key). Like `service.verifier`, it needs nothing above th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
 from service.core.checkpoint import NoteVerifier
+from service.core.receipt import Receipt, verify_receipt
 from service.core.timestamp import load_certificates
 from service.errors import Error
 from service.monitor import check_server
+from service.uploader import file_sha256
 from service.verifier import render, to_json, verify_path
 
 EXIT_VERIFIED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _read_key(key: Path) -> str:
+def read_key(key: Path) -> str:
     """The verifier key text in `key`; Error or OSError if unreadable or malformed."""
     text = key.read_text(encoding="utf-8").strip()
     NoteVerifier.from_text(text)  # refuse a malformed key as a usage error, up front
@@ -48,18 +53,28 @@ def verify(
         Path | None,
         typer.Option("--tsa-ca", help="PEM file with the timestamp authority's CA certificate."),
     ] = None,
+    receipt: Annotated[
+        Path | None,
+        typer.Option("--receipt", help="Verify this upload receipt instead of a bundle."),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="With --receipt: the file it should be for.")
+    ] = None,
 ) -> None:
-    """Verify an evidence bundle offline, or (--server) that a locker's log only grows."""
+    """Verify an evidence bundle or an upload receipt offline, or (--server) that a
+    locker's log only grows."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if server is not None:
         _monitor(server, key, state, api_key, err)
+    if receipt is not None:
+        _receipt(receipt, key, file, err)
     if bundle is None or not bundle.is_file():
         err.print(f"locker verify: no such bundle file: {bundle}", markup=False)
         raise typer.Exit(EXIT_USAGE)
     key_text = None
     if key is not None:
         try:
-            key_text = _read_key(key)
+            key_text = read_key(key)
         except (OSError, UnicodeDecodeError, ValueError, Error) as exc:
             err.print(f"locker verify: cannot use the key in {key}: {exc}", markup=False)
             raise typer.Exit(EXIT_USAGE) from None
@@ -83,14 +98,9 @@ def verify(
 def _monitor(
     server: str, key: Path | None, state: Path | None, api_key: str | None, err: Console
 ) -> None:
-    if key is None or state is None:
-        err.print("locker verify --server needs --key and --state", markup=False)
-        raise typer.Exit(EXIT_USAGE)
-    try:
-        verifier = NoteVerifier.from_text(_read_key(key))
-    except (OSError, UnicodeDecodeError, ValueError, Error) as exc:
-        err.print(f"locker verify: cannot use the key in {key}: {exc}", markup=False)
-        raise typer.Exit(EXIT_USAGE) from None
+    if state is None:
+        _usage(err, "--server needs --key and --state")
+    verifier = _verifier(key, "--server", err)
     result = check_server(server, verifier, state, api_key=api_key)
     out = Console(highlight=False, soft_wrap=True)
     for finding in result.findings:
@@ -99,6 +109,47 @@ def _monitor(
         since = f" (consistent with saved size {result.previous.size})" if result.previous else ""
         out.print(f"[green]checkpoint of size {result.current.size} verified{since}[/green]")
     raise typer.Exit(EXIT_VERIFIED if result.ok else EXIT_FAILED)
+
+
+def _verifier(key: Path | None, option: str, err: Console) -> NoteVerifier:
+    if key is None:
+        _usage(err, f"{option} needs --key")
+    try:
+        return NoteVerifier.from_text(read_key(key))
+    except (OSError, UnicodeDecodeError, ValueError, Error) as exc:
+        _usage(err, f"cannot use the key in {key}: {exc}")
+
+
+def _usage(err: Console, message: str) -> NoReturn:
+    err.print(f"locker verify: {message}", markup=False)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _receipt(path: Path, key: Path | None, file: Path | None, err: Console) -> NoReturn:
+    verifier = _verifier(key, "--receipt", err)
+    try:
+        receipt = Receipt.from_json(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        _usage(err, f"cannot read the receipt {path}: {exc}")
+    except Error as exc:
+        _usage(err, f"{path} is not a receipt: {exc.diagnostics()}")
+    try:
+        content = file_sha256(file) if file is not None else None
+    except OSError as exc:
+        _usage(err, f"cannot read {file}: {exc}")
+    out = Console(highlight=False, soft_wrap=True)
+    try:
+        facts = verify_receipt(receipt, verifier, content_sha256=content)
+    except Error as exc:
+        out.print(f"[red]FINDING[/red] {exc.diagnostics()}")
+        raise typer.Exit(EXIT_FAILED) from None
+    what = f"{file} (sha256 {receipt.sha256})" if file is not None else f"sha256 {receipt.sha256}"
+    out.print(
+        f"[green]receipt verified: {what} was logged as {facts.entry['action']} of evidence "
+        f"{receipt.evidence_id} at {facts.entry['time']}, entry {receipt.index} of the "
+        f"signed checkpoint of size {facts.checkpoint.size}[/green]"
+    )
+    raise typer.Exit(EXIT_VERIFIED)
 
 
 def register(app: typer.Typer) -> None:
