@@ -61,6 +61,10 @@ def upload_command(
         def sent(n: int) -> None:
             bars.advance(sending, n)
 
+        def retrying(reason: str, wait: float) -> None:
+            bars.console.print(f"sending failed ({reason}); again in {wait:.0f} s", markup=False)
+            bars.reset(sending)
+
         try:
             done = upload(
                 server,
@@ -71,6 +75,7 @@ def upload_command(
                 sha256=digest,
                 retries=retries,
                 progress=sent,
+                on_retry=retrying,
             )
         except UploadError as exc:
             err.print(f"locker upload: {exc.diagnostics()}", markup=False)

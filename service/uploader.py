@@ -124,11 +124,13 @@ def upload(
     sha256: str | None = None,
     retries: int = 5,
     progress: Progress | None = None,
+    on_retry: Callable[[str, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Uploaded:
     """Upload `path`, retrying on broken connections, and check its receipt.
 
-    Raises UploadError when the server refuses the file (with its one-line reason) or
+    `on_retry(reason, seconds)` hears of each broken try before the wait. Raises
+    UploadError when the server refuses the file (with its one-line reason) or
     cannot be reached `retries` times over, and a VerificationError when the server's
     answer does not prove that the file's digest was logged.
     """
@@ -146,7 +148,10 @@ def upload(
         except _Retry as retry:
             if attempts > retries:
                 raise UploadError(f"gave up after {attempts} tries: {retry.reason}") from None
-            sleep(retry.after if retry.after is not None else _backoff(attempts))
+            wait = retry.after if retry.after is not None else _backoff(attempts)
+            if on_retry is not None:
+                on_retry(retry.reason, wait)
+            sleep(wait)
     if answer.get("sha256") != digest or answer.get("size") != path.stat().st_size:
         raise UploadError(
             f"the server recorded sha256 {answer.get('sha256')} and size {answer.get('size')}, "

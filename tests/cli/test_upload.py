@@ -145,6 +145,29 @@ def test_a_broken_connection_is_retried_and_nothing_is_half_recorded(
     assert [e["fields"]["action"] for e in trail["entries"]].count("evidence.ingested") == 1
 
 
+def test_the_command_says_why_it_sends_again(locker: Locker, key: Path, tmp_path: Path) -> None:
+    file = tmp_path / "statement.txt"
+    file.write_bytes("أقوال الشاهد\n".encode() * 40_000)  # 1 MiB
+    with _cutting_proxy(locker.base_url, cut_after=200_000) as proxy:
+        result = runner.invoke(
+            app,
+            [
+                "upload",
+                str(file),
+                "--server",
+                proxy.url,
+                "--key",
+                str(key),
+                "--receipt",
+                str(tmp_path / "r.json"),
+            ],
+            env={"LOCKER_API_KEY": locker.api_key},
+        )
+    assert result.exit_code == 0, result.output
+    assert "sending failed" in result.output and "again in 1 s" in result.output
+    assert "(stored)" in result.output
+
+
 def _no_wait(_seconds: float) -> None:
     raise AssertionError("a refusal must not be retried")
 
