@@ -37,7 +37,9 @@ def upload_command(
     ] = None,
     receipt_path: Annotated[
         Path | None,
-        typer.Option("--receipt", help="Where to save the receipt [default: ./<id>.receipt.json]."),
+        typer.Option(
+            "--receipt", help="Where to save the receipt (else <evidence id>.receipt.json here)."
+        ),
     ] = None,
     retries: Annotated[int, typer.Option(min=0, help="Tries again after a broken connection.")] = 5,
 ) -> None:
