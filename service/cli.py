@@ -225,6 +225,16 @@ def analyse() -> None:
 
 
 @app.command()
+def reindex() -> None:
+    """Rebuild the search index of every incident and item (after an upgrade)."""
+    from service.search import rebuild_search_index
+
+    with _runtime() as runtime:
+        done = rebuild_search_index(runtime)
+    _out.print(f"reindexed {done.incidents} incident(s) and {done.evidence} item(s)")
+
+
+@app.command()
 def demo() -> None:
     """Fill the locker with a small, self-written sample (an organisation of its own)."""
     from service.demo import DEMO_EMAIL, DEMO_ORGANISATION, load_demo

@@ -196,10 +196,20 @@ def _record_version(
             custody_index=entry.index,
         )
     )
+    reindex_incident(session, incident, document)
+    return incident
+
+
+def reindex_incident(
+    session: Session, incident: Incident, document: IncidentDocument | None = None
+) -> None:
+    """Rebuild the incident's search view from its current version."""
+    if document is None:
+        document = IncidentDocument.model_validate_json(incident.document_json)
     reindex(
         session,
-        f"incident:{incident_id}",
-        principal.organisation_id,
+        f"incident:{incident.id}",
+        incident.organisation_id,
         text_body=document.search_text(),
         places=[
             Point(place.lat, place.lon)
@@ -208,7 +218,6 @@ def _record_version(
         ],
         terms=[("category", c) for c in document.categories] + [("tag", t) for t in document.tags],
     )
-    return incident
 
 
 def document_for(principal: Principal, document_json: str) -> dict[str, Any]:

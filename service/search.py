@@ -6,19 +6,23 @@ log), so a cursor stays valid while new records arrive.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
+
+from sqlmodel import Session, col, select
 
 from service.accounts import Principal
 from service.catalogue import Filters, Page, Paging, encode_cursor
 from service.db.models import Evidence, EvidenceProfile, Incident
-from service.descriptions import list_evidence
+from service.descriptions import list_evidence, reindex_evidence
 from service.errors import InvalidInput
-from service.incidents import list_incidents
+from service.incidents import list_incidents, reindex_incident
 from service.permissions import Permission
 from service.runtime import Runtime
 
 Kind = Literal["incident", "evidence"]
+_Record = TypeVar("_Record", Incident, Evidence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +67,38 @@ def search(
     more = more or len(hits) > paging.limit
     hits = hits[: paging.limit]
     return Page(hits, encode_cursor(hits[-1].position) if more else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Reindexed:
+    incidents: int
+    evidence: int
+
+
+def rebuild_search_index(runtime: Runtime, *, batch: int = 500) -> Reindexed:
+    """Rebuild every incident's and item's search view from its current version.
+
+    For an operator after an upgrade that changes how text is normalised: the views
+    are derived data (the versions themselves are append-only and untouched), so
+    rebuilding them changes nothing a court relies on. One transaction per batch.
+    """
+    return Reindexed(
+        incidents=_rebuild_all(runtime, Incident, reindex_incident, batch),
+        evidence=_rebuild_all(runtime, Evidence, reindex_evidence, batch),
+    )
+
+
+def _rebuild_all(
+    runtime: Runtime, model: type[_Record], rebuild: Callable[[Session, _Record], None], batch: int
+) -> int:
+    done, after = 0, ""
+    while True:
+        with runtime.database.session() as session:
+            rows = session.exec(
+                select(model).where(col(model.id) > after).order_by(col(model.id)).limit(batch)
+            ).all()
+            for row in rows:
+                rebuild(session, row)
+        if not rows:
+            return done
+        done, after = done + len(rows), rows[-1].id

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import Locker
+from tests.harness import Locker, analysed
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"search" * 300
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"search" * 300
@@ -206,3 +206,27 @@ def test_edits_are_searchable_at_once(locker: Locker, world: dict[str, Any]) -> 
     assert by_category == []
     assert items == [world["scan"]["id"]]
     assert old_title == []
+
+
+def test_reindex_rebuilds_a_stale_index(locker: Locker, world: dict[str, Any]) -> None:
+    """As after an upgrade that changes normalisation: the views are rebuilt from the
+    current versions, which themselves are untouched."""
+    from sqlalchemy import text
+
+    from service.search import rebuild_search_index
+
+    with locker.client() as client:
+        analysed(client, world["photo"])
+        analysed(client, world["scan"]["id"])
+    with locker.runtime.database.session() as session:
+        session.execute(text("UPDATE search_document SET body = 'stale'"))
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(text("UPDATE search_fts SET body = 'stale'"))
+    with locker.client() as client:
+        assert _ids(client.get("/v1/search", params={"q": "الجماعية"})) == []
+        done = rebuild_search_index(locker.runtime, batch=1)
+        assert (done.incidents, done.evidence) == (2, 2)
+        found = _ids(client.get("/v1/search", params={"q": "الجماعية"}))
+        assert found == [world["tarhuna"], world["photo"]]
+        assert _ids(client.get("/v1/search", params={"q": "stale"})) == []
+        assert _ids(client.get("/v1/incidents", params={"q": "hospital"})) == [world["sirte"]]

@@ -1,4 +1,4 @@
-"""`locker analyse` reads the items whose background analysis never ran."""
+"""`locker analyse` and `locker reindex`: catching up the data derived from the records."""
 
 from __future__ import annotations
 
@@ -51,3 +51,22 @@ def test_analyse_picks_up_what_the_background_missed(tmp_path: Path) -> None:
         runtime.close()
     again = _run(["analyse"], {"LOCKER_DATA_DIR": str(tmp_path)})
     assert "analysed 0 item(s)" in again.stdout
+
+
+def test_reindex_rebuilds_every_search_view(tmp_path: Path) -> None:
+    from service.incidents import create_incident, parse_document
+
+    runtime = open_runtime(load_settings(data_dir=tmp_path))
+    try:
+        made = bootstrap(runtime, organisation="NGO", email="a@example.org")
+        lead = Principal(
+            user_id=made.user_id, organisation_id=made.organisation_id, role=Role.ADMIN
+        )
+        for title in ("مقبرة جماعية", "Shelling of a hospital"):
+            create_incident(runtime, lead, parse_document({"title": title}))
+        asyncio.run(ingest(runtime, lead, _text_form()))
+    finally:
+        runtime.close()
+    done = _run(["reindex"], {"LOCKER_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "reindexed 2 incident(s) and 1 item(s)" in done.stdout
