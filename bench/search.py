@@ -9,8 +9,8 @@ as on a server that has been running.
 The first `--real` incidents are created through the real `create_incident` (custody
 append, version, `catalogue.reindex`); the rest are bulk-loaded with COPY
 (`_bulk_incidents.py`), with the same derived rows, which is checked against the real
-ones. EXPLAIN ANALYZE of one request of each kind shows whether the GIN index serves
-the text queries.
+ones. EXPLAIN ANALYZE of one request of each kind shows that the text matches are
+found once per request, not tested per incident.
 
     .venv/bin/python bench/search.py [--incidents 100000] [--requests 300] [--real 100]
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import statistics
 import tempfile
 import time
@@ -218,16 +219,34 @@ def _measure(
     for name, plan in plans.items():
         print(f"\nEXPLAIN ANALYZE, {name}:\n{plan}")
     text_plans = [plan for name, plan in plans.items() if _queries(first, last)[name][1]]
-    gin = sum("search_document_tsv" in plan for plan in text_plans)
+    once = sum(_matches_once(plan) for plan in text_plans)
     rows.append(
         Row(
-            label="text queries served by the GIN index",
-            value=f"{gin} of {len(text_plans)} plans scan search_document_tsv",
+            label="text matches found once and hashed",
+            value=f"{once} of {len(text_plans)} plans",
             target="all",
-            met=gin == len(text_plans),
+            met=once == len(text_plans),
         )
     )
     return rows
+
+
+def _matches_once(plan: str) -> bool:
+    """Whether the matches are found in one pass and then hashed.
+
+    Every node that tests `tsv @@` must run once (a GIN bitmap or one scan, as the
+    planner costs it), not once per incident: that made a rare word read the whole log.
+    And the matches must be hashed (a hashed subplan or a hash join), not rescanned per
+    incident: that compared every incident with every match.
+    """
+    loops, tests = 0, []
+    for line in plan.splitlines():
+        if found := re.search(r"actual time=\S+ rows=\d+ loops=(\d+)", line):
+            loops = int(found.group(1))
+        if "tsv @@" in line:
+            tests.append(loops)
+    hashed = re.search(r"hashed SubPlan \d+\), false\)|Hash (Semi )?Join", plan) is not None
+    return hashed and bool(tests) and all(n == 1 for n in tests)
 
 
 def _run(url: str, data_dir: Path, args: argparse.Namespace) -> list[Row]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement, String, and_, delete, exists, text
+from sqlalchemy import ColumnElement, String, and_, delete, exists, false, func, text
 from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col
 
@@ -170,6 +170,11 @@ def text_matches(
         )
         match = " ".join(f'"{t}"*' for t in tokens)
     matching = text(sql).bindparams(org=organisation_id, match=match).columns(subject=String)
+    if _dialect(session) == "postgresql":
+        # Inside a function the IN stays a subplan, which PostgreSQL hashes once: each
+        # row in page order is then one lookup. Pulled up into a semi-join, the planner
+        # chose to compare every row with every match (90 % of a 90 ms request).
+        return func.coalesce(subject.in_(matching), false())
     return subject.in_(matching)
 
 
