@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from service.core.checkpoint import NoteVerifier
@@ -83,7 +84,7 @@ def upload_command(
             err.print(f"locker upload: {exc.diagnostics()}", markup=False)
             raise typer.Exit(EXIT_USAGE) from None
         except VerificationError as exc:
-            err.print(f"[red]RECEIPT DOES NOT VERIFY[/red] {exc.diagnostics()}")
+            err.print(f"[red]RECEIPT DOES NOT VERIFY[/red] {escape(exc.diagnostics())}")
             raise typer.Exit(EXIT_FAILED) from None
     target = receipt_path or Path(f"{done.receipt.evidence_id}.receipt.json")
     target.write_text(done.receipt.to_json(), encoding="utf-8")

@@ -14,6 +14,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from service.core.checkpoint import NoteVerifier
 from service.core.receipt import Receipt, verify_receipt
@@ -69,24 +70,14 @@ def verify(
     if receipt is not None:
         _receipt(receipt, key, file, err)
     if bundle is None or not bundle.is_file():
-        err.print(f"locker verify: no such bundle file: {bundle}", markup=False)
-        raise typer.Exit(EXIT_USAGE)
-    key_text = None
-    if key is not None:
-        try:
-            key_text = read_key(key)
-        except (OSError, UnicodeDecodeError, ValueError, Error) as exc:
-            err.print(f"locker verify: cannot use the key in {key}: {exc}", markup=False)
-            raise typer.Exit(EXIT_USAGE) from None
+        _usage(err, f"no such bundle file: {bundle}")
+    key_text = _verifier(key, "--key", err).to_text() if key is not None else None
     roots = None
     if tsa_ca is not None:
         try:
             roots = load_certificates(tsa_ca.read_bytes())
         except (OSError, Error) as exc:
-            err.print(
-                f"locker verify: cannot use the certificates in {tsa_ca}: {exc}", markup=False
-            )
-            raise typer.Exit(EXIT_USAGE) from None
+            _usage(err, f"cannot use the certificates in {tsa_ca}: {exc}")
     verdict = verify_path(bundle, key_text, roots)
     if json_out:
         typer.echo(to_json(verdict))
@@ -104,7 +95,7 @@ def _monitor(
     result = check_server(server, verifier, state, api_key=api_key)
     out = Console(highlight=False, soft_wrap=True)
     for finding in result.findings:
-        out.print(f"[red]FINDING[/red] {finding}")
+        out.print(f"[red]FINDING[/red] {escape(finding)}")
     if result.ok and result.current is not None:
         since = f" (consistent with saved size {result.previous.size})" if result.previous else ""
         out.print(f"[green]checkpoint of size {result.current.size} verified{since}[/green]")
@@ -141,13 +132,15 @@ def _receipt(path: Path, key: Path | None, file: Path | None, err: Console) -> N
     try:
         facts = verify_receipt(receipt, verifier, content_sha256=content)
     except Error as exc:
-        out.print(f"[red]FINDING[/red] {exc.diagnostics()}")
+        out.print(f"[red]FINDING[/red] {escape(exc.diagnostics())}")
         raise typer.Exit(EXIT_FAILED) from None
     what = f"{file} (sha256 {receipt.sha256})" if file is not None else f"sha256 {receipt.sha256}"
     out.print(
-        f"[green]receipt verified: {what} was logged as {facts.entry['action']} of evidence "
+        f"receipt verified: {what} was logged as {facts.entry['action']} of evidence "
         f"{receipt.evidence_id} at {facts.entry['time']}, entry {receipt.index} of the "
-        f"signed checkpoint of size {facts.checkpoint.size}[/green]"
+        f"signed checkpoint of size {facts.checkpoint.size}",
+        style="green",
+        markup=False,
     )
     raise typer.Exit(EXIT_VERIFIED)
 
