@@ -221,3 +221,24 @@ def _cutting_proxy(target: str, *, cut_after: int) -> Iterator[_Proxy]:
         stop.set()
         thread.join(timeout=5)
         listener.close()
+
+
+@pytest.mark.parametrize("name", ['say "no".jpg', "back\\slash.pdf", "a;b=c.png", "٢٠٢٠ ‏تقرير.pdf"])
+def test_awkward_file_names_arrive_exactly(locker: Locker, tmp_path: Path, name: str) -> None:
+    file = tmp_path / name
+    file.write_bytes(name.encode() * 10)
+    done = upload(
+        locker.base_url, file, api_key=locker.api_key, verifier=locker.runtime.log.verifier
+    )
+    with locker.client() as client:
+        item = client.get(f"/v1/evidence/{done.receipt.evidence_id}").json()
+    assert item["filename"] == name
+
+
+def test_a_name_with_control_characters_is_refused_with_the_reason(
+    locker: Locker, tmp_path: Path
+) -> None:
+    file = tmp_path / "two\nlines.txt"
+    file.write_bytes(b"statement")
+    with pytest.raises(UploadError, match=r"HTTP 422.*control characters"):
+        upload(locker.base_url, file, api_key=locker.api_key, verifier=locker.runtime.log.verifier)
