@@ -49,8 +49,12 @@ class Paging:
         if self.cursor is not None:
             at = decode_cursor(self.cursor)
             query = query.where(column < at if self.newest_first else column > at)
-        ordered = query.order_by(column.desc() if self.newest_first else column)
-        return cast(_Q, ordered.limit(self.limit + 1))
+        return cast(_Q, self.ordered(query, position).limit(self.limit + 1))
+
+    def ordered(self, query: _Q, position: Mapped[int]) -> _Q:
+        """`query` in this page's order."""
+        column = col(position)
+        return cast(_Q, query.order_by(column.desc() if self.newest_first else column))
 
     def page(self, fetched: list[_T], *, position: Callable[[_T], int]) -> Page[_T]:
         """The page from what `query` fetched."""

@@ -276,12 +276,15 @@ def list_incidents(
 ) -> Page[Incident]:
     """The organisation's incidents matching `filters`, in log order, a page at a time."""
     principal.require(Permission.INCIDENT_READ)
+    position = col(Incident.custody_index)
     with runtime.database.session() as session:
-        query = select(Incident).where(
-            incident_filter(session, principal, filters, col(Incident.id))
-        )
-        query = paging.query(query, col(Incident.custody_index))
-        items = list(session.exec(query))
+        # The page's positions first, from the narrow listing index; then their rows.
+        page = paging.query(
+            select(position).where(incident_filter(session, principal, filters, col(Incident.id))),
+            position,
+        ).subquery()
+        query = select(Incident).join(page, position == page.c.custody_index)
+        items = list(session.exec(paging.ordered(query, position)))
     return paging.page(items, position=lambda i: i.custody_index)
 
 

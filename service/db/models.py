@@ -142,6 +142,17 @@ class Incident(SQLModel, table=True):
     updated_at: datetime
     custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
 
+    # Lists walk this narrow index in log order and test every filter on it (PostgreSQL
+    # reads it without touching the wide rows), then fetch only the rows of the page.
+    __table_args__ = (
+        Index(
+            "ix_incident_listing",
+            "organisation_id",
+            "custody_index",
+            postgresql_include=["id", "status", "occurred_from", "occurred_to"],
+        ),
+    )
+
 
 class IncidentVersion(SQLModel, table=True):
     """One version of an incident's record, whose digest the custody log holds."""
