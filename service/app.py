@@ -12,12 +12,14 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from service.access import record_denial
 from service.api.deps import Public
+from service.api.input_guard import RefuseNul
 from service.api.routes import (
     access,
     audit,
@@ -43,8 +45,10 @@ from service.errors import (
     TooLarge,
     Unauthenticated,
     VerificationError,
+    one_line,
     validation_message,
 )
+from service.logs import configure_logging
 from service.runtime import Runtime, open_runtime
 from service.security import FailureThrottle
 from service.settings import Settings
@@ -81,12 +85,12 @@ _STATUS: list[tuple[type[Error], int]] = [
 
 
 def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """An RFC 9457 problem document."""
+    """An RFC 9457 problem document whose detail is one line, whatever it quotes."""
     body = {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
         "status": status,
-        "detail": detail,
+        "detail": one_line(detail),
     }
     return JSONResponse(
         body, status_code=status, media_type="application/problem+json", headers=headers
@@ -124,9 +128,16 @@ async def _on_disconnect(_request: Request, _exc: Exception) -> JSONResponse:
     return _problem(400, "client disconnected before the upload finished")
 
 
+async def _on_race(_request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a write that a concurrent request made first; this
+    # request's transaction was rolled back whole.
+    _log.warning("concurrent write refused", error=str(exc.orig) if hasattr(exc, "orig") else "")
+    return _problem(409, "a concurrent request changed the same record first; try again")
+
+
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     _log.exception("unexpected error", kind=type(exc).__name__)
-    return _problem(500, "internal error; nothing was recorded for this request")
+    return _problem(500, "internal error; the request did not complete (details in the log)")
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -147,7 +158,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             if own:
                 app.state.runtime.close()
 
+    configure_logging()
     app = FastAPI(title="Evidence locker", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(RefuseNul)
     if runtime is not None:
         app.state.runtime = runtime
     app.state.throttle = FailureThrottle()
@@ -157,6 +170,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(HTTPException, _on_http)
     app.add_exception_handler(ClientDisconnect, _on_disconnect)
+    app.add_exception_handler(IntegrityError, _on_race)
     app.add_exception_handler(Exception, _on_unexpected)
 
     @app.get("/healthz", include_in_schema=False, dependencies=[Depends(Public())])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,9 @@ from service.db.models import Place, SearchDocument, Term
 from service.errors import InvalidInput
 
 _T = TypeVar("_T")
+# Log positions are stored as signed 64-bit integers.
+MAX_POSITION = 2**63 - 1
+_CURSOR = re.compile(r"v1:(0|[1-9][0-9]{0,18})")
 _Q = TypeVar("_Q", bound=Any)  # a select of rows (SQLModel's select types vary in arity)
 
 
@@ -207,10 +211,10 @@ def encode_cursor(position: int) -> str:
 def decode_cursor(cursor: str) -> int:
     """The log position a cursor stands for; InvalidInput if it is not one of ours."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        version, position = raw.split(":")
-        if version != "v1":
-            raise ValueError(version)
-        return int(position)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("cursor: not a cursor this server gave") from None
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (ValueError, binascii.Error):
+        raw = ""
+    found = _CURSOR.fullmatch(raw)
+    if found is None or int(found.group(1)) > MAX_POSITION:
+        raise InvalidInput("cursor: not a cursor this server gave")
+    return int(found.group(1))

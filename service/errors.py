@@ -7,6 +7,7 @@ This module imports nothing from the project, so the pure core may use it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,9 +32,29 @@ class Conflict(Error):
     """The change was made against a version that is no longer the latest (maps to 409)."""
 
 
+NUL_REFUSED = "text must not contain NUL (U+0000) characters"
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
+_MAX_DETAIL = 300
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none belongs in
+# a name or a one-line message, and each would break a header or log line quoting it.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """`text` as one bounded line: controls escaped, the tail cut if it is too long."""
+    escaped = CONTROL_CHARACTERS.sub(lambda m: ascii(m.group())[1:-1], text)
+    if len(escaped) <= _MAX_DETAIL:
+        return escaped
+    return escaped[: _MAX_DETAIL - 1] + "…"
+
+
 def validation_message(errors: Sequence[Mapping[str, Any]], *, prefix: str = "") -> str:
     """One line from pydantic's errors: the first bad field, dotted, and what is wrong."""
     first = errors[0]
+    if first.get("type") == "json_invalid":
+        return f"body is not valid JSON: {first.get('ctx', {}).get('error', 'cannot parse')}"
+    if tuple(first["loc"]) == ("body",) and first.get("type") in _NOT_AN_OBJECT:
+        return "body must be a JSON object, sent as Content-Type: application/json"
     where = ".".join(str(p) for p in first["loc"] if p != "body")
     message = str(first["msg"]).removeprefix("Value error, ")
     where = f"{prefix}.{where}" if prefix and where else (prefix or where)

@@ -34,6 +34,8 @@ from service.core.digests import ContentDigester, ContentDigests, sha256_hex_val
 from service.db.models import Evidence, Submission, UploadIntent, User
 from service.descriptions import asserted_dict, asserted_digest, describe_at_ingest
 from service.errors import (
+    CONTROL_CHARACTERS,
+    NUL_REFUSED,
     Error,
     InvalidInput,
     NotFound,
@@ -50,6 +52,7 @@ from service.runtime import Runtime
 from service.storage import StagedObject
 
 _MAX_FIELD_BYTES = 64 * 1024
+_FIELDS = frozenset({"metadata", "sha256"})
 _PIPE_CHUNK = 1024 * 1024
 # Chunks in flight between the request and the storage thread (memory stays bounded).
 _PIPE_DEPTH = 8
@@ -213,18 +216,45 @@ async def _read_field(chunks: AsyncIterator[bytes], name: str) -> str:
 
 
 def _parse_metadata(text: str | None) -> UploadMetadata:
+    """The metadata part, checked in full before a byte is stored: whatever is accepted
+    here must also be accepted when the intent is finished after the object is locked."""
     if text is None or not text.strip():
         return UploadMetadata()
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"metadata: malformed JSON: {exc.msg} at char {exc.pos}") from None
+    except RecursionError:
+        value = None  # refused as too deep just below
     if not isinstance(value, dict):
-        raise InvalidInput("metadata: must be a JSON object")
+        raise InvalidInput("metadata: must be a JSON object" if value is not None else _TOO_DEEP)
+    _check_json_text(value, depth=0)
     try:
-        return UploadMetadata.model_validate(value)
+        metadata = UploadMetadata.model_validate(value)
+        # The intent keeps it as JSON and finishing reads it back: prove that works now.
+        return UploadMetadata.model_validate_json(metadata.model_dump_json(exclude_unset=True))
     except ValidationError as exc:
         raise InvalidInput(validation_message(exc.errors(), prefix="metadata")) from None
+
+
+_MAX_METADATA_DEPTH = 32
+_TOO_DEEP = f"metadata: nested deeper than {_MAX_METADATA_DEPTH} levels"
+
+
+def _check_json_text(value: object, *, depth: int) -> None:
+    """Refuse nesting deeper than we read back, and NUL, which no database text holds."""
+    if depth > _MAX_METADATA_DEPTH:
+        raise InvalidInput(_TOO_DEEP)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput(f"metadata: {NUL_REFUSED}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json_text(key, depth=depth + 1)
+            _check_json_text(item, depth=depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_text(item, depth=depth + 1)
 
 
 def _parse_claimed_sha256(text: str | None) -> str | None:
@@ -239,7 +269,7 @@ def _parse_claimed_sha256(text: str | None) -> str | None:
 def _check_filename(filename: str) -> str:
     if not filename:
         raise InvalidInput("file: the part needs a filename")
-    if len(filename) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in filename):
+    if len(filename) > 1024 or CONTROL_CHARACTERS.search(filename):
         raise InvalidInput("file: filename is too long or holds control characters")
     return filename
 
@@ -257,6 +287,11 @@ async def ingest(
             if not isinstance(event, PartStart):
                 raise InvalidInput("malformed multipart body")
             if event.name != "file":
+                if event.name not in _FIELDS:
+                    # A misspelt "sha256" must not silently skip the digest check.
+                    raise InvalidInput(
+                        f"unknown part {event.name[:64]!r}: expected file, metadata or sha256"
+                    )
                 if event.name in fields:
                     raise InvalidInput(f"{event.name}: given twice")
                 fields[event.name] = await _read_field(_part_chunks(form), event.name)
@@ -515,8 +550,12 @@ def _finish_intent_once(
                 link_in_session(
                     runtime, session, principal, incident, evidence, reason="linked at upload"
                 )
-        if metadata.restricted and not duplicate:
-            restrict_in_session(runtime, session, principal, f"evidence:{evidence.id}")
+        if metadata.restricted:
+            subject = f"evidence:{evidence.id}"
+            if duplicate:
+                # Not the uploader's new item: restricting it is the restrict permission's.
+                principal.require(Permission.RESTRICT, subject=subject)
+            restrict_in_session(runtime, session, principal, subject)
         intent.status, intent.finished_at = "done", datetime.now(UTC)
         intent.object_key, intent.object_version = (
             object_key or evidence.object_key,

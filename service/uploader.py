@@ -19,7 +19,6 @@ import hashlib
 import json
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,7 +28,7 @@ from typing import Any
 
 from service.core.checkpoint import NoteVerifier
 from service.core.receipt import Receipt, ReceiptFacts, verify_receipt
-from service.errors import Error
+from service.errors import CONTROL_CHARACTERS, Error
 
 CHUNK = 1024 * 1024
 _TIMEOUT_S = 120  # per socket read or write, not for the whole upload
@@ -103,14 +102,8 @@ def multipart_body(
 
 
 def _filename_parameter(filename: str) -> str:
-    """A Content-Disposition filename parameter that keeps any name exactly.
-
-    A quoted string with backslash escapes, as browsers send (UTF-8 inside, RFC 7578
-    §4.2); a name with control characters, which cannot sit in a header line, goes
-    percent-encoded as RFC 2231 `filename*`.
-    """
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in filename):
-        return "filename*=UTF-8''" + urllib.parse.quote(filename, safe="")
+    """A Content-Disposition filename parameter that keeps any name exactly: a quoted
+    string with backslash escapes, UTF-8 inside, as browsers send (RFC 7578 §4.2)."""
     return 'filename="' + filename.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -135,6 +128,8 @@ def upload(
     answer does not prove that the file's digest was logged.
     """
     base = server.rstrip("/")
+    if CONTROL_CHARACTERS.search(path.name):
+        raise UploadError("the locker refuses file names with control characters; rename the file")
     digest = sha256 or file_sha256(path)
     fields = {"sha256": digest}
     if metadata is not None:

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query
+from pydantic import AfterValidator, AwareDatetime
 
-from service.catalogue import BoundingBox, Filters, Paging
+from service.catalogue import MAX_POSITION, BoundingBox, Filters, Paging
 from service.errors import InvalidInput
+
+
+def _representable(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("outside the range of dates this server can compare") from None
+
+
+# A moment in a query: with its UTC offset (a bare time would be ambiguous) and within
+# the calendar once moved to UTC.
+Moment = Annotated[AwareDatetime, AfterValidator(_representable)]
+# A log position or tree size: stored as a signed 64-bit integer.
+Position = Annotated[int, Query(ge=0, le=MAX_POSITION)]
 
 
 def _filters(
     q: Annotated[
         str | None, Query(max_length=500, description="Words to find (all of them).")
     ] = None,
-    period_from: Annotated[datetime | None, Query(alias="from")] = None,
-    period_to: Annotated[datetime | None, Query(alias="to")] = None,
+    period_from: Annotated[Moment | None, Query(alias="from")] = None,
+    period_to: Annotated[Moment | None, Query(alias="to")] = None,
     bbox: Annotated[
         str | None, Query(max_length=100, description="west,south,east,north in degrees")
     ] = None,

@@ -7,14 +7,18 @@ ourselves with python-multipart's push parser.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
-from email.message import Message
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from service.errors import InvalidInput
 from service.intake import FormEvent, PartData, PartEnd, PartStart
+
+_MAX_BOUNDARY = 70  # RFC 2046 §5.1.1
+# One parameter of a Content-Disposition: name=token or name="quoted \"string\"".
+_PARAMETER = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 
 
 def boundary_of(content_type: str | None) -> bytes:
@@ -23,6 +27,8 @@ def boundary_of(content_type: str | None) -> bytes:
     boundary = params.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise InvalidInput("body must be multipart/form-data with a boundary")
+    if len(boundary) > _MAX_BOUNDARY:
+        raise InvalidInput(f"multipart boundary is longer than {_MAX_BOUNDARY} characters")
     return boundary
 
 
@@ -31,12 +37,37 @@ def _part_start(headers: dict[str, bytes]) -> PartStart:
         disposition = headers.get("content-disposition", b"").decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("multipart: Content-Disposition is not valid UTF-8") from None
-    message = Message()
-    message["content-disposition"] = disposition
-    name = message.get_param("name", header="content-disposition")
-    if not isinstance(name, str) or not name:
+    params = _disposition_parameters(disposition)
+    name = params.get("name")
+    if not name:
         raise InvalidInput("multipart: a part has no name")
-    return PartStart(name=name, filename=message.get_filename())
+    return PartStart(name=name, filename=params.get("filename"))
+
+
+def _disposition_parameters(disposition: str) -> dict[str, str]:
+    """The parameters of a form-data Content-Disposition, values exactly as sent.
+
+    Quoted values keep every character (spaces included) but their backslash escapes;
+    RFC 7578 §4.2 forbids the RFC 2231 `filename*` form in form data, and guessing a
+    charset could change the name, so it is refused rather than decoded.
+    """
+    params: dict[str, str] = {}
+    for match in _PARAMETER.finditer(disposition):
+        key, value = match.group(1).lower(), match.group(2)
+        if key.endswith("*"):
+            raise InvalidInput(
+                f'multipart: {key} is not accepted in form data; send {key[:-1]}="…" in UTF-8'
+            )
+        params.setdefault(key, _unquoted(value))
+    return params
+
+
+def _unquoted(value: str) -> str:
+    if not value.startswith('"'):
+        return value.strip()
+    if len(value) < 2 or not value.endswith('"'):
+        raise InvalidInput("multipart: a quoted Content-Disposition value is not closed")
+    return re.sub(r"\\(.)", r"\1", value[1:-1])
 
 
 class _Collector:
@@ -80,7 +111,10 @@ class _Collector:
 async def form_events(chunks: AsyncIterator[bytes], boundary: bytes) -> AsyncIterator[FormEvent]:
     """Parse a multipart body as it arrives, yielding events in order."""
     collector = _Collector()
-    parser = MultipartParser(boundary, callbacks=_bound(collector))  # type: ignore[arg-type]
+    try:
+        parser = MultipartParser(boundary, callbacks=_bound(collector))  # type: ignore[arg-type]
+    except MultipartParseError as exc:
+        raise InvalidInput(f"malformed multipart body: {exc}") from None
     async for chunk in chunks:
         try:
             parser.write(chunk)

@@ -235,10 +235,10 @@ def test_awkward_file_names_arrive_exactly(locker: Locker, tmp_path: Path, name:
     assert item["filename"] == name
 
 
-def test_a_name_with_control_characters_is_refused_with_the_reason(
+def test_a_name_with_control_characters_is_refused_before_sending(
     locker: Locker, tmp_path: Path
 ) -> None:
     file = tmp_path / "two\nlines.txt"
     file.write_bytes(b"statement")
-    with pytest.raises(UploadError, match=r"HTTP 422.*control characters"):
+    with pytest.raises(UploadError, match="control characters"):
         upload(locker.base_url, file, api_key=locker.api_key, verifier=locker.runtime.log.verifier)

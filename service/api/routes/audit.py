@@ -6,7 +6,6 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -14,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import CustodyReader, RuntimeDep
+from service.api.filtering import Moment
 from service.api.schemas import b64
 from service.case_export import case_jsonld
 from service.core.entry import decode_entry
@@ -80,8 +80,8 @@ async def export_audit_log(
     runtime: RuntimeDep,
     principal: CustodyReader,
     format: Annotated[Literal["jsonl", "csv", "case"], Query()] = "jsonl",
-    since: Annotated[datetime | None, Query(alias="from")] = None,
-    until: Annotated[datetime | None, Query(alias="to")] = None,
+    since: Annotated[Moment | None, Query(alias="from")] = None,
+    until: Annotated[Moment | None, Query(alias="to")] = None,
     incident: Annotated[str | None, Query(max_length=36)] = None,
     evidence: Annotated[str | None, Query(max_length=36)] = None,
 ) -> StreamingResponse:

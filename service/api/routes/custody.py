@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 
 from service.api.deps import CustodyReader, Public, RuntimeDep
+from service.api.filtering import Position
 from service.api.schemas import (
     CheckpointTimestampPublic,
     ConsistencyProof,
@@ -15,6 +16,7 @@ from service.api.schemas import (
     InclusionProof,
     b64,
 )
+from service.catalogue import MAX_POSITION
 from service.reading import list_entries, prove_consistency, prove_inclusion
 from service.timestamps import list_timestamps
 
@@ -30,7 +32,7 @@ def get_checkpoint(runtime: RuntimeDep, principal: CustodyReader) -> PlainTextRe
 
 @router.get("/checkpoint/timestamps", response_model=list[CheckpointTimestampPublic])
 def get_checkpoint_timestamps(
-    runtime: RuntimeDep, principal: CustodyReader, tree_size: Annotated[int, Query(ge=0)]
+    runtime: RuntimeDep, principal: CustodyReader, tree_size: Position
 ) -> list[CheckpointTimestampPublic]:
     """RFC 3161 tokens (DER TimeStampResp, base64) over the checkpoint of `tree_size`."""
     return [CheckpointTimestampPublic.of(t) for t in list_timestamps(runtime, tree_size)]
@@ -46,7 +48,7 @@ def get_verifier_key(runtime: RuntimeDep) -> PlainTextResponse:
 def get_entries(
     runtime: RuntimeDep,
     principal: CustodyReader,
-    start: Annotated[int, Query(ge=0)] = 0,
+    start: Position = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EntryPublic]:
     """The caller's organisation's entries from index `start`, with exact leaf bytes."""
@@ -57,8 +59,8 @@ def get_entries(
 def get_inclusion_proof(
     runtime: RuntimeDep,
     principal: CustodyReader,
-    index: Annotated[int, Query(ge=0)],
-    tree_size: Annotated[int, Query(ge=1)],
+    index: Position,
+    tree_size: Annotated[int, Query(ge=1, le=MAX_POSITION)],
 ) -> InclusionProof:
     """RFC 9162 inclusion proof of entry `index` in the tree of `tree_size`."""
     proof = prove_inclusion(runtime, principal, index=index, tree_size=tree_size)
@@ -69,8 +71,8 @@ def get_inclusion_proof(
 def get_consistency_proof(
     runtime: RuntimeDep,
     principal: CustodyReader,
-    first: Annotated[int, Query(ge=1)],
-    second: Annotated[int, Query(ge=1)],
+    first: Annotated[int, Query(ge=1, le=MAX_POSITION)],
+    second: Annotated[int, Query(ge=1, le=MAX_POSITION)],
 ) -> ConsistencyProof:
     """RFC 9162 consistency proof between the trees of sizes `first` and `second`."""
     proof = prove_consistency(runtime, principal, first=first, second=second)
