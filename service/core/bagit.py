@@ -31,7 +31,8 @@ PATHS, BAGIT, BAG_INFO, MANIFESTS, PAYLOAD, TAGS = (
     "tag manifest",
 )
 
-_MAX_NAME = 200
+_MAX_NAME = 200  # bytes of UTF-8
+_MAX_EXTENSION = 16
 _TAG_MANIFEST = re.compile(r"tagmanifest-[^/]*\.txt")
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}
 _MANIFEST_LINE = re.compile(r"([0-9a-fA-F]+)[ \t]+(.+)")  # RFC 8493 §2.1.3
@@ -50,7 +51,19 @@ def safe_filename(name: str) -> str:
     text = unicodedata.normalize("NFC", name)
     text = "".join("_" if c in "/\\" or unicodedata.category(c) == "Cc" else c for c in text)
     body = text.lstrip(".")
-    return ("_" * (len(text) - len(body)) + body)[:_MAX_NAME] or "_"
+    return _shortened("_" * (len(text) - len(body)) + body) or "_"
+
+
+def _shortened(name: str) -> str:
+    """At most _MAX_NAME bytes of UTF-8 (filesystems count bytes, mostly 255), keeping
+    a short extension so the file still opens with the right program."""
+    if len(name.encode()) <= _MAX_NAME:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    extension = f".{suffix}" if dot and stem and len(suffix.encode()) <= _MAX_EXTENSION else ""
+    room = _MAX_NAME - len(extension.encode())
+    kept = name[: len(name) - len(extension)].encode()[:room].decode("utf-8", "ignore")
+    return kept + extension
 
 
 def _encode_path(path: str) -> str:
