@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.api.bodies import RequestBody
 from service.db.models import (
     Evidence,
     EvidenceProfile,
@@ -106,12 +107,12 @@ class LinkEndPublic(BaseModel):
         )
 
 
-class LinkCreate(BaseModel):
+class LinkCreate(RequestBody):
     evidence_id: str = Field(min_length=1, max_length=36)
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class UnlinkRequest(BaseModel):
+class UnlinkRequest(RequestBody):
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -227,7 +228,7 @@ class EvidencePage(BaseModel):
     next_cursor: str | None
 
 
-class NoteCreate(BaseModel):
+class NoteCreate(RequestBody):
     body: str = Field(min_length=1, max_length=20_000)
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from service.api.bodies import RequestBody
 from service.api.documentation import DescriptionPublic
 from service.core.entry import decode_entry
 from service.db.models import (
@@ -139,7 +140,7 @@ class ConsistencyProof(BaseModel):
     hashes: list[str]
 
 
-class MemberCreate(BaseModel):
+class MemberCreate(RequestBody):
     email: str = Field(min_length=3, max_length=320)
     role: str = Field(max_length=32)
 
@@ -155,7 +156,7 @@ class MemberPublic(BaseModel):
         return cls(id=user.id, email=user.email, role=user.role, created_at=user.created_at)
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(RequestBody):
     name: str = Field(default="", max_length=200)
     role: str | None = Field(default=None, max_length=32)
     expires_days: int | None = Field(default=None, ge=1, le=3650)
@@ -190,7 +191,7 @@ class KeyIssued(KeyPublic):
     key: str = Field(description="The secret; shown this once and never again.")
 
 
-class GrantCreate(BaseModel):
+class GrantCreate(RequestBody):
     email: str = Field(min_length=3, max_length=320)
 
 

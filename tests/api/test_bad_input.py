@@ -197,3 +197,18 @@ def _member_key(locker: Locker, role: str) -> str:
         made = admin.post("/v1/keys", json={"email": email, "name": "t"})
         assert made.status_code == 201, made.text
         return str(made.json()["key"])
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/members", {"email": "a@example.org", "role": "analyst", "rol": "admin"}, "rol"),
+        ("/v1/keys", {"name": "laptop", "expires": 1}, "expires"),
+        ("/v1/exports", {"evidence_ids": [], "incidentid": "x"}, "incidentid"),
+    ],
+)
+def test_a_misspelt_field_is_refused_not_dropped(
+    locker: Locker, path: str, body: dict[str, Any], field: str
+) -> None:
+    with locker.client() as client:
+        _refused(client.post(path, json=body), 422, field)

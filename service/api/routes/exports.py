@@ -8,6 +8,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from service.api.bodies import RequestBody
 from service.api.deps import Exporter, RuntimeDep
 from service.db.models import Export
 from service.exports import build_export, get_export, open_export, request_export
@@ -18,7 +19,7 @@ _log = structlog.get_logger("locker.exports")
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 
 
-class ExportCreate(BaseModel):
+class ExportCreate(RequestBody):
     incident_id: str | None = Field(default=None, max_length=36)
     evidence_ids: list[str] = Field(default_factory=list, max_length=10_000)
 
