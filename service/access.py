@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from service.accounts import Principal
+from service.db import rerun_if_raced
 from service.db.models import AccessGrant, Evidence, Incident, Restriction, User
 from service.errors import Forbidden, Hidden, InvalidInput, NotFound
 from service.permissions import Permission
@@ -159,6 +160,7 @@ def visible_item(session: Session, principal: Principal, kind: str, item_id: str
     return f"{kind}:{item_id}"
 
 
+@rerun_if_raced
 def restrict_item(runtime: Runtime, principal: Principal, *, kind: str, item_id: str) -> None:
     """Restrict an item the caller can see; the caller keeps access through a grant."""
     principal.require(Permission.RESTRICT, subject=f"{kind}:{item_id}")
@@ -167,6 +169,7 @@ def restrict_item(runtime: Runtime, principal: Principal, *, kind: str, item_id:
         restrict_in_session(runtime, session, principal, subject)
 
 
+@rerun_if_raced
 def grant_access(
     runtime: Runtime, principal: Principal, *, kind: str, item_id: str, email: str
 ) -> AccessGrant:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from service.db import rerun_if_raced
 from service.db.models import ApiKey, Organisation, User
 from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from service.permissions import Permission, Role, allows, parse_role, within
@@ -194,6 +195,7 @@ def authenticate_key(runtime: Runtime, key: str) -> Principal:
     )
 
 
+@rerun_if_raced
 def principal_for_member(
     runtime: Runtime, *, organisation: str, email: str, role: Role, actor: str
 ) -> Principal:
@@ -224,6 +226,7 @@ def _member(session: Session, organisation_id: str, *, email: str) -> User:
     return user
 
 
+@rerun_if_raced
 def add_member(runtime: Runtime, principal: Principal, *, email: str, role: str) -> User:
     """An admin adds a member to their organisation."""
     principal.require(Permission.MEMBERS)
@@ -339,6 +342,7 @@ def _expiry(days: int | None) -> datetime | None:
 # The operator's CLI acts with direct database access, as "operator".
 
 
+@rerun_if_raced
 def operator_create_user(runtime: Runtime, *, organisation: str, email: str, role: str) -> User:
     with runtime.database.session() as session:
         org = _organisation_by_name(session, organisation)
