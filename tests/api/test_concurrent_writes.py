@@ -181,3 +181,17 @@ def test_a_member_is_granted_access_once_and_one_revocation_ends_it(locker: Lock
         assert reader.get(f"/v1/evidence/{evidence}").status_code == 200
         assert admin.delete(f"/v1/grants/{granted['id']}").status_code == 200
         assert reader.get(f"/v1/evidence/{evidence}").status_code == 404
+
+
+def test_the_same_bytes_uploaded_at_once_are_one_item_submitted_many_times(
+    locker: Locker,
+) -> None:
+    file = ("same.png", PNG + b"at once", "image/png")
+    answers = _race(locker, lambda c: c.post("/v1/evidence", files=[("file", file)]))
+    with locker.client() as admin:
+        ingested = _entries(admin, "evidence.ingested")
+        resubmitted = _entries(admin, "evidence.resubmitted")
+    assert _statuses(answers) == {201: RACERS}
+    assert Counter(a.json()["duplicate"] for a in answers) == {False: 1, True: RACERS - 1}
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert (len(ingested), len(resubmitted)) == (1, RACERS - 1)
