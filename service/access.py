@@ -211,7 +211,8 @@ def revoke_access(runtime: Runtime, principal: Principal, grant_id: str) -> Acce
     """An admin revokes a grant; it stops working on the next request."""
     principal.require(Permission.GRANT)
     with runtime.database.session() as session:
-        grant = session.get(AccessGrant, grant_id)
+        # Locked: a concurrent revocation waits, then finds this one done and logs nothing.
+        grant = session.get(AccessGrant, grant_id, with_for_update=True)
         if grant is None or grant.organisation_id != principal.organisation_id:
             raise NotFound(f"no grant {grant_id}")
         if grant.revoked_at is None:

@@ -302,12 +302,17 @@ def revoke_key(runtime: Runtime, principal: Principal, prefix: str) -> ApiKey:
     """Revoke a key at once; the next request with it is refused."""
     principal.require(Permission.KEYS_OWN)
     with runtime.database.session() as session:
-        row = session.exec(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+        row = _key_to_revoke(session, prefix)
         if row is None or row.organisation_id != principal.organisation_id:
             raise NotFound(f"no key {prefix}")
         if row.user_id != principal.user_id:
             principal.require(Permission.KEYS_ALL, subject=f"key:{prefix}")
         return _revoke(runtime, session, row, actor=principal.actor)
+
+
+def _key_to_revoke(session: Session, prefix: str) -> ApiKey | None:
+    # Locked: a concurrent revocation waits, then finds this one done and logs nothing.
+    return session.exec(select(ApiKey).where(ApiKey.prefix == prefix).with_for_update()).first()
 
 
 def _revoke(runtime: Runtime, session: Session, row: ApiKey, *, actor: str) -> ApiKey:
@@ -369,7 +374,7 @@ def operator_create_key(
 def operator_revoke_key(runtime: Runtime, prefix: str) -> ApiKey:
     prefix = prefix.removeprefix(_KEY_PREFIX).split("_", 1)[0]
     with runtime.database.session() as session:
-        row = session.exec(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+        row = _key_to_revoke(session, prefix)
         if row is None:
             raise NotFound(f"no key {prefix}")
         return _revoke(runtime, session, row, actor="operator")

@@ -195,3 +195,28 @@ def test_the_same_bytes_uploaded_at_once_are_one_item_submitted_many_times(
     assert Counter(a.json()["duplicate"] for a in answers) == {False: 1, True: RACERS - 1}
     assert len({a.json()["id"] for a in answers}) == 1
     assert (len(ingested), len(resubmitted)) == (1, RACERS - 1)
+
+
+def test_a_grant_revoked_at_once_is_revoked_once(locker: Locker) -> None:
+    with locker.client() as admin:
+        _member_key(admin, "revoked@example.org")
+        evidence = _evidence(admin)
+        assert admin.post(f"/v1/evidence/{evidence}/restriction").status_code == 204
+        grant = admin.post(f"/v1/evidence/{evidence}/grants", json={"email": "revoked@example.org"})
+        assert grant.status_code == 201, grant.text
+    answers = _race(locker, lambda c: c.delete(f"/v1/grants/{grant.json()['id']}"))
+    with locker.client() as admin:
+        revoked = _entries(admin, "access.revoked")
+    assert _statuses(answers) == {200: RACERS}
+    assert len({a.json()["revoked_at"] for a in answers}) == 1
+    assert len(revoked) == 1
+
+
+def test_a_key_revoked_at_once_is_revoked_once(locker: Locker) -> None:
+    with locker.client() as admin:
+        prefix = admin.post("/v1/keys", json={"name": "spare"}).json()["prefix"]
+    answers = _race(locker, lambda c: c.delete(f"/v1/keys/{prefix}"))
+    with locker.client() as admin:
+        revoked = _entries(admin, "key.revoked")
+    assert _statuses(answers) == {200: RACERS}
+    assert len(revoked) == 1
