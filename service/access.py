@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from service.accounts import Principal
+from service.db import rerun_if_raced
 from service.db.models import AccessGrant, Evidence, Incident, Restriction, User
 from service.errors import Forbidden, Hidden, InvalidInput, NotFound
 from service.permissions import Permission
@@ -159,6 +160,7 @@ def visible_item(session: Session, principal: Principal, kind: str, item_id: str
     return f"{kind}:{item_id}"
 
 
+@rerun_if_raced
 def restrict_item(runtime: Runtime, principal: Principal, *, kind: str, item_id: str) -> None:
     """Restrict an item the caller can see; the caller keeps access through a grant."""
     principal.require(Permission.RESTRICT, subject=f"{kind}:{item_id}")
@@ -167,6 +169,7 @@ def restrict_item(runtime: Runtime, principal: Principal, *, kind: str, item_id:
         restrict_in_session(runtime, session, principal, subject)
 
 
+@rerun_if_raced
 def grant_access(
     runtime: Runtime, principal: Principal, *, kind: str, item_id: str, email: str
 ) -> AccessGrant:
@@ -208,7 +211,8 @@ def revoke_access(runtime: Runtime, principal: Principal, grant_id: str) -> Acce
     """An admin revokes a grant; it stops working on the next request."""
     principal.require(Permission.GRANT)
     with runtime.database.session() as session:
-        grant = session.get(AccessGrant, grant_id)
+        # Locked: a concurrent revocation waits, then finds this one done and logs nothing.
+        grant = session.get(AccessGrant, grant_id, with_for_update=True)
         if grant is None or grant.organisation_id != principal.organisation_id:
             raise NotFound(f"no grant {grant_id}")
         if grant.revoked_at is None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from service.db import rerun_if_raced
 from service.db.models import ApiKey, Organisation, User
 from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from service.permissions import Permission, Role, allows, parse_role, within
@@ -194,6 +195,7 @@ def authenticate_key(runtime: Runtime, key: str) -> Principal:
     )
 
 
+@rerun_if_raced
 def principal_for_member(
     runtime: Runtime, *, organisation: str, email: str, role: Role, actor: str
 ) -> Principal:
@@ -224,6 +226,7 @@ def _member(session: Session, organisation_id: str, *, email: str) -> User:
     return user
 
 
+@rerun_if_raced
 def add_member(runtime: Runtime, principal: Principal, *, email: str, role: str) -> User:
     """An admin adds a member to their organisation."""
     principal.require(Permission.MEMBERS)
@@ -299,12 +302,17 @@ def revoke_key(runtime: Runtime, principal: Principal, prefix: str) -> ApiKey:
     """Revoke a key at once; the next request with it is refused."""
     principal.require(Permission.KEYS_OWN)
     with runtime.database.session() as session:
-        row = session.exec(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+        row = _key_to_revoke(session, prefix)
         if row is None or row.organisation_id != principal.organisation_id:
             raise NotFound(f"no key {prefix}")
         if row.user_id != principal.user_id:
             principal.require(Permission.KEYS_ALL, subject=f"key:{prefix}")
         return _revoke(runtime, session, row, actor=principal.actor)
+
+
+def _key_to_revoke(session: Session, prefix: str) -> ApiKey | None:
+    # Locked: a concurrent revocation waits, then finds this one done and logs nothing.
+    return session.exec(select(ApiKey).where(ApiKey.prefix == prefix).with_for_update()).first()
 
 
 def _revoke(runtime: Runtime, session: Session, row: ApiKey, *, actor: str) -> ApiKey:
@@ -339,6 +347,7 @@ def _expiry(days: int | None) -> datetime | None:
 # The operator's CLI acts with direct database access, as "operator".
 
 
+@rerun_if_raced
 def operator_create_user(runtime: Runtime, *, organisation: str, email: str, role: str) -> User:
     with runtime.database.session() as session:
         org = _organisation_by_name(session, organisation)
@@ -365,7 +374,7 @@ def operator_create_key(
 def operator_revoke_key(runtime: Runtime, prefix: str) -> ApiKey:
     prefix = prefix.removeprefix(_KEY_PREFIX).split("_", 1)[0]
     with runtime.database.session() as session:
-        row = session.exec(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+        row = _key_to_revoke(session, prefix)
         if row is None:
             raise NotFound(f"no key {prefix}")
         return _revoke(runtime, session, row, actor="operator")

@@ -30,6 +30,7 @@ from service.catalogue import (
     text_matches,
 )
 from service.core.canonical import canonical_sha256
+from service.db import rerun_if_raced
 from service.db.models import (
     Evidence,
     EvidenceAnalysis,
@@ -87,6 +88,7 @@ def describe_at_ingest(
     )
 
 
+@rerun_if_raced
 def update_description(
     runtime: Runtime,
     principal: Principal,

@@ -36,6 +36,7 @@ from service.catalogue import (
     text_matches,
 )
 from service.core.canonical import canonical_json, canonical_sha256
+from service.db import rerun_if_raced
 from service.db.models import Evidence, Incident, IncidentEvidence, IncidentVersion, LinkEnd
 from service.errors import Conflict, InvalidInput, NotFound, validation_message
 from service.permissions import Permission, allows
@@ -76,6 +77,7 @@ def create_incident(
     return incident
 
 
+@rerun_if_raced
 def update_incident(
     runtime: Runtime,
     principal: Principal,

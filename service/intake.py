@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import Field, ValidationError
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
@@ -31,6 +30,7 @@ from service.access import restrict_in_session, visible_incident
 from service.accounts import Principal
 from service.core.canonical import canonical_sha256
 from service.core.digests import ContentDigester, ContentDigests, sha256_hex_valid
+from service.db import rerun_if_raced
 from service.db.models import Evidence, Submission, UploadIntent, User
 from service.descriptions import asserted_dict, asserted_digest, describe_at_ingest
 from service.errors import (
@@ -447,25 +447,17 @@ def _commit_object(runtime: Runtime, staged: _Staged, key: str) -> tuple[str, st
     return stored.key, stored.version_id
 
 
+@rerun_if_raced
 def finish_intent(
     runtime: Runtime, intent_id: str, *, object_key: str, object_version: str | None
 ) -> IngestResult:
     """Record a stored upload: log entry, evidence record, submission, intent done.
 
     Shared by the upload path and by `locker fsck --repair`, which finishes intents a
-    crash left pending. One transaction: all of it commits, or none of it.
+    crash left pending. One transaction: all of it commits, or none of it. If a
+    concurrent upload of the same bytes records the evidence first, the rerun makes
+    ours a re-submission of it.
     """
-    try:
-        return _finish_intent_once(runtime, intent_id, object_key, object_version)
-    except IntegrityError:
-        # A concurrent upload of the same bytes recorded the evidence first: ours is
-        # now a re-submission of it.
-        return _finish_intent_once(runtime, intent_id, object_key, object_version)
-
-
-def _finish_intent_once(
-    runtime: Runtime, intent_id: str, object_key: str, object_version: str | None
-) -> IngestResult:
     with runtime.database.session() as session:
         intent = session.get(UploadIntent, intent_id)
         if intent is None or intent.sha256 is None or intent.sha512 is None or intent.size is None:

@@ -15,12 +15,14 @@ from sqlmodel import Session, col, select
 
 from service.access import visible_evidence, visible_incident
 from service.accounts import Principal
+from service.db import rerun_if_raced
 from service.db.models import Evidence, Incident, IncidentEvidence, LinkEnd
 from service.errors import InvalidInput
 from service.permissions import Permission
 from service.runtime import Runtime
 
 
+@rerun_if_raced
 def link_evidence(
     runtime: Runtime, principal: Principal, incident_id: str, *, evidence_id: str, reason: str
 ) -> IncidentEvidence:
@@ -68,6 +70,7 @@ def link_in_session(
     return link
 
 
+@rerun_if_raced
 def unlink_evidence(
     runtime: Runtime, principal: Principal, incident_id: str, evidence_id: str, *, reason: str
 ) -> LinkEnd:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from service.errors import ConfigurationError
@@ -19,6 +21,9 @@ from service.errors import ConfigurationError
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # synchronous_commit levels at least as strong as "on" (PostgreSQL docs, §20.5.1).
 _DURABLE_COMMIT = {"on", "remote_apply"}
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,27 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def rerun_if_raced(use_case: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Run a one-transaction use case once more if a concurrent one wrote the same row first.
+
+    Two overlapping requests (on PostgreSQL; SQLite runs writes one at a time) can both
+    find a row missing and both write it; the later one fails on a unique constraint and
+    its whole transaction, custody entry included, rolls back. Run again, it sees the
+    earlier one's row and answers as a repeated request would: 409, 422, or the same
+    success. A violation that is no race fails again and propagates. The use case must
+    write nothing outside its transaction.
+    """
+
+    @functools.wraps(use_case)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return use_case(*args, **kwargs)
+        except IntegrityError:
+            return use_case(*args, **kwargs)
+
+    return run
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     LargeBinary,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -388,6 +389,17 @@ class AccessGrant(SQLModel, table=True):
     """A member's access to one restricted item; granting and revoking are logged."""
 
     __tablename__ = "access_grant"
+    # One live grant per member and item: a second would survive revoking the first.
+    __table_args__ = (
+        Index(
+            "uq_access_grant_active",
+            "subject",
+            "user_id",
+            unique=True,
+            postgresql_where=text("revoked_at IS NULL"),
+            sqlite_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
     subject: str = Field(index=True, max_length=80)

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
-from service.db import open_database
+from service.db import Database, open_database
+from service.errors import ConfigurationError
 from tests.databases import PostgresTemplate
 
 _MIGRATIONS = Path(__file__).resolve().parents[2] / "service" / "db" / "migrations"
 
 
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
 def _check(url: str) -> None:
     database = open_database(url)
     database.migrate()
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
+    config = _config()
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.check(config)  # raises if the models and the migrations differ
@@ -37,3 +47,65 @@ def test_migrating_twice_is_harmless(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     _check(url)
     _check(url)
+
+
+_NOW = datetime(2024, 5, 1, tzinfo=UTC)
+_GRANT = text(
+    "INSERT INTO access_grant (id, subject, organisation_id, user_id, granted_by, granted_at, "
+    "custody_index, revoked_at) VALUES (:id, 'evidence:e1', 'o1', 'u1', 'u1', :now, :index, "
+    ":revoked_at)"
+)
+
+
+def _at_0008_with_a_member(database: Database) -> None:
+    database.migrate()
+    config = _config()
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+        connection.execute(text("INSERT INTO organisation VALUES ('o1', 'O', :now)"), {"now": _NOW})
+        connection.execute(
+            text("INSERT INTO user_account VALUES ('u1', 'o1', 'a@example.org', 'admin', :now)"),
+            {"now": _NOW},
+        )
+
+
+def _grant(database: Database, grant_id: str, index: int, *, revoked: bool = False) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(
+            _GRANT,
+            {"id": grant_id, "now": _NOW, "index": index, "revoked_at": _NOW if revoked else None},
+        )
+
+
+def _revoke(database: Database, grant_id: str) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE access_grant SET revoked_at = :now WHERE id = :id"),
+            {"now": _NOW, "id": grant_id},
+        )
+
+
+def _one_active_grant_per_member_and_item(url: str) -> None:
+    database = open_database(url)
+    _at_0008_with_a_member(database)
+    _grant(database, "g1", 1)
+    _grant(database, "g2", 2)
+    _grant(database, "g3", 3, revoked=True)
+    with pytest.raises(ConfigurationError, match=r"1 member and item pair\(s\) \(user u1 on"):
+        database.migrate()
+    _revoke(database, "g2")
+    database.migrate()
+    with pytest.raises(IntegrityError):
+        _grant(database, "g4", 4)
+    _grant(database, "g5", 5, revoked=True)
+    database.dispose()
+
+
+def test_sqlite_refuses_a_second_active_grant(tmp_path: Path) -> None:
+    _one_active_grant_per_member_and_item(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+
+
+def test_postgres_refuses_a_second_active_grant(postgres_template: PostgresTemplate) -> None:
+    with postgres_template.fresh() as url:
+        _one_active_grant_per_member_and_item(url)
