@@ -9,7 +9,6 @@ Pure validation: every bad value is a 422 naming its field.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
@@ -25,20 +24,7 @@ from pydantic import (
 from service.core.canonical import canonical_json
 from service.countries import COUNTRY_CODES
 from service.errors import FormatError
-
-# BCP 47 (RFC 5646) well-formed tags: language, optional script, region and variants.
-_LANGUAGE_TAG = re.compile(
-    r"^(?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4,8})"
-    r"(?:-[a-z]{4})?(?:-(?:[a-z]{2}|[0-9]{3}))?"
-    r"(?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*$",
-    re.IGNORECASE,
-)
-
-
-def _language_tag(value: str) -> str:
-    if value != "und" and not _LANGUAGE_TAG.match(value):
-        raise ValueError(f"{value!r} is not a BCP 47 language tag (e.g. ar, en, ar-LY)")
-    return value
+from service.languages import ONE_TEXT_PER_LANGUAGE, LanguageTag
 
 
 def _country(value: str) -> str:
@@ -47,7 +33,6 @@ def _country(value: str) -> str:
     return value.upper()
 
 
-LanguageTag = Annotated[str, StringConstraints(max_length=35), AfterValidator(_language_tag)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 ShortText = Annotated[str, StringConstraints(max_length=500)]
@@ -163,8 +148,12 @@ def _shorthand_texts(data: Any) -> Any:
 class IncidentDocument(_Strict):
     """One version of an incident's record (HURIDOCS "event")."""
 
-    title: dict[LanguageTag, Title] = Field(min_length=1, max_length=20)
-    summary: dict[LanguageTag, LongText] = Field(default_factory=dict, max_length=20)
+    title: Annotated[dict[LanguageTag, Title], ONE_TEXT_PER_LANGUAGE] = Field(
+        min_length=1, max_length=20
+    )
+    summary: Annotated[dict[LanguageTag, LongText], ONE_TEXT_PER_LANGUAGE] = Field(
+        default_factory=dict, max_length=20
+    )
     original_language: LanguageTag
     start: FuzzyDate | None = None
     end: FuzzyDate | None = None

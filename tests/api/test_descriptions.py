@@ -129,6 +129,13 @@ def test_bad_asserted_metadata_is_422_and_stores_nothing(
     assert listed["items"] == []
 
 
+def test_the_language_tag_is_kept_in_its_canonical_case(locker: Locker) -> None:
+    with locker.client() as client:
+        item = _upload(client, {"language": "AR-ly"}).json()
+        asserted = client.get(f"/v1/evidence/{item['id']}").json()["description"]["asserted"]
+    assert asserted["language"] == "ar-LY"
+
+
 def test_notes_are_append_only_and_logged(locker: Locker) -> None:
     with locker.client() as client:
         item = _upload(client, {}).json()

@@ -220,6 +220,9 @@ def test_related_incidents_must_exist_and_be_visible(locker: Locker) -> None:
         ({"title": "x", "summary": {"en": "s" * 20_001}}, "summary.en"),
         ({"title": "x", "related_incidents": ["nope"]}, "related_incidents"),
         ({"title": "x", "colour": "red"}, "colour"),
+        # Language tags are case-insensitive (RFC 5646): "ar" and "AR" are one language.
+        ({"title": {"ar": "x", "AR": "y"}}, "title"),
+        ({"title": "x", "summary": {"en": "a", "EN": "b"}}, "summary"),
     ],
 )
 def test_bad_incidents_are_422_naming_the_field(
