@@ -9,6 +9,7 @@ Pure validation: every bad value is a 422 naming its field.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
@@ -24,7 +25,7 @@ from pydantic import (
 from service.core.canonical import canonical_json
 from service.countries import COUNTRY_CODES
 from service.errors import FormatError
-from service.languages import ONE_TEXT_PER_LANGUAGE, LanguageTag
+from service.languages import ONE_TEXT_PER_LANGUAGE, LanguageTag, canonical_case
 
 
 def _country(value: str) -> str:
@@ -129,20 +130,44 @@ class Actor(_Strict):
     identity_restricted: bool = False
 
 
+_TEXTS = ("title", "summary")
+
+
 def _shorthand_texts(data: Any) -> Any:
-    """Let `title` and `summary` be plain strings in the record's `language`."""
+    """Let `title` and `summary` be plain strings in `language` (else the original one)."""
     if not isinstance(data, dict):
         return data
     data = dict(data)
-    language = data.pop("language", None)
-    original = data.get("original_language") or language or "und"
-    for name in ("title", "summary"):
+    language = _written_in(data.pop("language", None), data.get("original_language"))
+    for name in _TEXTS:
         if isinstance(data.get(name), str):
-            data[name] = {original: data[name]}
+            data[name] = {language: data[name]}
     if "original_language" not in data and isinstance(data.get("title"), dict):
         titles = data["title"]
-        data["original_language"] = original if original in titles else next(iter(titles), "und")
+        data["original_language"] = language if language in titles else next(iter(titles), "und")
     return data
+
+
+def edited(document: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON of a new version: `document` with `changes` applied.
+
+    A plain-string title or summary sets the text in `language` (else in the original
+    language) and keeps the other languages' texts; a dict replaces them all.
+    """
+    merged = dict(document) | {k: v for k, v in changes.items() if k != "language"}
+    language = _written_in(changes.get("language"), merged.get("original_language"))
+    for name in _TEXTS:
+        if isinstance(changes.get(name), str):
+            texts = {canonical_case(tag): text for tag, text in document.get(name, {}).items()}
+            merged[name] = texts | {language: changes[name]}
+    return merged
+
+
+def _written_in(language: Any, original_language: Any) -> Any:
+    # The language of a plain-string text, in canonical case so that it replaces the text
+    # already held in that language; a non-string is left for validation to refuse.
+    tag = language or original_language or "und"
+    return canonical_case(tag) if isinstance(tag, str) else tag
 
 
 class IncidentDocument(_Strict):

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.languages import canonical_case
-from service.records import IncidentDocument
+from service.records import IncidentDocument, edited
 
 
 def _refused(model: Any, value: dict[str, Any]) -> str:
@@ -40,3 +40,28 @@ def test_texts_in_one_language_twice_are_refused() -> None:
     assert _refused(IncidentDocument, {"title": {"ar": "x", "AR": "y"}}) == "title"
     summary = {"title": "x", "summary": {"ar-LY": "a", "ar-ly": "b"}}
     assert _refused(IncidentDocument, summary) == "summary"
+
+
+MASS_GRAVE = {"title": {"ar": "مقبرة جماعية", "en": "Mass grave"}, "original_language": "ar"}
+
+
+def test_an_edit_sets_one_language_or_replaces_all() -> None:
+    french = edited(MASS_GRAVE, {"language": "FR", "title": "Fosse commune"})
+    original = edited(MASS_GRAVE, {"title": "مقابر"})
+    moved = edited(MASS_GRAVE, {"original_language": "en", "title": "Graves"})
+    whole = edited(MASS_GRAVE, {"title": {"en": "Grave"}})
+    summary = edited(MASS_GRAVE, {"language": "en", "summary": "s"})
+    assert french["title"] == {"ar": "مقبرة جماعية", "en": "Mass grave", "fr": "Fosse commune"}
+    assert "language" not in french
+    assert original["title"] == {"ar": "مقابر", "en": "Mass grave"}
+    assert moved["title"] == {"ar": "مقبرة جماعية", "en": "Graves"}
+    assert whole["title"] == {"en": "Grave"}
+    assert summary["summary"] == {"en": "s"} and summary["title"] == MASS_GRAVE["title"]
+
+
+def test_a_plain_string_at_creation_is_in_language_first() -> None:
+    both = {"title": {"ar": "مقبرة"}, "summary": "s", "language": "en", "original_language": "ar"}
+    document = IncidentDocument.model_validate(both)
+    assert document.summary == {"en": "s"} and document.original_language == "ar"
+    untagged = IncidentDocument.model_validate({"title": "بلا لغة"})
+    assert untagged.title == {"und": "بلا لغة"} and untagged.original_language == "und"
