@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -68,29 +68,40 @@ class FuzzyDate(_Strict):
     def bounds(self) -> tuple[datetime, datetime]:
         """The first and last instant the value may mean (UTC)."""
         if self.precision == "exact":
-            try:
-                start = datetime.fromisoformat(self.value.replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError(f"{self.value!r} is not an RFC 3339 time") from None
-            if start.tzinfo is None:
-                raise ValueError(f"{self.value!r} has no time zone offset")
-            start = start.astimezone(UTC)
-            end = start
-        else:
-            form = _FORMATS[self.precision]
-            try:
-                day = datetime.strptime(self.value, form).date()
-            except ValueError:
-                example = {"day": "2020-06-05", "month": "2020-06", "year": "2020"}
-                expected = example[self.precision]
-                raise ValueError(
-                    f"{self.value!r} does not match precision {self.precision} (e.g. {expected})"
-                ) from None
-            start = datetime.combine(day, time(), UTC)
-            end = datetime.combine(_last_day(day, self.precision), time.max, UTC)
-        if not _EARLIEST_YEAR <= start.year <= _LATEST_YEAR:
-            raise ValueError(f"{self.value!r} is out of range")
-        return start, end
+            moment = _within_calendar(self._exact_time()).astimezone(UTC)
+            return moment, moment
+        day = _within_calendar(self._calendar_day())
+        last = _last_day(day, self.precision)
+        return datetime.combine(day, time(), UTC), datetime.combine(last, time.max, UTC)
+
+    def _exact_time(self) -> datetime:
+        try:
+            moment = datetime.fromisoformat(self.value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{self.value!r} is not an RFC 3339 time") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"{self.value!r} has no time zone offset")
+        return moment
+
+    def _calendar_day(self) -> date:
+        try:
+            return datetime.strptime(self.value, _FORMATS[self.precision]).date()
+        except ValueError:
+            example = {"day": "2020-06-05", "month": "2020-06", "year": "2020"}[self.precision]
+            raise ValueError(
+                f"{self.value!r} does not match precision {self.precision} (e.g. {example})"
+            ) from None
+
+
+_Day = TypeVar("_Day", bound=date)
+
+
+def _within_calendar(value: _Day) -> _Day:
+    # Checked before any arithmetic: near year 1 or 9999 the move to UTC, or to the end
+    # of the month, overflows.
+    if not _EARLIEST_YEAR <= value.year <= _LATEST_YEAR:
+        raise ValueError(f"year {value.year} is out of range ({_EARLIEST_YEAR}–{_LATEST_YEAR})")
+    return value
 
 
 def _last_day(day: date, precision: str) -> date:
@@ -227,6 +238,7 @@ class IncidentDocument(_Strict):
 
 Reliability = Literal["A", "B", "C", "D", "E", "F"]
 Credibility = Literal[1, 2, 3, 4, 5, 6]
+Instant = Annotated[datetime, AfterValidator(_within_calendar)]
 
 
 class AssertedMetadata(BaseModel):
@@ -243,8 +255,8 @@ class AssertedMetadata(BaseModel):
     source_url: Annotated[str, StringConstraints(max_length=2048)] | None = None
     source_platform: Annotated[str, StringConstraints(max_length=100)] | None = None
     collector: ShortText | None = None
-    collected_at: datetime | None = None
-    captured_at: datetime | None = None
+    collected_at: Instant | None = None
+    captured_at: Instant | None = None
     capture_device: ShortText | None = None
     location: Place | None = None
     language: LanguageTag | None = None

@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from service.languages import canonical_case
-from service.records import IncidentDocument, edited
+from service.records import AssertedMetadata, FuzzyDate, IncidentDocument, edited
 
 
 def _refused(model: Any, value: dict[str, Any]) -> str:
     with pytest.raises(ValidationError) as raised:
         model.model_validate(value)
     return ".".join(str(part) for part in raised.value.errors()[0]["loc"])
+
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_asserted_times_at_the_calendars_edge_are_refused(value: str) -> None:
+    assert _refused(AssertedMetadata, {"captured_at": value}) == "captured_at"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"value": "9999-12-31T23:59:59-14:00", "precision": "exact"},
+        {"value": "0001-01-01T00:00:00+14:00", "precision": "exact"},
+        {"value": "9999-12", "precision": "month"},
+        {"value": "0999", "precision": "year"},
+    ],
+)
+def test_dates_outside_the_calendar_are_refused_not_overflowed(value: dict[str, str]) -> None:
+    with pytest.raises(ValidationError, match="out of range"):
+        FuzzyDate.model_validate(value)
+
+
+def test_an_exact_time_is_read_in_utc() -> None:
+    date = FuzzyDate(value="2020-06-05T23:30:00-02:00", precision="exact")
+    moment = datetime(2020, 6, 6, 1, 30, tzinfo=UTC)
+    assert date.bounds() == (moment, moment)
+    assert moment.astimezone(timezone(timedelta(hours=-2))).day == 5
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,9 @@ def test_editing_twice_keeps_three_versions(locker: Locker) -> None:
         # Values RFC 8785 cannot write would be changed or lost: refused before storing.
         ({"frames": 9007199254740993}, "metadata: cannot canonicalise"),
         ({"ratio": 1e400}, "metadata: cannot canonicalise"),
+        # A time at the calendar's edge cannot be moved to UTC.
+        ({"captured_at": "9999-12-31T23:59:59-14:00"}, "metadata.captured_at"),
+        ({"collected_at": "0001-01-01T00:00:00+14:00"}, "metadata.collected_at"),
     ],
 )
 def test_bad_asserted_metadata_is_422_and_stores_nothing(

@@ -289,6 +289,16 @@ def test_related_incidents_must_exist_and_be_visible(locker: Locker) -> None:
         ({"title": "x", "summary": {"en": "s" * 20_001}}, "summary.en"),
         ({"title": "x", "related_incidents": ["nope"]}, "related_incidents"),
         ({"title": "x", "colour": "red"}, "colour"),
+        # The edges of the calendar, where converting to UTC would overflow.
+        (
+            {"title": "x", "start": {"value": "9999-12-31T23:59:59-14:00", "precision": "exact"}},
+            "start",
+        ),
+        (
+            {"title": "x", "end": {"value": "0001-01-01T00:00:00+14:00", "precision": "exact"}},
+            "end",
+        ),
+        ({"title": "x", "start": {"value": "9999-12", "precision": "month"}}, "start"),
         # Language tags are case-insensitive (RFC 5646): "ar" and "AR" are one language.
         ({"title": {"ar": "x", "AR": "y"}}, "title"),
         ({"title": "x", "summary": {"en": "a", "EN": "b"}}, "summary"),
@@ -310,6 +320,7 @@ def test_bad_incidents_are_422_naming_the_field(
     [
         ({"language": "not a language", "title": "x"}, "language"),
         ({"title": {"ar": "x", "AR": "y"}}, "title"),
+        ({"start": {"value": "0001-01-01T00:00:00+14:00", "precision": "exact"}}, "start"),
     ],
 )
 def test_bad_edits_are_422_naming_the_field(
