@@ -16,8 +16,11 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
+    StrictInt,
     StringConstraints,
     model_validator,
 )
@@ -47,7 +50,8 @@ _FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields are refused and JSON types are not coerced ("yes" and 1 are not true).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class FuzzyDate(_Strict):
@@ -237,8 +241,24 @@ class IncidentDocument(_Strict):
 
 
 Reliability = Literal["A", "B", "C", "D", "E", "F"]
-Credibility = Literal[1, 2, 3, 4, 5, 6]
-Instant = Annotated[datetime, AfterValidator(_within_calendar)]
+# An integer, not Literal[1, …]: a Literal takes true for 1 even in strict mode.
+Credibility = Annotated[StrictInt, Field(ge=1, le=6)]
+
+
+def _written_time(value: Any) -> Any:
+    # A number would be taken as Unix seconds: a guess at what the collector meant.
+    if isinstance(value, int | float):
+        raise ValueError("give an RFC 3339 time with its offset (2020-06-10T09:30:00+02:00)")
+    return value
+
+
+# A time. Not strict, as JSON can only carry it as a string.
+Instant = Annotated[
+    datetime,
+    Strict(False),
+    BeforeValidator(_written_time),
+    AfterValidator(_within_calendar),
+]
 
 
 class AssertedMetadata(BaseModel):
@@ -248,7 +268,8 @@ class AssertedMetadata(BaseModel):
     Unknown keys are kept as given (small and JSON only).
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True, str_max_length=20_000)
+    # Strict like the incident record; an upload's own fields (UploadMetadata) inherit it.
+    model_config = ConfigDict(extra="allow", frozen=True, str_max_length=20_000, strict=True)
 
     title: ShortText | None = None
     description: LongText | None = None

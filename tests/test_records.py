@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from service.intake import UploadMetadata
 from service.languages import canonical_case
 from service.records import AssertedMetadata, FuzzyDate, IncidentDocument, edited
 
@@ -21,6 +22,21 @@ def _refused(model: Any, value: dict[str, Any]) -> str:
 @pytest.mark.parametrize("value", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
 def test_asserted_times_at_the_calendars_edge_are_refused(value: str) -> None:
     assert _refused(AssertedMetadata, {"captured_at": value}) == "captured_at"
+
+
+def test_asserted_json_types_are_not_coerced() -> None:
+    assert _refused(AssertedMetadata, {"information_credibility": True}) == (
+        "information_credibility"
+    )
+    assert _refused(AssertedMetadata, {"information_credibility": "2"}) == (
+        "information_credibility"
+    )
+    assert _refused(UploadMetadata, {"restricted": "yes"}) == "restricted"
+    assert _refused(UploadMetadata, {"restricted": 1}) == "restricted"
+    assert UploadMetadata.model_validate_json('{"restricted": true}').restricted is True
+    assert (
+        AssertedMetadata.model_validate({"information_credibility": 6}).information_credibility == 6
+    )
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,13 @@ def test_editing_twice_keeps_three_versions(locker: Locker) -> None:
         # A time at the calendar's edge cannot be moved to UTC.
         ({"captured_at": "9999-12-31T23:59:59-14:00"}, "metadata.captured_at"),
         ({"collected_at": "0001-01-01T00:00:00+14:00"}, "metadata.collected_at"),
+        # JSON types are not coerced: "yes" and 1 are not true, true is not 1.
+        ({"restricted": "yes"}, "metadata.restricted"),
+        ({"restricted": 1}, "metadata.restricted"),
+        ({"information_credibility": True}, "metadata.information_credibility"),
+        ({"information_credibility": 2.0}, "metadata.information_credibility"),
+        ({"location": {"lat": "32.4", "lon": 13.6}}, "metadata.location.lat"),
+        ({"captured_at": 1591774200}, "metadata.captured_at"),
     ],
 )
 def test_bad_asserted_metadata_is_422_and_stores_nothing(

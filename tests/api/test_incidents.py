@@ -299,6 +299,21 @@ def test_related_incidents_must_exist_and_be_visible(locker: Locker) -> None:
             "end",
         ),
         ({"title": "x", "start": {"value": "9999-12", "precision": "month"}}, "start"),
+        # JSON types are not coerced: "yes" and 1 are not true, true is not 1.
+        ({"title": "x", "restricted": "yes"}, "restricted"),
+        ({"title": "x", "restricted": 1}, "restricted"),
+        (
+            {"title": "x", "start": {"value": "2020", "precision": "year", "approximate": "true"}},
+            "start.approximate",
+        ),
+        ({"title": "x", "actors": [{"role": "victim", "count": "27"}]}, "actors.0.count"),
+        ({"title": "x", "actors": [{"role": "victim", "count": 2.0}]}, "actors.0.count"),
+        (
+            {"title": "x", "actors": [{"role": "victim", "identity_restricted": 1}]},
+            "actors.0.identity_restricted",
+        ),
+        ({"title": "x", "locations": [{"lat": "32.4", "lon": 13.6}]}, "locations.0.lat"),
+        ({"title": "x", "locations": [{"precision_m": True}]}, "locations.0.precision_m"),
         # Language tags are case-insensitive (RFC 5646): "ar" and "AR" are one language.
         ({"title": {"ar": "x", "AR": "y"}}, "title"),
         ({"title": "x", "summary": {"en": "a", "EN": "b"}}, "summary"),
@@ -321,6 +336,7 @@ def test_bad_incidents_are_422_naming_the_field(
         ({"language": "not a language", "title": "x"}, "language"),
         ({"title": {"ar": "x", "AR": "y"}}, "title"),
         ({"start": {"value": "0001-01-01T00:00:00+14:00", "precision": "exact"}}, "start"),
+        ({"actors": [{"role": "victim", "identity_restricted": "no"}]}, "actors.0"),
     ],
 )
 def test_bad_edits_are_422_naming_the_field(
