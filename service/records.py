@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -252,9 +253,9 @@ def _written_time(value: Any) -> Any:
     return value
 
 
-# A time. Not strict, as JSON can only carry it as a string.
+# An instant: a time with its offset. Not strict, as JSON can only carry it as a string.
 Instant = Annotated[
-    datetime,
+    AwareDatetime,
     Strict(False),
     BeforeValidator(_written_time),
     AfterValidator(_within_calendar),

@@ -19,6 +19,14 @@ def _refused(model: Any, value: dict[str, Any]) -> str:
     return ".".join(str(part) for part in raised.value.errors()[0]["loc"])
 
 
+@pytest.mark.parametrize("field", ["captured_at", "collected_at"])
+def test_asserted_times_need_an_offset(field: str) -> None:
+    assert _refused(AssertedMetadata, {field: "2020-01-01T00:00:00"}) == field
+    given = AssertedMetadata.model_validate({field: "2020-06-10T09:30:00+02:00"})
+    kept = given.model_dump(mode="json")[field]
+    assert kept == "2020-06-10T09:30:00+02:00"  # the offset the collector gave is kept
+
+
 @pytest.mark.parametrize("value", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
 def test_asserted_times_at_the_calendars_edge_are_refused(value: str) -> None:
     assert _refused(AssertedMetadata, {"captured_at": value}) == "captured_at"
