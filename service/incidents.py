@@ -40,7 +40,7 @@ from service.db import rerun_if_raced
 from service.db.models import Evidence, Incident, IncidentEvidence, IncidentVersion, LinkEnd
 from service.errors import Conflict, InvalidInput, NotFound, validation_message
 from service.permissions import Permission, allows
-from service.records import IncidentDocument
+from service.records import IncidentDocument, edited
 from service.runtime import Runtime
 
 WITHHELD = "[withheld]"
@@ -96,10 +96,7 @@ def update_incident(
                 f"incident {incident_id} is at version {current.version}, not {base_version}; "
                 "read it again and reapply the change"
             )
-        merged = json.loads(current.document_json) | dict(changes)
-        if "title" in changes and isinstance(changes["title"], str) and "language" not in changes:
-            merged["title"] = {merged["original_language"]: changes["title"]}
-        document = parse_document(merged)
+        document = parse_document(edited(json.loads(current.document_json), changes))
         _check_references(runtime, session, principal, document, incident_id)
         if canonical_json(_dump(document)) == canonical_json(json.loads(current.document_json)):
             raise InvalidInput("the change leaves the incident as it is")

@@ -9,15 +9,19 @@ Pure validation: every bad value is a 422 naming its field.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
+    StrictInt,
     StringConstraints,
     model_validator,
 )
@@ -25,20 +29,7 @@ from pydantic import (
 from service.core.canonical import canonical_json
 from service.countries import COUNTRY_CODES
 from service.errors import FormatError
-
-# BCP 47 (RFC 5646) well-formed tags: language, optional script, region and variants.
-_LANGUAGE_TAG = re.compile(
-    r"^(?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4,8})"
-    r"(?:-[a-z]{4})?(?:-(?:[a-z]{2}|[0-9]{3}))?"
-    r"(?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*$",
-    re.IGNORECASE,
-)
-
-
-def _language_tag(value: str) -> str:
-    if value != "und" and not _LANGUAGE_TAG.match(value):
-        raise ValueError(f"{value!r} is not a BCP 47 language tag (e.g. ar, en, ar-LY)")
-    return value
+from service.languages import ONE_TEXT_PER_LANGUAGE, LanguageTag, canonical_case
 
 
 def _country(value: str) -> str:
@@ -47,7 +38,6 @@ def _country(value: str) -> str:
     return value.upper()
 
 
-LanguageTag = Annotated[str, StringConstraints(max_length=35), AfterValidator(_language_tag)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 ShortText = Annotated[str, StringConstraints(max_length=500)]
@@ -61,7 +51,8 @@ _FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields are refused and JSON types are not coerced ("yes" and 1 are not true).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class FuzzyDate(_Strict):
@@ -82,29 +73,40 @@ class FuzzyDate(_Strict):
     def bounds(self) -> tuple[datetime, datetime]:
         """The first and last instant the value may mean (UTC)."""
         if self.precision == "exact":
-            try:
-                start = datetime.fromisoformat(self.value.replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError(f"{self.value!r} is not an RFC 3339 time") from None
-            if start.tzinfo is None:
-                raise ValueError(f"{self.value!r} has no time zone offset")
-            start = start.astimezone(UTC)
-            end = start
-        else:
-            form = _FORMATS[self.precision]
-            try:
-                day = datetime.strptime(self.value, form).date()
-            except ValueError:
-                example = {"day": "2020-06-05", "month": "2020-06", "year": "2020"}
-                expected = example[self.precision]
-                raise ValueError(
-                    f"{self.value!r} does not match precision {self.precision} (e.g. {expected})"
-                ) from None
-            start = datetime.combine(day, time(), UTC)
-            end = datetime.combine(_last_day(day, self.precision), time.max, UTC)
-        if not _EARLIEST_YEAR <= start.year <= _LATEST_YEAR:
-            raise ValueError(f"{self.value!r} is out of range")
-        return start, end
+            moment = _within_calendar(self._exact_time()).astimezone(UTC)
+            return moment, moment
+        day = _within_calendar(self._calendar_day())
+        last = _last_day(day, self.precision)
+        return datetime.combine(day, time(), UTC), datetime.combine(last, time.max, UTC)
+
+    def _exact_time(self) -> datetime:
+        try:
+            moment = datetime.fromisoformat(self.value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{self.value!r} is not an RFC 3339 time") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"{self.value!r} has no time zone offset")
+        return moment
+
+    def _calendar_day(self) -> date:
+        try:
+            return datetime.strptime(self.value, _FORMATS[self.precision]).date()
+        except ValueError:
+            example = {"day": "2020-06-05", "month": "2020-06", "year": "2020"}[self.precision]
+            raise ValueError(
+                f"{self.value!r} does not match precision {self.precision} (e.g. {example})"
+            ) from None
+
+
+_Day = TypeVar("_Day", bound=date)
+
+
+def _within_calendar(value: _Day) -> _Day:
+    # Checked before any arithmetic: near year 1 or 9999 the move to UTC, or to the end
+    # of the month, overflows.
+    if not _EARLIEST_YEAR <= value.year <= _LATEST_YEAR:
+        raise ValueError(f"year {value.year} is out of range ({_EARLIEST_YEAR}–{_LATEST_YEAR})")
+    return value
 
 
 def _last_day(day: date, precision: str) -> date:
@@ -144,27 +146,55 @@ class Actor(_Strict):
     identity_restricted: bool = False
 
 
+_TEXTS = ("title", "summary")
+
+
 def _shorthand_texts(data: Any) -> Any:
-    """Let `title` and `summary` be plain strings in the record's `language`."""
+    """Let `title` and `summary` be plain strings in `language` (else the original one)."""
     if not isinstance(data, dict):
         return data
     data = dict(data)
-    language = data.pop("language", None)
-    original = data.get("original_language") or language or "und"
-    for name in ("title", "summary"):
+    language = _written_in(data.pop("language", None), data.get("original_language"))
+    for name in _TEXTS:
         if isinstance(data.get(name), str):
-            data[name] = {original: data[name]}
+            data[name] = {language: data[name]}
     if "original_language" not in data and isinstance(data.get("title"), dict):
         titles = data["title"]
-        data["original_language"] = original if original in titles else next(iter(titles), "und")
+        data["original_language"] = language if language in titles else next(iter(titles), "und")
     return data
+
+
+def edited(document: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON of a new version: `document` with `changes` applied.
+
+    A plain-string title or summary sets the text in `language` (else in the original
+    language) and keeps the other languages' texts; a dict replaces them all.
+    """
+    merged = dict(document) | {k: v for k, v in changes.items() if k != "language"}
+    language = _written_in(changes.get("language"), merged.get("original_language"))
+    for name in _TEXTS:
+        if isinstance(changes.get(name), str):
+            texts = {canonical_case(tag): text for tag, text in document.get(name, {}).items()}
+            merged[name] = texts | {language: changes[name]}
+    return merged
+
+
+def _written_in(language: Any, original_language: Any) -> Any:
+    # The language of a plain-string text, in canonical case so that it replaces the text
+    # already held in that language; a non-string is left for validation to refuse.
+    tag = language or original_language or "und"
+    return canonical_case(tag) if isinstance(tag, str) else tag
 
 
 class IncidentDocument(_Strict):
     """One version of an incident's record (HURIDOCS "event")."""
 
-    title: dict[LanguageTag, Title] = Field(min_length=1, max_length=20)
-    summary: dict[LanguageTag, LongText] = Field(default_factory=dict, max_length=20)
+    title: Annotated[dict[LanguageTag, Title], ONE_TEXT_PER_LANGUAGE] = Field(
+        min_length=1, max_length=20
+    )
+    summary: Annotated[dict[LanguageTag, LongText], ONE_TEXT_PER_LANGUAGE] = Field(
+        default_factory=dict, max_length=20
+    )
     original_language: LanguageTag
     start: FuzzyDate | None = None
     end: FuzzyDate | None = None
@@ -212,7 +242,24 @@ class IncidentDocument(_Strict):
 
 
 Reliability = Literal["A", "B", "C", "D", "E", "F"]
-Credibility = Literal[1, 2, 3, 4, 5, 6]
+# An integer, not Literal[1, …]: a Literal takes true for 1 even in strict mode.
+Credibility = Annotated[StrictInt, Field(ge=1, le=6)]
+
+
+def _written_time(value: Any) -> Any:
+    # A number would be taken as Unix seconds: a guess at what the collector meant.
+    if isinstance(value, int | float):
+        raise ValueError("give an RFC 3339 time with its offset (2020-06-10T09:30:00+02:00)")
+    return value
+
+
+# An instant: a time with its offset. Not strict, as JSON can only carry it as a string.
+Instant = Annotated[
+    AwareDatetime,
+    Strict(False),
+    BeforeValidator(_written_time),
+    AfterValidator(_within_calendar),
+]
 
 
 class AssertedMetadata(BaseModel):
@@ -222,15 +269,16 @@ class AssertedMetadata(BaseModel):
     Unknown keys are kept as given (small and JSON only).
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True, str_max_length=20_000)
+    # Strict like the incident record; an upload's own fields (UploadMetadata) inherit it.
+    model_config = ConfigDict(extra="allow", frozen=True, str_max_length=20_000, strict=True)
 
     title: ShortText | None = None
     description: LongText | None = None
     source_url: Annotated[str, StringConstraints(max_length=2048)] | None = None
     source_platform: Annotated[str, StringConstraints(max_length=100)] | None = None
     collector: ShortText | None = None
-    collected_at: datetime | None = None
-    captured_at: datetime | None = None
+    collected_at: Instant | None = None
+    captured_at: Instant | None = None
     capture_device: ShortText | None = None
     location: Place | None = None
     language: LanguageTag | None = None

@@ -19,6 +19,7 @@ from service.db.models import (
     LinkEnd,
     Note,
 )
+from service.languages import LanguageTag
 from service.records import Actor, FuzzyDate, IncidentDocument, Place, Status
 
 
@@ -44,10 +45,16 @@ class _Edit(BaseModel):
 class IncidentUpdate(_Edit):
     """The fields to change; the rest stay as in the latest version."""
 
-    title: str | dict[str, str] | None = None
-    summary: str | dict[str, str] | None = None
-    language: str | None = None
-    original_language: str | None = None
+    title: str | dict[str, str] | None = Field(
+        default=None,
+        description="A string sets the text in `language` (else in the original language) "
+        "and keeps the other languages; an object replaces every language's text.",
+    )
+    summary: str | dict[str, str] | None = Field(default=None, description="Like `title`.")
+    language: LanguageTag | None = Field(
+        default=None, description="The language of a plain-string title or summary."
+    )
+    original_language: LanguageTag | None = None
     start: FuzzyDate | None = None
     end: FuzzyDate | None = None
     locations: list[Place] | None = None

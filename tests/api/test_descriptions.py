@@ -10,6 +10,7 @@ import httpx
 import pytest
 import rfc8785
 
+from service.fsck import fsck
 from tests.harness import Locker
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"describe" * 300
@@ -116,6 +117,19 @@ def test_editing_twice_keeps_three_versions(locker: Locker) -> None:
         # Values RFC 8785 cannot write would be changed or lost: refused before storing.
         ({"frames": 9007199254740993}, "metadata: cannot canonicalise"),
         ({"ratio": 1e400}, "metadata: cannot canonicalise"),
+        # A time at the calendar's edge cannot be moved to UTC.
+        ({"captured_at": "9999-12-31T23:59:59-14:00"}, "metadata.captured_at"),
+        ({"collected_at": "0001-01-01T00:00:00+14:00"}, "metadata.collected_at"),
+        # JSON types are not coerced: "yes" and 1 are not true, true is not 1.
+        ({"restricted": "yes"}, "metadata.restricted"),
+        ({"restricted": 1}, "metadata.restricted"),
+        ({"information_credibility": True}, "metadata.information_credibility"),
+        ({"information_credibility": 2.0}, "metadata.information_credibility"),
+        ({"location": {"lat": "32.4", "lon": 13.6}}, "metadata.location.lat"),
+        ({"captured_at": 1591774200}, "metadata.captured_at"),
+        # A time without an offset is no instant.
+        ({"captured_at": "2020-01-01T00:00:00"}, "metadata.captured_at"),
+        ({"collected_at": "2020-06-12T10:00:00"}, "metadata.collected_at"),
     ],
 )
 def test_bad_asserted_metadata_is_422_and_stores_nothing(
@@ -127,6 +141,28 @@ def test_bad_asserted_metadata_is_422_and_stores_nothing(
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith(field), response.json()
     assert listed["items"] == []
+    report = fsck(locker.runtime)
+    assert report.findings == [] and report.checked["objects re-hashed"] == 0
+
+
+def test_an_edit_is_held_to_the_same_rules(locker: Locker) -> None:
+    with locker.client() as client:
+        item = _upload(client, ASSERTED).json()
+        path = f"/v1/evidence/{item['id']}/metadata"
+        naive = client.patch(path, json={"captured_at": "2020-01-01T00:00:00"})
+        truthy = client.patch(path, json={"information_credibility": True})
+        history = client.get(f"/v1/evidence/{item['id']}/history").json()
+    assert naive.status_code == 422 and naive.json()["detail"].startswith("captured_at")
+    assert truthy.status_code == 422
+    assert truthy.json()["detail"].startswith("information_credibility")
+    assert len(history) == 1
+
+
+def test_the_language_tag_is_kept_in_its_canonical_case(locker: Locker) -> None:
+    with locker.client() as client:
+        item = _upload(client, {"language": "AR-ly"}).json()
+        asserted = client.get(f"/v1/evidence/{item['id']}").json()["description"]["asserted"]
+    assert asserted["language"] == "ar-LY"
 
 
 def test_notes_are_append_only_and_logged(locker: Locker) -> None:

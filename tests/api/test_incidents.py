@@ -93,6 +93,75 @@ def test_plain_string_title_is_in_the_given_language(locker: Locker) -> None:
     assert untagged["document"]["title"] == {"und": "بلا لغة"}
 
 
+MASS_GRAVE = {"title": {"ar": "مقبرة جماعية", "en": "Mass grave"}, "original_language": "ar"}
+
+
+def test_a_plain_string_edit_sets_one_language_and_keeps_the_others(locker: Locker) -> None:
+    with locker.client() as client:
+        incident = _created(client, MASS_GRAVE | {"summary": {"en": "Found in 2020"}})
+        path = f"/v1/incidents/{incident['id']}"
+        french = client.patch(path, json={"language": "fr", "title": "Fosse commune"})
+        summary = client.patch(path, json={"language": "fr", "summary": "Trouvée en 2020"})
+        original = client.patch(path, json={"title": "مقابر جماعية"})
+        replaced = client.patch(path, json={"title": {"ar": "مقبرة", "en": "Grave"}})
+    assert french.status_code == 200, french.text
+    assert french.json()["document"]["title"] == MASS_GRAVE["title"] | {"fr": "Fosse commune"}
+    assert french.json()["document"]["original_language"] == "ar"
+    assert summary.json()["document"]["summary"] == {"en": "Found in 2020", "fr": "Trouvée en 2020"}
+    # Without `language`, a plain string is the text in the original language.
+    assert original.status_code == 200, original.text
+    assert original.json()["title"] == "مقابر جماعية"
+    assert original.json()["document"]["title"] == {
+        "ar": "مقابر جماعية",
+        "en": "Mass grave",
+        "fr": "Fosse commune",
+    }
+    # A dict is the whole set of titles.
+    assert replaced.json()["document"]["title"] == {"ar": "مقبرة", "en": "Grave"}
+
+
+def test_a_plain_string_at_creation_is_in_language_even_beside_original_language(
+    locker: Locker,
+) -> None:
+    with locker.client() as client:
+        incident = _created(
+            client,
+            {
+                "title": "Mass grave",
+                "summary": "Found in 2020",
+                "language": "EN",
+                "original_language": "en",
+            },
+        )
+        mixed = client.post(
+            "/v1/incidents",
+            json={
+                "title": {"ar": "مقبرة"},
+                "summary": "s",
+                "language": "en",
+                "original_language": "ar",
+            },
+        )
+    assert incident["document"]["title"] == {"en": "Mass grave"}
+    assert incident["document"]["summary"] == {"en": "Found in 2020"}
+    assert mixed.status_code == 201, mixed.text
+    assert mixed.json()["document"]["summary"] == {"en": "s"}
+
+
+def test_language_tags_are_kept_in_their_canonical_case(locker: Locker) -> None:
+    with locker.client() as client:
+        incident = _created(
+            client, {"title": {"AR-ly": "مقبرة", "En": "Grave"}, "original_language": "ar-LY"}
+        )
+        edited = client.patch(
+            f"/v1/incidents/{incident['id']}", json={"language": "EN", "title": "Mass grave"}
+        )
+    assert incident["document"]["title"] == {"ar-LY": "مقبرة", "en": "Grave"}
+    assert incident["document"]["original_language"] == "ar-LY"
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["document"]["title"] == {"ar-LY": "مقبرة", "en": "Mass grave"}
+
+
 def test_editing_twice_keeps_three_versions_whose_digests_are_in_the_log(locker: Locker) -> None:
     with locker.client() as client:
         incident = _created(client, TARHUNA)
@@ -220,6 +289,34 @@ def test_related_incidents_must_exist_and_be_visible(locker: Locker) -> None:
         ({"title": "x", "summary": {"en": "s" * 20_001}}, "summary.en"),
         ({"title": "x", "related_incidents": ["nope"]}, "related_incidents"),
         ({"title": "x", "colour": "red"}, "colour"),
+        # The edges of the calendar, where converting to UTC would overflow.
+        (
+            {"title": "x", "start": {"value": "9999-12-31T23:59:59-14:00", "precision": "exact"}},
+            "start",
+        ),
+        (
+            {"title": "x", "end": {"value": "0001-01-01T00:00:00+14:00", "precision": "exact"}},
+            "end",
+        ),
+        ({"title": "x", "start": {"value": "9999-12", "precision": "month"}}, "start"),
+        # JSON types are not coerced: "yes" and 1 are not true, true is not 1.
+        ({"title": "x", "restricted": "yes"}, "restricted"),
+        ({"title": "x", "restricted": 1}, "restricted"),
+        (
+            {"title": "x", "start": {"value": "2020", "precision": "year", "approximate": "true"}},
+            "start.approximate",
+        ),
+        ({"title": "x", "actors": [{"role": "victim", "count": "27"}]}, "actors.0.count"),
+        ({"title": "x", "actors": [{"role": "victim", "count": 2.0}]}, "actors.0.count"),
+        (
+            {"title": "x", "actors": [{"role": "victim", "identity_restricted": 1}]},
+            "actors.0.identity_restricted",
+        ),
+        ({"title": "x", "locations": [{"lat": "32.4", "lon": 13.6}]}, "locations.0.lat"),
+        ({"title": "x", "locations": [{"precision_m": True}]}, "locations.0.precision_m"),
+        # Language tags are case-insensitive (RFC 5646): "ar" and "AR" are one language.
+        ({"title": {"ar": "x", "AR": "y"}}, "title"),
+        ({"title": "x", "summary": {"en": "a", "EN": "b"}}, "summary"),
     ],
 )
 def test_bad_incidents_are_422_naming_the_field(
@@ -231,6 +328,27 @@ def test_bad_incidents_are_422_naming_the_field(
     detail = response.json()["detail"]
     assert detail.startswith(field), detail
     assert "\n" not in detail
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"language": "not a language", "title": "x"}, "language"),
+        ({"title": {"ar": "x", "AR": "y"}}, "title"),
+        ({"start": {"value": "0001-01-01T00:00:00+14:00", "precision": "exact"}}, "start"),
+        ({"actors": [{"role": "victim", "identity_restricted": "no"}]}, "actors.0"),
+    ],
+)
+def test_bad_edits_are_422_naming_the_field(
+    locker: Locker, change: dict[str, Any], field: str
+) -> None:
+    with locker.client() as client:
+        incident = _created(client, MASS_GRAVE)
+        response = client.patch(f"/v1/incidents/{incident['id']}", json=change)
+        history = client.get(f"/v1/incidents/{incident['id']}/history").json()
+    assert response.status_code == 422, (change, response.text)
+    assert response.json()["detail"].startswith(field), response.json()
+    assert len(history) == 1
 
 
 def test_malformed_json_is_422(locker: Locker) -> None:
