@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, String, and_, exists, literal, not_, or_
 from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
-from service.accounts import Principal
+from service.accounts import Principal, same_email
 from service.db import rerun_if_raced
 from service.db.models import AccessGrant, Evidence, Incident, Restriction, User
 from service.errors import Forbidden, Hidden, InvalidInput, NotFound
@@ -190,7 +190,7 @@ def grant_access(
         member = session.exec(
             select(User)
             .where(User.organisation_id == principal.organisation_id)
-            .where(User.email == email)
+            .where(same_email(email))
         ).first()
         if member is None:
             raise NotFound(f"no member {email}")

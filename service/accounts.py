@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import ColumnElement, func
 from sqlmodel import Session, col, select
 
 from service.db import rerun_if_raced
@@ -105,7 +106,7 @@ def _add_member(
     if "@" not in email or len(email) > 320:
         raise InvalidInput("email: not an e-mail address")
     if session.exec(
-        select(User).where(User.organisation_id == organisation_id).where(User.email == email)
+        select(User).where(User.organisation_id == organisation_id).where(same_email(email))
     ).first():
         raise InvalidInput(f"email: {email} is already a member")
     user = User(
@@ -203,7 +204,7 @@ def principal_for_member(
     with runtime.database.session() as session:
         org = _organisation_by_name(session, organisation)
         user = session.exec(
-            select(User).where(User.organisation_id == org.id).where(User.email == email)
+            select(User).where(User.organisation_id == org.id).where(same_email(email))
         ).first()
         if user is None:
             user = _add_member(runtime, session, org.id, email, role, actor=actor)
@@ -217,9 +218,15 @@ def _organisation_by_name(session: Session, name: str) -> Organisation:
     return org
 
 
+def same_email(email: str) -> ColumnElement[bool]:
+    # Mailboxes are case-insensitive in practice (and identity providers vary the case):
+    # AN@example.org and an@example.org are one member.
+    return func.lower(col(User.email)) == email.strip().lower()
+
+
 def _member(session: Session, organisation_id: str, *, email: str) -> User:
     user = session.exec(
-        select(User).where(User.organisation_id == organisation_id).where(User.email == email)
+        select(User).where(User.organisation_id == organisation_id).where(same_email(email))
     ).first()
     if user is None:
         raise NotFound(f"no member {email}")
@@ -267,7 +274,7 @@ def create_key(
     with runtime.database.session() as session:
         owner = session.get(User, principal.user_id)
         assert owner is not None
-        if email is not None and email != owner.email:
+        if email is not None and email.strip().lower() != owner.email.lower():
             principal.require(Permission.KEYS_ALL, subject=f"member:{email}")
             owner = _member(session, principal.organisation_id, email=email)
         default = principal.role if owner.id == principal.user_id else Role(owner.role)

@@ -212,3 +212,17 @@ def test_a_misspelt_field_is_refused_not_dropped(
 ) -> None:
     with locker.client() as client:
         _refused(client.post(path, json=body), 422, field)
+
+
+def test_an_address_in_another_case_is_the_same_member(locker: Locker) -> None:
+    with locker.client() as admin:
+        made = admin.post("/v1/members", json={"email": "an@example.org", "role": "analyst"})
+        assert made.status_code == 201, made.text
+        _refused(
+            admin.post("/v1/members", json={"email": "AN@Example.org", "role": "analyst"}),
+            422,
+            "already a member",
+        )
+        key = admin.post("/v1/keys", json={"email": "An@example.ORG", "name": "t"})
+        assert key.status_code == 201, key.text
+        assert key.json()["user_id"] == made.json()["id"]
