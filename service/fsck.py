@@ -8,7 +8,7 @@ intents a crash left pending and records orphan objects (it never deletes one).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
@@ -33,6 +33,8 @@ from service.intake import abandon_intent, finish_intent
 from service.reading import verify_object
 from service.record_audit import record_findings
 from service.runtime import Runtime
+from service.storage import StagedObject
+from service.storage.base import STAGING_PREFIX
 
 
 @dataclass(slots=True)
@@ -66,8 +68,9 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
         report.checked["documentation records"] = checked
         pending = session.exec(select(UploadIntent).where(UploadIntent.status == "pending")).all()
         report.findings += [f"upload intent {i.id} is still pending" for i in pending]
-    _check_objects(runtime, evidence, report)
+    _check_objects(runtime, evidence, report, repair=repair)
     _check_orphans(runtime, evidence, report, record=repair)
+    _check_staging(runtime, report, repair=repair)
     return report
 
 
@@ -215,7 +218,9 @@ def _check_entry(
             )
 
 
-def _check_objects(runtime: Runtime, evidence: list[Evidence], report: Report) -> None:
+def _check_objects(
+    runtime: Runtime, evidence: list[Evidence], report: Report, *, repair: bool
+) -> None:
     for item in evidence:
         expected = ContentDigests(
             sha256=Digest(algorithm="sha256", hex=item.sha256),
@@ -224,9 +229,32 @@ def _check_objects(runtime: Runtime, evidence: list[Evidence], report: Report) -
         )
         try:
             verify_object(runtime.store, item.object_key, item.object_version, expected=expected)
+            _check_lock(runtime, item, report, repair=repair)
         except Error as exc:
             report.findings.append(f"evidence {item.id}: {exc.diagnostics()}")
     report.checked["objects re-hashed"] = len(evidence)
+
+
+def _aware(moment: datetime) -> datetime:
+    # Times are stored in UTC; SQLite gives them back without their zone.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _check_lock(runtime: Runtime, item: Evidence, report: Report, *, repair: bool) -> None:
+    """Evidence on a store with Object Lock must be locked for the retention period."""
+    if not runtime.store.enforces_retention:
+        return
+    wanted = _aware(item.received_at) + timedelta(days=runtime.settings.retention_days)
+    until = runtime.store.retention_until(item.object_key, item.object_version)
+    # A day of slack: the lock is set a moment after the record's time is taken.
+    if until is not None and until >= wanted - timedelta(days=1):
+        return
+    if repair and wanted > datetime.now(UTC):
+        runtime.store.lock(item.object_key, item.object_version, retain_until=wanted)
+        report.repairs.append(f"evidence {item.id}: locked its object until {wanted:%Y-%m-%d}")
+        return
+    held = f"only until {until:%Y-%m-%d}" if until is not None else "not at all"
+    report.findings.append(f"evidence {item.id}: its object is locked {held}")
 
 
 def _check_orphans(
@@ -279,7 +307,34 @@ def _settle_intents(runtime: Runtime, report: Report) -> None:
                 continue
             except Error as exc:
                 reason = exc.diagnostics()
+            staged = None
         else:
-            reason = "interrupted before its bytes were stored"
-        abandon_intent(runtime, intent.id, reason)
+            # Never committed, so never acknowledged: the uploader was told it failed.
+            reason = "interrupted before its bytes were committed"
+            staged = _staged_bytes(intent)
+        abandon_intent(runtime, intent.id, reason, staged)
         report.repairs.append(f"abandoned upload intent {intent.id}: {reason}")
+
+
+def _staged_bytes(intent: UploadIntent) -> StagedObject | None:
+    if not intent.staging_key or not intent.staging_key.startswith(STAGING_PREFIX):
+        return None
+    return StagedObject(staging_key=intent.staging_key, size=intent.size or 0)
+
+
+def _check_staging(runtime: Runtime, report: Report, *, repair: bool) -> None:
+    """Staging bytes no pending upload owns: left by a crash or a failed clean-up."""
+    with runtime.database.session() as session:
+        owned = set(
+            session.exec(select(UploadIntent.staging_key).where(UploadIntent.status == "pending"))
+        )
+    for staged in runtime.store.iter_staged():
+        if staged.staging_key in owned:
+            continue
+        if repair:
+            runtime.store.discard(staged)
+            report.repairs.append(f"discarded {staged.staging_key} (no upload owns it)")
+        else:
+            report.findings.append(
+                f"{staged.staging_key}: staged bytes of an upload that never finished"
+            )

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import structlog
 from pydantic import Field, ValidationError
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
@@ -40,6 +41,7 @@ from service.errors import (
     InvalidInput,
     NotFound,
     ObjectExists,
+    StorageError,
     TooLarge,
     validation_message,
 )
@@ -50,6 +52,8 @@ from service.reading import verify_object
 from service.records import AssertedMetadata
 from service.runtime import Runtime
 from service.storage import StagedObject
+
+_log = structlog.get_logger("locker.intake")
 
 _MAX_FIELD_BYTES = 64 * 1024
 _FIELDS = frozenset({"metadata", "sha256"})
@@ -363,16 +367,24 @@ def _open_intent(
 def abandon_intent(
     runtime: Runtime, intent_id: str, reason: str, staged: StagedObject | None = None
 ) -> None:
-    """Close a pending intent with the reason, dropping its staging bytes if given."""
+    """Close a pending intent with the reason, then drop its staging bytes if given.
+
+    The intent is closed first: a store that fails the clean-up too (it is often the
+    store that failed the upload) must neither hide the upload's own error nor leave
+    the intent pending. Unremoved staging bytes are never evidence; fsck lists them.
+    """
     with runtime.database.session() as session:
         intent = session.get(UploadIntent, intent_id)
         if intent is None or intent.status != "pending":
             return
-        if staged is not None:
-            runtime.store.discard(staged)
         intent.status, intent.outcome = "abandoned", reason[:1024]
         intent.finished_at = datetime.now(UTC)
         session.add(intent)
+    if staged is not None:
+        try:
+            runtime.store.discard(staged)
+        except StorageError as exc:
+            _log.warning("staging bytes left", intent=intent_id, error=exc.diagnostics())
 
 
 def _record(
@@ -443,6 +455,8 @@ def _commit_object(runtime: Runtime, staged: _Staged, key: str) -> tuple[str, st
         if found is None:
             raise
         verify_object(runtime.store, key, found.version_id, expected=staged.digests)
+        # That upload may have died before locking it: evidence is never left deletable.
+        runtime.store.lock(key, found.version_id, retain_until=runtime.retain_until())
         return key, found.version_id
     return stored.key, stored.version_id
 

@@ -47,25 +47,39 @@ def get_evidence(runtime: Runtime, principal: Principal, evidence_id: str) -> Ev
 def open_content(
     runtime: Runtime, principal: Principal, evidence_id: str
 ) -> tuple[Evidence, Iterator[bytes]]:
-    """Record the access in the log, then stream the exact stored version.
+    """Open the exact stored version, record the access in the log, then stream.
 
     Reading the bytes needs the content permission, or (for an auditor) a grant on
-    the item itself.
+    the item itself. The store is asked first: a read it cannot serve is no access,
+    and the log must not say the content was handed out when it was not.
     """
     subject = f"evidence:{evidence_id}"
     with runtime.database.session() as session:
         evidence = visible_evidence(session, principal, evidence_id)
         if not has_grant(session, principal, subject):
             principal.require(Permission.EVIDENCE_CONTENT, subject=subject)
-        runtime.log.append(
-            session,
-            organisation_id=principal.organisation_id,
-            actor=principal.actor,
-            action="evidence.content_accessed",
-            subjects=[f"evidence:{evidence.id}"],
-            details={"sha256": evidence.sha256},
-        )
-    return evidence, runtime.store.open(evidence.object_key, evidence.object_version)
+    chunks = runtime.store.open(evidence.object_key, evidence.object_version)
+    try:
+        with runtime.database.session() as session:
+            runtime.log.append(
+                session,
+                organisation_id=principal.organisation_id,
+                actor=principal.actor,
+                action="evidence.content_accessed",
+                subjects=[subject],
+                details={"sha256": evidence.sha256},
+            )
+    except BaseException:
+        _close(chunks)
+        raise
+    return evidence, chunks
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    # Both stores hand out closable streams; release the connection or file now.
+    close = getattr(chunks, "close", None)
+    if callable(close):
+        close()
 
 
 def evidence_custody(

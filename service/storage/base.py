@@ -61,6 +61,9 @@ class ObjectStore(Protocol):
     `ObjectMissing` when the object or version is not there).
     """
 
+    # Whether `retention_until` is a promise the store keeps (Object Lock) or always None.
+    enforces_retention: bool
+
     def stage(self, chunks: Iterable[bytes], *, expected_key: str | None = None) -> StagedObject:
         """Write a stream of unknown length to a fresh staging object, in bounded memory.
 
@@ -99,6 +102,14 @@ class ObjectStore(Protocol):
 
     def retention_until(self, key: str, version_id: str | None) -> datetime | None:
         """The date until which the store refuses to delete the object, if it enforces one."""
+        ...
+
+    def lock(self, key: str, version_id: str | None, *, retain_until: datetime) -> None:
+        """Make sure that committed version cannot be deleted before `retain_until`.
+
+        For an object found already at its key (stored by an upload that never got
+        recorded): adopting it as evidence must not leave it deletable.
+        """
         ...
 
 

@@ -38,6 +38,8 @@ _ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 class FilesystemStore:
     """`ObjectStore` on a directory tree; no versions, no enforced retention."""
 
+    enforces_retention = False
+
     def __init__(self, root: Path) -> None:
         self._objects = root / "objects"
         self._staging = root / "staging"
@@ -131,6 +133,14 @@ class FilesystemStore:
             for path in sorted(self._staging.iterdir()):
                 size = path.stat().st_size
                 yield StagedObject(staging_key=f"{STAGING_PREFIX}{path.name}", size=size)
+
+    def lock(self, key: str, version_id: str | None, *, retain_until: datetime) -> None:
+        """Make the file read-only: all a filesystem can do (retention is not enforced)."""
+        if self.head(key) is None or version_id is not None:
+            raise ObjectMissing(f"object {key} is not in the store")
+        path = self._object_path(key)
+        with _errors_about(f"locking {key}"):
+            path.chmod(0o444)
 
     def retention_until(self, key: str, version_id: str | None) -> datetime | None:
         """Always None: a filesystem cannot enforce retention."""

@@ -61,6 +61,8 @@ _TRANSPORT_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
 class S3Store:
     """`ObjectStore` on one S3 bucket with versioning and Object Lock (COMPLIANCE)."""
 
+    enforces_retention = True
+
     def __init__(
         self,
         *,
@@ -246,6 +248,12 @@ class S3Store:
                     continue
                 seen.add(version.object_name)
                 yield StagedObject(staging_key=version.object_name, size=version.size)
+
+    def lock(self, key: str, version_id: str | None, *, retain_until: datetime) -> None:
+        """COMPLIANCE-lock that version until at least `retain_until` (never shortened)."""
+        until = _ceil_to_second(check_retain_until(retain_until))
+        version = version_id or self._required(key).version_id
+        self._lock(check_key(key), version, until, until)
 
     def retention_until(self, key: str, version_id: str | None) -> datetime | None:
         """The COMPLIANCE retain-until date of that version (the original if None), or None.

@@ -15,7 +15,7 @@ from sqlmodel import select
 
 from service.db.models import Evidence, OrphanObject, UploadIntent
 from service.fsck import fsck
-from service.runtime import Runtime
+from service.runtime import Runtime, open_runtime
 from tests.harness import Locker, analysed
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"fsck" * 4096
@@ -162,3 +162,80 @@ def test_orphan_object_is_reported_then_recorded_never_deleted(locker: Locker) -
         assert session.get(OrphanObject, key) is not None
     assert runtime.store.head(key) is not None
     assert fsck(runtime).findings == []
+
+
+def _left_unlocked(locker: Locker, content: bytes) -> str:
+    """Bytes at their content key, not locked: an upload that died before its commit."""
+    key = f"org/{locker.organisation_id}/sha256/{hashlib.sha256(content).hexdigest()}"
+    store = locker.runtime.store
+    if store.enforces_retention:
+        staged = store.stage(iter([content]), expected_key=key)
+        assert staged.target_key == key  # written in place, still unlocked
+        assert store.retention_until(key, staged.version_id) is None
+    else:
+        path = locker.runtime.settings.data_dir / "store" / "objects" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        path.chmod(0o644)
+    return key
+
+
+def test_bytes_left_at_their_key_are_locked_when_adopted(locker: Locker) -> None:
+    content = PNG + b"left behind"
+    key = _left_unlocked(locker, content)
+    item = _upload(locker, content)
+    store = locker.runtime.store
+    assert item["sha256"] == hashlib.sha256(content).hexdigest()
+    if store.enforces_retention:
+        with locker.runtime.database.session() as session:
+            version = session.exec(select(Evidence.object_version)).one()
+        until = store.retention_until(key, version)
+        assert until is not None and until > datetime.now(UTC)
+    else:
+        mode = (locker.runtime.settings.data_dir / "store" / "objects" / key).stat().st_mode
+        assert mode & 0o222 == 0  # read-only
+    assert fsck(locker.runtime).findings == []
+
+
+def test_a_lock_shorter_than_the_retention_is_found_and_extended(locker: Locker) -> None:
+    _upload(locker)
+    longer = locker.runtime.settings.model_copy(update={"retention_days": 7300})
+    runtime = open_runtime(longer)
+    try:
+        findings = fsck(runtime).findings
+        if not runtime.store.enforces_retention:
+            assert findings == []  # a filesystem promises no retention to check
+            return
+        assert any("is locked only until" in f for f in findings), findings
+        repaired = fsck(runtime, repair=True)
+        assert any("locked its object until" in r for r in repaired.repairs)
+        assert fsck(runtime).findings == []
+    finally:
+        runtime.close()
+
+
+def test_a_read_the_store_cannot_serve_is_not_logged_as_an_access(locker: Locker) -> None:
+    item = _upload(locker)
+    _tamper(
+        locker.runtime,
+        "evidence",
+        f"UPDATE evidence SET object_key = 'org/x/sha256/{'0' * 64}' WHERE id = '{item['id']}'",
+    )
+    with locker.runtime.database.session() as session:
+        before = locker.runtime.log.size(session)
+    with locker.client() as client:
+        response = client.get(f"/v1/evidence/{item['id']}/content")
+    assert response.status_code in (404, 503), response.text
+    with locker.runtime.database.session() as session:
+        assert locker.runtime.log.size(session) == before
+
+
+def test_staged_bytes_no_upload_owns_are_found_then_discarded(locker: Locker) -> None:
+    store = locker.runtime.store
+    staged = store.stage(iter([b"half an upload"]))
+    findings = fsck(locker.runtime).findings
+    assert any(staged.staging_key in f and "never finished" in f for f in findings)
+    report = fsck(locker.runtime, repair=True)
+    assert any(staged.staging_key in r for r in report.repairs)
+    assert [s.staging_key for s in store.iter_staged()] == []
+    assert fsck(locker.runtime).findings == []
