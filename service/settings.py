@@ -63,6 +63,8 @@ class Settings(BaseSettings):
 
     retention_days: int = Field(default=3650, ge=1, le=36500)
     max_upload_bytes: int = Field(default=64 * 1024**3, ge=1)
+    # A client that sends nothing for this long has gone (it would hold its upload open).
+    upload_idle_timeout_seconds: float = Field(default=120, gt=0, le=3600)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

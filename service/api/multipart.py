@@ -7,11 +7,13 @@ ourselves with python-multipart's push parser.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.exceptions import HTTPException
 
 from service.errors import InvalidInput
 from service.intake import FormEvent, PartData, PartEnd, PartStart
@@ -106,6 +108,23 @@ class _Collector:
 
     def on_end(self) -> None:
         self.finished = True
+
+
+async def idle_limited(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """The request's chunks, ended with 408 when none arrives for `seconds`.
+
+    A slow connection is fine; a silent one would hold its upload (and its pending
+    intent) open for ever, as the server has no body-read timeout of its own.
+    """
+    iterator = aiter(chunks)
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(iterator), seconds)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise HTTPException(408, f"no data for {seconds:g} s: upload abandoned") from None
+        yield chunk
 
 
 async def form_events(chunks: AsyncIterator[bytes], boundary: bytes) -> AsyncIterator[FormEvent]:

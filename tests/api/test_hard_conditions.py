@@ -114,3 +114,31 @@ def test_multi_megabyte_upload_streams_in_odd_chunks(locker: Locker) -> None:
     assert response.json()["size"] == size
     assert response.json()["sha256"] == digest.hexdigest()
     assert downloaded.hexdigest() == digest.hexdigest()
+
+
+def test_a_client_that_goes_silent_is_timed_out_and_nothing_is_half_recorded(
+    make_locker: Callable[..., Locker],
+) -> None:
+    locker = make_locker(upload_idle_timeout_seconds=1)
+    before = _log_size(locker)
+    address = urlsplit(locker.base_url)
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="slow.mp4"\r\n\r\n'
+    request = (
+        f"POST /v1/evidence HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        f"Authorization: Bearer {locker.api_key}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {10_000_000}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((address.hostname, address.port), timeout=20) as sock:
+        sock.sendall(request + head + b"z" * 100_000)  # then silence, connection kept open
+        received = b""
+        while b"upload abandoned" not in received and (chunk := sock.recv(65536)):
+            received += chunk
+    answer = received.decode("latin-1")
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert "no data for 1 s" in answer
+    with locker.runtime.database.session() as session:
+        assert [i.status for i in session.exec(select(UploadIntent)).all()] == ["abandoned"]
+    assert _log_size(locker) == before
+    assert list(locker.runtime.store.iter_staged()) == []
+    assert fsck(locker.runtime).findings == []

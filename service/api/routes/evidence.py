@@ -17,7 +17,7 @@ from service.api.documentation import (
     EvidenceSummary,
 )
 from service.api.filtering import FilterParams, PagingParams
-from service.api.multipart import boundary_of, form_events
+from service.api.multipart import boundary_of, form_events, idle_limited
 from service.api.schemas import (
     AnalysisPublic,
     CustodyTrail,
@@ -52,7 +52,8 @@ async def upload_evidence(
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + _FRAMING_ALLOWANCE:
         raise TooLarge(f"body of {declared} bytes exceeds the upload limit of {limit} bytes")
-    events = form_events(request.stream(), boundary_of(request.headers.get("content-type")))
+    body = idle_limited(request.stream(), runtime.settings.upload_idle_timeout_seconds)
+    events = form_events(body, boundary_of(request.headers.get("content-type")))
     result = await ingest(runtime, principal, events)
     if not result.duplicate and wants_analysis(result.evidence):
         background.add_task(analyse_later, runtime, result.evidence.id)
