@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -49,6 +49,7 @@ from service.errors import (
     validation_message,
 )
 from service.logs import configure_logging
+from service.readiness import database_failure, unavailable
 from service.runtime import Runtime, open_runtime
 from service.security import FailureThrottle
 from service.settings import Settings
@@ -135,6 +136,25 @@ async def _on_race(_request: Request, exc: Exception) -> JSONResponse:
     return _problem(409, "a concurrent request changed the same record first; try again")
 
 
+# Seconds a client should wait after 503 "database unavailable": long enough for a
+# restart or failover to finish, short enough that a field uploader does not give up.
+_DATABASE_RETRY_AFTER = 10
+
+
+async def _on_database(request: Request, exc: Exception) -> JSONResponse:
+    # The server could not be reached, dropped the connection or is out of space
+    # (SQLite: "database or disk is full"): not this request's fault; worth retrying.
+    assert isinstance(exc, DBAPIError)
+    if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
+        return await _on_unexpected(request, exc)
+    _log.error("database unavailable", error=database_failure(exc))
+    return _problem(
+        503,
+        "database unavailable: try again later",
+        {"Retry-After": str(_DATABASE_RETRY_AFTER)},
+    )
+
+
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     _log.exception("unexpected error", kind=type(exc).__name__)
     return _problem(500, "internal error; the request did not complete (details in the log)")
@@ -171,11 +191,20 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_exception_handler(HTTPException, _on_http)
     app.add_exception_handler(ClientDisconnect, _on_disconnect)
     app.add_exception_handler(IntegrityError, _on_race)
+    app.add_exception_handler(DBAPIError, _on_database)
     app.add_exception_handler(Exception, _on_unexpected)
 
     @app.get("/healthz", include_in_schema=False, dependencies=[Depends(Public())])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False, dependencies=[Depends(Public())])
+    async def readyz(request: Request) -> JSONResponse:
+        # Readiness, unlike liveness: can this process reach its database and store?
+        states = await unavailable(request.app.state.runtime)
+        if all(state == "ok" for state in states.values()):
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unavailable", **states}, status_code=503)
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(Public())])
     def metrics() -> PlainTextResponse:

@@ -45,7 +45,8 @@ class Locker:
 
 
 @contextmanager
-def serve(runtime: Runtime) -> Iterator[Locker]:
+def serving(runtime: Runtime) -> Iterator[str]:
+    """Run the app over `runtime` on a free port; yields its base URL."""
     port = free_port()
     config = uvicorn.Config(
         create_app(runtime=runtime),
@@ -62,19 +63,26 @@ def serve(runtime: Runtime) -> Iterator[Locker]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the locker test server did not start")
         time.sleep(0.02)
-    made = bootstrap(
-        runtime, organisation="Tarhuna Documentation Project", email="lead@example.org"
-    )
     try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@contextmanager
+def serve(runtime: Runtime) -> Iterator[Locker]:
+    """A server over `runtime` with a freshly bootstrapped organisation."""
+    with serving(runtime) as base_url:
+        made = bootstrap(
+            runtime, organisation="Tarhuna Documentation Project", email="lead@example.org"
+        )
         yield Locker(
-            base_url=f"http://127.0.0.1:{port}",
+            base_url=base_url,
             runtime=runtime,
             api_key=made.api_key,
             organisation_id=made.organisation_id,
         )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 def analysed(client: httpx.Client, evidence_id: str) -> dict[str, Any]:

@@ -21,6 +21,17 @@ from service.errors import ConfigurationError
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # synchronous_commit levels at least as strong as "on" (PostgreSQL docs, §20.5.1).
 _DURABLE_COMMIT = {"on", "remote_apply"}
+# libpq connection options (PostgreSQL docs, §32.1.2). Without connect_timeout an
+# unreachable server holds a request for the operating system's TCP timeout (minutes);
+# keepalives find a connection whose server vanished (a failover, a dropped NAT entry)
+# in about a minute instead of when the kernel gives up, hours later.
+_POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -125,5 +136,11 @@ def open_database(url: str) -> Database:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            connect_args=_POSTGRES_CONNECT_ARGS,
+        )
     return Database(engine)

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, cast
 
+import certifi
+import urllib3
 import urllib3.exceptions
 from minio import Minio
 from minio.commonconfig import COMPLIANCE, ComposeSource, CopySource
@@ -56,6 +59,17 @@ _NO_RETENTION_CODES = frozenset(
     {"NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError"}
 )
 _TRANSPORT_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
+# minio's default client waits 300 s per socket operation and retries five times, so
+# a stalled server held a request for half an hour. These bound each connect and each
+# read or write on the socket, not a whole request: a multi-gigabyte upload streams for
+# as long as bytes keep moving. 120 s leaves room for a server's slowest single answer
+# (completing a multipart upload or a 5 GiB server-side copy).
+_TIMEOUT = urllib3.Timeout(connect=10, read=120)
+# A few tries with backoff (0 s, 1 s, 2 s) for refused connections and 5xx answers;
+# urllib3 re-sends after a read failure only for its idempotent methods (not POST).
+_RETRY = urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504))
+# Connections kept per host: one per worker thread of the server's pool (anyio's 40).
+_POOL_SIZE = 40
 
 
 class S3Store:
@@ -73,8 +87,21 @@ class S3Store:
         secure: bool,
         region: str | None = None,
     ) -> None:
+        http = urllib3.PoolManager(
+            timeout=_TIMEOUT,
+            retries=_RETRY,
+            maxsize=_POOL_SIZE,
+            cert_reqs="CERT_REQUIRED",
+            # As minio does: SSL_CERT_FILE names a private CA, else the public ones.
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        )
         self._client = Minio(
-            endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region
+            endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=secure,
+            region=region,
+            http_client=http,
         )
         self._bucket = bucket
         self._region = region

@@ -259,6 +259,7 @@ CASES: dict[tuple[str, str], tuple[tuple[str, ...], Request]] = {
         lambda c, i, r, w: c.get("/v1/custody/export", params={"evidence": i["evidence"]}),
     ),
     ("GET", "/healthz"): (OWN, lambda c, i, r, w: c.get("/healthz")),
+    ("GET", "/readyz"): (OWN, lambda c, i, r, w: c.get("/readyz")),
     ("GET", "/metrics"): (OWN, lambda c, i, r, w: c.get("/metrics")),
 }
 
