@@ -48,18 +48,24 @@ def test_body_over_the_limit_is_413_and_leaves_nothing(make_locker: Callable[...
     assert list(locker.runtime.store.iter_staged()) == []
 
 
-def test_disconnect_mid_upload_leaves_nothing_half_recorded(locker: Locker) -> None:
-    before = _log_size(locker)
+def _upload_start(locker: Locker, filename: str, length: int) -> bytes:
+    """An upload's request head and the start of its file part, over a raw socket."""
     address = urlsplit(locker.base_url)
-    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="cut.mp4"\r\n\r\n'
-    request = (
+    head = (
         f"POST /v1/evidence HTTP/1.1\r\nHost: {address.netloc}\r\n"
         f"Authorization: Bearer {locker.api_key}\r\n"
         "Content-Type: multipart/form-data; boundary=b\r\n"
-        f"Content-Length: {50_000_000}\r\n\r\n"
-    ).encode()
+        f"Content-Length: {length}\r\n\r\n"
+    )
+    part = f'--b\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n\r\n'
+    return (head + part).encode()
+
+
+def test_disconnect_mid_upload_leaves_nothing_half_recorded(locker: Locker) -> None:
+    before = _log_size(locker)
+    address = urlsplit(locker.base_url)
     with socket.create_connection((address.hostname, address.port)) as sock:
-        sock.sendall(request + head)
+        sock.sendall(_upload_start(locker, "cut.mp4", 50_000_000))
         for _ in range(48):
             sock.sendall(b"z" * 65536)
     deadline = time.monotonic() + 20
@@ -122,15 +128,9 @@ def test_a_client_that_goes_silent_is_timed_out_and_nothing_is_half_recorded(
     locker = make_locker(upload_idle_timeout_seconds=1)
     before = _log_size(locker)
     address = urlsplit(locker.base_url)
-    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="slow.mp4"\r\n\r\n'
-    request = (
-        f"POST /v1/evidence HTTP/1.1\r\nHost: {address.netloc}\r\n"
-        f"Authorization: Bearer {locker.api_key}\r\n"
-        "Content-Type: multipart/form-data; boundary=b\r\n"
-        f"Content-Length: {10_000_000}\r\n\r\n"
-    ).encode()
     with socket.create_connection((address.hostname, address.port), timeout=20) as sock:
-        sock.sendall(request + head + b"z" * 100_000)  # then silence, connection kept open
+        # 100 kB of a promised 10 MB, then silence with the connection kept open.
+        sock.sendall(_upload_start(locker, "slow.mp4", 10_000_000) + b"z" * 100_000)
         received = b""
         while b"upload abandoned" not in received and (chunk := sock.recv(65536)):
             received += chunk
