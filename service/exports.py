@@ -42,6 +42,7 @@ from service.descriptions import latest_version
 from service.errors import DigestMismatch, InvalidInput, NotFound
 from service.incidents import withhold_identities
 from service.permissions import Permission
+from service.reading import logged_read
 from service.report import render_report, write_pdf_report
 from service.runtime import Runtime
 from service.timestamps import timestamp_checkpoint
@@ -138,23 +139,28 @@ def get_export(runtime: Runtime, principal: Principal, export_id: str) -> Export
 def open_export(
     runtime: Runtime, principal: Principal, export_id: str
 ) -> tuple[Export, Iterator[bytes]]:
-    """Record the download, then stream the stored bundle."""
+    """Open the stored bundle, record the download, then stream it."""
     export = get_export(runtime, principal, export_id)
     if export.status != "done" or export.object_key is None:
         raise InvalidInput(f"export {export_id} is {export.status}, not ready")
-    with runtime.database.session() as session:
-        runtime.log.append(
+    subjects = [
+        f"export:{export_id}",
+        *(f"evidence:{e}" for e in json.loads(export.request_json)["evidence"]),
+    ]
+    chunks = logged_read(
+        runtime,
+        export.object_key,
+        export.object_version,
+        lambda session: runtime.log.append(
             session,
             organisation_id=principal.organisation_id,
             actor=principal.actor,
             action="export.downloaded",
-            subjects=[
-                f"export:{export_id}",
-                *(f"evidence:{e}" for e in json.loads(export.request_json)["evidence"]),
-            ],
+            subjects=subjects,
             details={"sha256": export.sha256 or ""},
-        )
-    return export, runtime.store.open(export.object_key, export.object_version)
+        ),
+    )
+    return export, chunks
 
 
 def build_export(runtime: Runtime, export_id: str) -> None:

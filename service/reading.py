@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -50,36 +50,48 @@ def open_content(
     """Open the exact stored version, record the access in the log, then stream.
 
     Reading the bytes needs the content permission, or (for an auditor) a grant on
-    the item itself. The store is asked first: a read it cannot serve is no access,
-    and the log must not say the content was handed out when it was not.
+    the item itself.
     """
     subject = f"evidence:{evidence_id}"
     with runtime.database.session() as session:
         evidence = visible_evidence(session, principal, evidence_id)
         if not has_grant(session, principal, subject):
             principal.require(Permission.EVIDENCE_CONTENT, subject=subject)
-    chunks = runtime.store.open(evidence.object_key, evidence.object_version)
-    try:
-        with runtime.database.session() as session:
-            runtime.log.append(
-                session,
-                organisation_id=principal.organisation_id,
-                actor=principal.actor,
-                action="evidence.content_accessed",
-                subjects=[subject],
-                details={"sha256": evidence.sha256},
-            )
-    except BaseException:
-        _close(chunks)
-        raise
+    chunks = logged_read(
+        runtime,
+        evidence.object_key,
+        evidence.object_version,
+        lambda session: runtime.log.append(
+            session,
+            organisation_id=principal.organisation_id,
+            actor=principal.actor,
+            action="evidence.content_accessed",
+            subjects=[subject],
+            details={"sha256": evidence.sha256},
+        ),
+    )
     return evidence, chunks
 
 
-def _close(chunks: Iterator[bytes]) -> None:
-    # Both stores hand out closable streams; release the connection or file now.
-    close = getattr(chunks, "close", None)
-    if callable(close):
-        close()
+def logged_read(
+    runtime: Runtime, key: str, version: str | None, record: Callable[[Session], object]
+) -> Iterator[bytes]:
+    """Open a stored object, then `record` the read in its own transaction.
+
+    In that order: a read the store cannot serve is no access, and the log must not say
+    bytes were handed out when they were not.
+    """
+    chunks = runtime.store.open(key, version)
+    try:
+        with runtime.database.session() as session:
+            record(session)
+    except BaseException:
+        # Both stores hand out closable streams; release the connection or file now.
+        close = getattr(chunks, "close", None)
+        if callable(close):
+            close()
+        raise
+    return chunks
 
 
 def evidence_custody(
