@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from http import HTTPStatus
 
 import structlog
 from fastapi import Depends, FastAPI, Request
@@ -20,6 +19,7 @@ from starlette.requests import ClientDisconnect
 from service.access import record_denial
 from service.api.deps import Public
 from service.api.input_guard import RefuseNul
+from service.api.problems import problem
 from service.api.routes import (
     access,
     audit,
@@ -45,7 +45,6 @@ from service.errors import (
     TooLarge,
     Unauthenticated,
     VerificationError,
-    one_line,
     validation_message,
 )
 from service.logs import configure_logging
@@ -85,19 +84,6 @@ _STATUS: list[tuple[type[Error], int]] = [
 ]
 
 
-def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """An RFC 9457 problem document whose detail is one line, whatever it quotes."""
-    body = {
-        "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": one_line(detail),
-    }
-    return JSONResponse(
-        body, status_code=status, media_type="application/problem+json", headers=headers
-    )
-
-
 async def _on_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Error)
     status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
@@ -111,29 +97,29 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(exc, Throttled):
         headers = {"Retry-After": str(exc.retry_after)}
-    return _problem(status, exc.diagnostics(), headers)
+    return problem(status, exc.diagnostics(), headers)
 
 
 async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return _problem(422, validation_message(exc.errors()))
+    return problem(422, validation_message(exc.errors()))
 
 
 async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return _problem(exc.status_code, str(exc.detail))
+    return problem(exc.status_code, str(exc.detail))
 
 
 async def _on_disconnect(_request: Request, _exc: Exception) -> JSONResponse:
     # Nobody is listening any more; the upload was abandoned and recorded as such.
-    return _problem(400, "client disconnected before the upload finished")
+    return problem(400, "client disconnected before the upload finished")
 
 
 async def _on_race(_request: Request, exc: Exception) -> JSONResponse:
     # The database refused a write that a concurrent request made first; this
     # request's transaction was rolled back whole.
     _log.warning("concurrent write refused", error=str(exc.orig) if hasattr(exc, "orig") else "")
-    return _problem(409, "a concurrent request changed the same record first; try again")
+    return problem(409, "a concurrent request changed the same record first; try again")
 
 
 # Seconds a client should wait after 503 "database unavailable": long enough for a
@@ -148,7 +134,7 @@ async def _on_database(request: Request, exc: Exception) -> JSONResponse:
     if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
         return await _on_unexpected(request, exc)
     _log.error("database unavailable", error=database_failure(exc))
-    return _problem(
+    return problem(
         503,
         "database unavailable: try again later",
         {"Retry-After": str(_DATABASE_RETRY_AFTER)},
@@ -157,7 +143,7 @@ async def _on_database(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     _log.exception("unexpected error", kind=type(exc).__name__)
-    return _problem(500, "internal error; the request did not complete (details in the log)")
+    return problem(500, "internal error; the request did not complete (details in the log)")
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:

@@ -8,11 +8,11 @@ Multipart uploads check their own parts (service.intake).
 
 from __future__ import annotations
 
-import json
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.problems import problem
 from service.errors import NUL_REFUSED
 
 # \u0000 in JSON, not preceded by an odd number of backslashes (which would escape it).
@@ -31,14 +31,14 @@ class RefuseNul:
             return
         query = scope.get("query_string", b"")
         if "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query:
-            await _refuse(send)
+            await problem(422, NUL_REFUSED)(scope, receive, send)
             return
         if not _is_json(scope):
             await self.app(scope, receive, send)
             return
         body, messages = await _read_body(receive)
         if _JSON_NUL.search(body) or b"\x00" in body:
-            await _refuse(send)
+            await problem(422, NUL_REFUSED)(scope, receive, send)
             return
         await self.app(scope, _replay(messages, receive), send)
 
@@ -72,25 +72,3 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
         return pending.pop(0) if pending else await receive()
 
     return replayed
-
-
-async def _refuse(send: Send) -> None:
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": "Unprocessable Content",
-            "status": 422,
-            "detail": NUL_REFUSED,
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 422,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
