@@ -16,10 +16,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from service.core.checkpoint import NoteVerifier
-from service.errors import Error, VerificationError
+from service.errors import VerificationError
 from service.uploader import UploadError, file_sha256, upload
-from service.verify_cli import EXIT_FAILED, EXIT_USAGE, read_key
+from service.verify_cli import EXIT_FAILED, EXIT_USAGE, KeyUnusable, read_verifier
 
 
 def upload_command(
@@ -49,9 +48,9 @@ def upload_command(
     if not file.is_file():
         _usage(err, f"no such file: {file}")
     try:
-        verifier = NoteVerifier.from_text(read_key(key))
-    except (OSError, UnicodeDecodeError, ValueError, Error) as exc:
-        _usage(err, f"cannot use the key in {key}: {exc}")
+        verifier = read_verifier(key)
+    except KeyUnusable as exc:
+        _usage(err, str(exc))
     fields = _metadata(metadata, err)
     size = file.stat().st_size
     with Progress(

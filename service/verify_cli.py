@@ -27,11 +27,16 @@ from service.verifier import render, to_json, verify_path
 EXIT_VERIFIED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def read_key(key: Path) -> str:
-    """The verifier key text in `key`; Error or OSError if unreadable or malformed."""
-    text = key.read_text(encoding="utf-8").strip()
-    NoteVerifier.from_text(text)  # refuse a malformed key as a usage error, up front
-    return text
+class KeyUnusable(Exception):
+    """The key file cannot be read or holds no verifier key (a usage error)."""
+
+
+def read_verifier(key: Path) -> NoteVerifier:
+    """The verifier key in the file `key`, or a one-line reason it cannot be used."""
+    try:
+        return NoteVerifier.from_text(key.read_text(encoding="utf-8").strip())
+    except (OSError, UnicodeDecodeError, ValueError, Error) as exc:
+        raise KeyUnusable(f"cannot use the key in {key}: {exc}") from None
 
 
 def verify(
@@ -106,9 +111,9 @@ def _verifier(key: Path | None, option: str, err: Console) -> NoteVerifier:
     if key is None:
         _usage(err, f"{option} needs --key")
     try:
-        return NoteVerifier.from_text(read_key(key))
-    except (OSError, UnicodeDecodeError, ValueError, Error) as exc:
-        _usage(err, f"cannot use the key in {key}: {exc}")
+        return read_verifier(key)
+    except KeyUnusable as exc:
+        _usage(err, str(exc))
 
 
 def _usage(err: Console, message: str) -> NoReturn:
