@@ -38,7 +38,8 @@ class MonitorResult:
         return not self.findings
 
 
-def _get(url: str, api_key: str | None) -> bytes:
+def fetch(url: str, api_key: str | None) -> bytes:
+    """GET `url` (with the API key, if given); urllib's errors propagate."""
     request = urllib.request.Request(url)
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
@@ -54,7 +55,7 @@ def check_server(
     result = MonitorResult()
     base = server.rstrip("/")
     try:
-        note = _get(f"{base}/v1/custody/checkpoint", api_key).decode("utf-8")
+        note = fetch(f"{base}/v1/custody/checkpoint", api_key).decode("utf-8")
         result.current = open_checkpoint(note, verifier)
     except (urllib.error.URLError, OSError, UnicodeDecodeError) as exc:
         result.findings.append(f"cannot fetch the checkpoint: {exc}")
@@ -86,7 +87,7 @@ def _check_consistency(
         return
     query = urllib.parse.urlencode({"first": old.size, "second": new.size})
     try:
-        answer = json.loads(_get(f"{base}/v1/custody/proof/consistency?{query}", api_key))
+        answer = json.loads(fetch(f"{base}/v1/custody/proof/consistency?{query}", api_key))
         proof = [base64.b64decode(h, validate=True) for h in answer["hashes"]]
         merkle.verify_consistency(
             first=old.size,

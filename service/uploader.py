@@ -29,6 +29,7 @@ from typing import Any
 from service.core.checkpoint import NoteVerifier
 from service.core.receipt import Receipt, ReceiptFacts, verify_receipt
 from service.errors import CONTROL_CHARACTERS, Error
+from service.monitor import fetch
 
 CHUNK = 1024 * 1024
 _TIMEOUT_S = 120  # per socket read or write, not for the whole upload
@@ -222,11 +223,8 @@ def _post_file(
 
 
 def _get(url: str, api_key: str) -> bytes:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"})
     try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
-            body: bytes = response.read()
-            return body
+        return fetch(url, api_key)
     except urllib.error.HTTPError as error:
         raise UploadError(f"GET {url} answered HTTP {error.code}: {_reason(error)}") from None
     except (urllib.error.URLError, OSError) as error:
