@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import pytest
 from sqlmodel import col, select
 
 from service.db.models import AccessGrant, Restriction
@@ -116,29 +117,28 @@ def test_a_link_is_ended_once(locker: Locker) -> None:
     assert len(logged) == 1
 
 
-def test_an_incident_edit_on_the_same_version_wins_once(locker: Locker) -> None:
-    with locker.client() as admin:
-        incident = _incident(admin)
-    body = {"status": "closed", "base_version": 1}
-    answers = _race(locker, lambda c: c.patch(f"/v1/incidents/{incident}", json=body))
-    with locker.client() as admin:
-        history = admin.get(f"/v1/incidents/{incident}/history").json()
-    assert _statuses(answers) == {200: 1, 409: RACERS - 1}
-    stale = f"incident {incident} is at version 2, not 1"
-    assert _details(answers, 409) == {f"{stale}; read it again and reapply the change"}
-    assert [v["version"] for v in history] == [1, 2]
+_STALE = "is at version 2, not 1; read it again and reapply the change"
 
 
-def test_a_metadata_edit_on_the_same_version_wins_once(locker: Locker) -> None:
+@pytest.mark.parametrize(
+    ("kind", "change", "stale"),
+    [
+        ("incidents", {"status": "closed"}, "incident {id} " + _STALE),
+        ("evidence", {"title": "t"}, "evidence {id} metadata " + _STALE),
+    ],
+)
+def test_an_edit_on_the_same_version_wins_once(
+    locker: Locker, kind: str, change: dict[str, object], stale: str
+) -> None:
     with locker.client() as admin:
-        evidence = _evidence(admin)
-    body = {"title": "t", "base_version": 1}
-    answers = _race(locker, lambda c: c.patch(f"/v1/evidence/{evidence}/metadata", json=body))
+        item = _incident(admin) if kind == "incidents" else _evidence(admin)
+    edit = f"/v1/{kind}/{item}" + ("/metadata" if kind == "evidence" else "")
+    body = change | {"base_version": 1}
+    answers = _race(locker, lambda c: c.patch(edit, json=body))
     with locker.client() as admin:
-        history = admin.get(f"/v1/evidence/{evidence}/history").json()
+        history = admin.get(f"/v1/{kind}/{item}/history").json()
     assert _statuses(answers) == {200: 1, 409: RACERS - 1}
-    stale = f"evidence {evidence} metadata is at version 2, not 1"
-    assert _details(answers, 409) == {f"{stale}; read it again and reapply the change"}
+    assert _details(answers, 409) == {stale.format(id=item)}
     assert [v["version"] for v in history] == [1, 2]
 
 
