@@ -1,8 +1,8 @@
 """Many incidents in PostgreSQL, loaded with COPY instead of one `create_incident` each.
 
-Each record writes the rows `service.incidents` writes for version 1 of an incident:
+Each record writes the rows `service.documentation.incidents` writes for version 1 of an incident:
 the `incident` row (its current view), the `incident_version`, and what
-`service.catalogue.reindex` stores for search: places, category and tag terms, and the
+`service.search.catalogue.reindex` stores for search: places, category and tag terms, and the
 search document whose body is `index_tokens(document.search_text())` joined by spaces
 (PostgreSQL generates the `tsvector` from it and updates the GIN index). `rows_differ`
 compares these rows with what the real `create_incident` stored for the same document.
@@ -26,7 +26,7 @@ import psycopg
 from service.core.canonical import canonical_json
 from service.core.digests import sha256
 from service.core.search_text import index_tokens
-from service.records import IncidentDocument
+from service.documentation.documents import IncidentDocument
 
 _CREATED = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -54,7 +54,7 @@ class Derived:
 
 
 def derive(document: IncidentDocument) -> Derived:
-    """The view rows of `document`, as `service.incidents._record_version` derives them."""
+    """The view rows of `document`, as `documentation.incidents._record_version` derives them."""
     dumped: dict[str, Any] = document.model_dump(
         mode="json", include=set(IncidentDocument.model_fields)
     )

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from service.records import STATUSES, IncidentDocument
-from service.vocabulary import DEFAULT_CATEGORIES
+from service.documentation.documents import STATUSES, IncidentDocument
+from service.documentation.vocabulary import DEFAULT_CATEGORIES
 
 # (Arabic with tashkeel, English); the Arabic noun is written without its article.
 EVENTS = (

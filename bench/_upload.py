@@ -19,7 +19,7 @@ from typing import Self
 import httpx
 from _locker import Locker
 
-from service.uploader import multipart_body
+from service.client.uploader import multipart_body
 
 MIB = 1024 * 1024
 _BOUNDARY = "locker-bench-8c1d0f5e"

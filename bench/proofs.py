@@ -1,7 +1,7 @@
 """Benchmark: inclusion and consistency proofs on a 1,000,000-entry log in PostgreSQL.
 
 Target: p99 under 10 ms for each kind of proof, served as the API serves it
-(`service.reading.prove_inclusion` / `prove_consistency`: one session and transaction
+(`service.evidence.reading.prove_inclusion` / `prove_consistency`: one session and transaction
 per proof, through the runtime's connection pool). Tree sizes and indexes are random,
 so every shape of proof appears (random tree sizes give long right borders).
 
@@ -28,11 +28,11 @@ from _bulk_log import ORGANISATIONS, bulk_load, stored_leaf_hashes
 from _locker import scratch_database
 from _report import Row, percentile, print_context, print_table
 
-from service.accounts import Principal
+from service.accounts.members import Principal
+from service.accounts.permissions import Role
 from service.core import merkle
 from service.errors import VerificationError
-from service.permissions import Role
-from service.reading import prove_consistency, prove_inclusion
+from service.evidence.reading import prove_consistency, prove_inclusion
 from service.runtime import Runtime, open_runtime
 from service.settings import Settings
 

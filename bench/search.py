@@ -1,7 +1,7 @@
 """Benchmark: searching and listing 100,000 incidents on PostgreSQL.
 
 Target: p99 under 100 ms for each kind of text query at 100,000 incidents, served as
-the API serves `GET /v1/incidents` (`service.incidents.list_incidents` with
+the API serves `GET /v1/incidents` (`service.documentation.incidents.list_incidents` with
 `catalogue.Filters` and `Paging`, 50 per page: one session and transaction per
 request, through the runtime's connection pool). Measured with the tables in cache,
 as on a server that has been running.
@@ -33,14 +33,14 @@ from _locker import scratch_database
 from _report import Row, percentile, print_context, print_table
 from sqlalchemy import event, text
 
-from service.accounts import Principal, bootstrap
-from service.catalogue import BoundingBox, Filters, Paging, encode_cursor
-from service.incidents import create_incident, list_incidents
-from service.permissions import Role
-from service.records import IncidentDocument
+from service.accounts.members import Principal, bootstrap
+from service.accounts.permissions import Role
+from service.documentation.documents import IncidentDocument
+from service.documentation.incidents import create_incident, list_incidents
+from service.documentation.vocabulary import DEFAULT_CATEGORIES
 from service.runtime import Runtime, open_runtime
+from service.search.catalogue import BoundingBox, Filters, Paging, encode_cursor
 from service.settings import Settings
-from service.vocabulary import DEFAULT_CATEGORIES
 
 _TARGET_MS = 100.0
 _WARM_UP = 20

@@ -21,11 +21,11 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from service.client.verifier import verify_path
 from service.core import bagit, bundle, merkle
 from service.core.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from service.core.digests import ContentDigester
 from service.core.entry import encode_entry
-from service.verifier import verify_path
 
 _CHUNK = 8 * 1024 * 1024
 ORIGIN = "bench.example/custody"

@@ -16,7 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service.access import record_denial
+from service.accounts.access import record_denial
+from service.accounts.throttling import FailureThrottle
 from service.api.deps import Public
 from service.api.input_guard import RefuseNul
 from service.api.problems import problem
@@ -32,6 +33,7 @@ from service.api.routes import (
     notes,
     search,
 )
+from service.custody.timestamps import timestamp_periodically
 from service.errors import (
     ConfigurationError,
     Conflict,
@@ -48,11 +50,9 @@ from service.errors import (
     validation_message,
 )
 from service.logs import configure_logging
-from service.readiness import database_failure, unavailable
+from service.operations.readiness import database_failure, unavailable
 from service.runtime import Runtime, open_runtime
-from service.security import FailureThrottle
 from service.settings import Settings
-from service.timestamps import timestamp_periodically
 
 _log = structlog.get_logger("locker")
 

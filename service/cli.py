@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from service.client.upload_command import register as register_upload
+from service.client.verify_command import register as register_verify
 from service.errors import Error
 from service.settings import load_settings
-from service.upload_cli import register as register_upload
-from service.verify_cli import register as register_verify
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -65,7 +65,7 @@ def bootstrap(
     email: Annotated[str, typer.Option(help="E-mail of its first administrator.")],
 ) -> None:
     """Create an organisation, its admin user and an API key (printed last, alone)."""
-    from service.accounts import bootstrap as do_bootstrap
+    from service.accounts.members import bootstrap as do_bootstrap
 
     with _runtime() as runtime:
         made = do_bootstrap(runtime, organisation=org, email=email)
@@ -81,7 +81,7 @@ def create_user(
     role: Annotated[str, typer.Option(help="admin, investigator, analyst or auditor.")],
 ) -> None:
     """Add a member to an organisation with a role."""
-    from service.accounts import operator_create_user
+    from service.accounts.members import operator_create_user
 
     with _runtime() as runtime:
         user = operator_create_user(runtime, organisation=org, email=email, role=role)
@@ -96,7 +96,7 @@ def create_key(
     expires: Annotated[int | None, typer.Option(help="Days until the key expires.")] = None,
 ) -> None:
     """Create an API key for a member (printed last, alone)."""
-    from service.accounts import operator_create_key
+    from service.accounts.members import operator_create_key
 
     with _runtime() as runtime:
         issued = operator_create_key(
@@ -109,7 +109,7 @@ def create_key(
 @admin.command("revoke-key")
 def revoke_key(prefix: Annotated[str, typer.Argument(help="The key's prefix.")]) -> None:
     """Revoke a key at once."""
-    from service.accounts import operator_revoke_key
+    from service.accounts.members import operator_revoke_key
 
     with _runtime() as runtime:
         row = operator_revoke_key(runtime, prefix)
@@ -121,7 +121,7 @@ def list_keys(org: Annotated[str, typer.Option(help="Organisation name.")]) -> N
     """Every key of an organisation (never the secrets)."""
     from rich.table import Table
 
-    from service.accounts import operator_list_keys
+    from service.accounts.members import operator_list_keys
 
     with _runtime() as runtime:
         rows = operator_list_keys(runtime, organisation=org)
@@ -174,7 +174,7 @@ def fsck(
     ] = False,
 ) -> None:
     """Audit every object, leaf, tree node, checkpoint and record; exit 1 on any finding."""
-    from service.fsck import fsck as run_fsck
+    from service.operations.fsck import fsck as run_fsck
 
     with _runtime() as runtime:
         report = run_fsck(runtime, repair=repair)
@@ -193,7 +193,7 @@ def fsck(
 @app.command()
 def timestamp() -> None:
     """Sign a checkpoint over the whole log and get it an RFC 3161 timestamp (LOCKER_TSA_URL)."""
-    from service.timestamps import timestamp_latest
+    from service.custody.timestamps import timestamp_latest
 
     with _runtime() as runtime:
         if runtime.tsa is None:
@@ -213,7 +213,7 @@ def timestamp() -> None:
 @app.command()
 def analyse() -> None:
     """Read the metadata and perceptual hashes of every item not yet analysed."""
-    from service.analysing import analyse_evidence, pending_analysis
+    from service.evidence.extraction import analyse_evidence, pending_analysis
 
     with _runtime() as runtime:
         pending = pending_analysis(runtime)
@@ -227,7 +227,7 @@ def analyse() -> None:
 @app.command()
 def reindex() -> None:
     """Rebuild the search index of every incident and item (after an upgrade)."""
-    from service.search import rebuild_search_index
+    from service.search.query import rebuild_search_index
 
     with _runtime() as runtime:
         done = rebuild_search_index(runtime)
@@ -237,7 +237,7 @@ def reindex() -> None:
 @app.command()
 def demo() -> None:
     """Fill the locker with a small, self-written sample (an organisation of its own)."""
-    from service.demo import DEMO_EMAIL, DEMO_ORGANISATION, load_demo
+    from service.operations.demo import DEMO_EMAIL, DEMO_ORGANISATION, load_demo
 
     with _runtime() as runtime:
         loaded = load_demo(runtime)

@@ -14,13 +14,13 @@ from cryptography import x509
 from service.core.timestamp import load_certificates
 from service.custody import CustodyLog, load_or_create_signer
 from service.db import Database, open_database
+from service.documentation.vocabulary import DEFAULT_CATEGORIES, load_vocabulary
 from service.errors import ConfigurationError, FormatError
 from service.settings import Settings
 from service.storage import FilesystemStore, ObjectStore, S3Store
-from service.vocabulary import DEFAULT_CATEGORIES, load_vocabulary
 
 if TYPE_CHECKING:
-    from service.oidc import OidcVerifier
+    from service.accounts.oidc import OidcVerifier
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,7 +123,7 @@ def open_oidc(settings: Settings) -> OidcVerifier | None:
     """The bearer-token verifier, when an identity provider is configured."""
     if not (settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url):
         return None
-    from service.oidc import OidcConfig, OidcVerifier  # only with an identity provider
+    from service.accounts.oidc import OidcConfig, OidcVerifier  # only with an identity provider
 
     return OidcVerifier(
         OidcConfig(

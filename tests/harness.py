@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from service.accounts import bootstrap
+from service.accounts.members import bootstrap
 from service.app import create_app
 from service.runtime import Runtime
 

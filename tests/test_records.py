@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from service.intake import UploadMetadata
-from service.languages import canonical_case
-from service.records import AssertedMetadata, FuzzyDate, IncidentDocument, edited
+from service.documentation.documents import AssertedMetadata, FuzzyDate, IncidentDocument, edited
+from service.documentation.languages import canonical_case
+from service.evidence.intake import UploadMetadata
 
 
 def _refused(model: Any, value: dict[str, Any]) -> str:

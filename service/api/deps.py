@@ -12,12 +12,12 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.accounts import Principal
-from service.authentication import authenticate
+from service.accounts.authentication import authenticate
+from service.accounts.members import Principal
+from service.accounts.permissions import Permission
+from service.accounts.throttling import FailureThrottle, record_security_event
 from service.errors import Unauthenticated
-from service.permissions import Permission
 from service.runtime import Runtime
-from service.security import FailureThrottle, record_security_event
 
 
 def get_runtime(request: Request) -> Runtime:

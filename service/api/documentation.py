@@ -19,8 +19,8 @@ from service.db.models import (
     LinkEnd,
     Note,
 )
-from service.languages import LanguageTag
-from service.records import Actor, FuzzyDate, IncidentDocument, Place, Status
+from service.documentation.documents import Actor, FuzzyDate, IncidentDocument, Place, Status
+from service.documentation.languages import LanguageTag
 
 
 class IncidentCreate(IncidentDocument):

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 from fastapi import Depends, Query
 from pydantic import AfterValidator, AwareDatetime
 
-from service.catalogue import MAX_POSITION, BoundingBox, Filters, Paging
 from service.errors import InvalidInput
+from service.search.catalogue import MAX_POSITION, BoundingBox, Filters, Paging
 
 
 def _representable(moment: datetime) -> datetime:

@@ -3,7 +3,7 @@
 A NUL character cannot be stored in PostgreSQL text (SQLite would keep it, so the two
 backends would disagree), and no title, reason or id needs one. One check for every
 route: in the path, the query string and JSON bodies (where it is spelt \\u0000).
-Multipart uploads check their own parts (service.intake).
+Multipart uploads check their own parts (service.evidence.intake).
 """
 
 from __future__ import annotations

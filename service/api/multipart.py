@@ -16,7 +16,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException
 
 from service.errors import InvalidInput
-from service.intake import FormEvent, PartData, PartEnd, PartStart
+from service.evidence.intake import FormEvent, PartData, PartEnd, PartStart
 
 _MAX_BOUNDARY = 70  # RFC 2046 §5.1.1
 # One parameter of a Content-Disposition: name=token or name="quoted \"string\"".

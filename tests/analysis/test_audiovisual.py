@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from service.analysis import NEAR_DUPLICATE_THRESHOLD, analyse_file, best_match_distance
+from service.evidence.analysis import NEAR_DUPLICATE_THRESHOLD, analyse_file, best_match_distance
 from tests.analysis.media import scene
 
 SECONDS, RATE, KEYFRAME_EVERY = 2, 10, 5

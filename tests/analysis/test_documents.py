@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
-from service.analysis import analyse_file
+from service.evidence.analysis import analyse_file
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 _CORE_XML = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>

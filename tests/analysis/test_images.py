@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from PIL.ExifTags import IFD
 
-from service.analysis import NEAR_DUPLICATE_THRESHOLD, analyse_file, best_match_distance
+from service.evidence.analysis import NEAR_DUPLICATE_THRESHOLD, analyse_file, best_match_distance
 from tests.analysis.media import png_claiming, scene
 
 

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.analysis import (
+from service.errors import InvalidInput
+from service.evidence.analysis import (
     NEAR_DUPLICATE_THRESHOLD,
     PerceptualHash,
     best_match_distance,
     is_near_duplicate,
     pdq_distance,
 )
-from service.analysis.pdq import hash_rgb
-from service.errors import InvalidInput
+from service.evidence.analysis.pdq import hash_rgb
 from tests.analysis.media import scene
 
 ZERO = "0" * 64

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.analysis._pdq_hashing import _DCT, _box_along_axis0, _dct_16x16, pdq_of_rgb
+from service.evidence.analysis._pdq_hashing import _DCT, _box_along_axis0, _dct_16x16, pdq_of_rgb
 
 
 def _picture(rows: int, cols: int) -> np.ndarray:

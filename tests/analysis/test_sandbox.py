@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.analysis import Analysis, PerceptualHash, analyse_file
-from service.analysis import _sandbox as sandbox
+from service.evidence.analysis import Analysis, PerceptualHash, analyse_file
+from service.evidence.analysis import _sandbox as sandbox
 from tests.analysis.media import scene
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from service.demo import forwarded_copy, sample_photo
+from service.operations.demo import forwarded_copy, sample_photo
 from tests.harness import Locker, analysed
 
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
+from service.accounts.permissions import Permission, Role, allows, matrix_markdown
 from service.app import ROUTERS, create_app
-from service.permissions import Permission, Role, allows, matrix_markdown
 from tests.harness import Locker
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"matrix" * 200

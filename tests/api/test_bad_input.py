@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.fsck import fsck
+from service.operations.fsck import fsck
 from tests.harness import Locker
 
 PHOTO = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"bad input" * 100

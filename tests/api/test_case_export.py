@@ -17,11 +17,11 @@ import pytest
 from case_utils.case_validate import validate
 from sqlmodel import select
 
-from service.accounts import Principal
-from service.case_export import case_jsonld
+from service.accounts.members import Principal
+from service.accounts.permissions import Role
+from service.audit.case import case_jsonld
 from service.db.models import User
-from service.permissions import Role
-from service.reading import EntryFilter, audit_trail
+from service.evidence.reading import EntryFilter, audit_trail
 from tests.api.test_access import _member_key
 from tests.harness import Locker, analysed
 from tests.independent import verifier as independent

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import rfc8785
 
-from service.fsck import fsck
+from service.operations.fsck import fsck
 from tests.harness import Locker
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"describe" * 300

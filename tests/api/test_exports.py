@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from service.demo import sample_photo
-from service.fsck import fsck
-from service.verifier import verify_path
+from service.client.verifier import verify_path
+from service.operations.demo import sample_photo
+from service.operations.fsck import fsck
 from tests.harness import Locker, analysed
 from tests.independent import verifier as independent
 from tests.report.rendering import find_word, ink_runs

@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from service.client.verifier import verify_path
 from service.core import bundle
 from service.errors import ConfigurationError
-from service.fsck import fsck
+from service.operations.fsck import fsck
 from service.settings import load_settings
-from service.verifier import verify_path
 from tests.api.test_exports import PHOTO, _wait_done
 from tests.cli.test_fsck import _tamper
 from tests.harness import Locker

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from sqlmodel import select
 
 from service.db.models import CustodyEntry, Evidence, UploadIntent
-from service.fsck import fsck
+from service.operations.fsck import fsck
 from tests.harness import Locker
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.exc import (
 from service.api.deps import Public
 from service.app import create_app
 from service.db import Database, open_database
-from service.readiness import CHECK_TIMEOUT_SECONDS, database_failure
+from service.operations.readiness import CHECK_TIMEOUT_SECONDS, database_failure
 from service.runtime import Runtime
 from service.storage import FilesystemStore, ObjectStore, S3Store
 from tests.harness import Locker, free_port, serving

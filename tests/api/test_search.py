@@ -213,7 +213,7 @@ def test_reindex_rebuilds_a_stale_index(locker: Locker, world: dict[str, Any]) -
     current versions, which themselves are untouched."""
     from sqlalchemy import text
 
-    from service.search import rebuild_search_index
+    from service.search.query import rebuild_search_index
 
     with locker.client() as client:
         analysed(client, world["photo"])

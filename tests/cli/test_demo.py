@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.demo import load_demo
 from service.errors import InvalidInput
+from service.operations.demo import load_demo
 from tests.cli.test_commands import _run
 from tests.harness import Locker
 

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from service.accounts import Principal, bootstrap
-from service.analysing import pending_analysis
-from service.demo import sample_photo
-from service.intake import FormEvent, PartData, PartEnd, PartStart, ingest
-from service.permissions import Role
+from service.accounts.members import Principal, bootstrap
+from service.accounts.permissions import Role
+from service.evidence.extraction import pending_analysis
+from service.evidence.intake import FormEvent, PartData, PartEnd, PartStart, ingest
+from service.operations.demo import sample_photo
 from service.runtime import open_runtime
 from service.settings import load_settings
 from tests.cli.test_commands import _run
@@ -54,7 +54,7 @@ def test_analyse_picks_up_what_the_background_missed(tmp_path: Path) -> None:
 
 
 def test_reindex_rebuilds_every_search_view(tmp_path: Path) -> None:
-    from service.incidents import create_incident, parse_document
+    from service.documentation.incidents import create_incident, parse_document
 
     runtime = open_runtime(load_settings(data_dir=tmp_path))
     try:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from service.db.models import Evidence, OrphanObject, UploadIntent
-from service.fsck import fsck
+from service.operations.fsck import fsck
 from service.runtime import Runtime, open_runtime
 from tests.harness import Locker, analysed
 

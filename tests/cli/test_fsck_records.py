@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from service.demo import sample_photo
-from service.fsck import fsck
+from service.operations.demo import sample_photo
+from service.operations.fsck import fsck
 from tests.cli.test_fsck import _tamper
 from tests.harness import Locker, analysed
 

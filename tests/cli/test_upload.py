@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.client.uploader import UploadError, upload
 from service.core.receipt import Receipt
-from service.uploader import UploadError, upload
 from tests.harness import Locker
 
 runner = CliRunner()

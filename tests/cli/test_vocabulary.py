@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from service.documentation.vocabulary import DEFAULT_CATEGORIES, load_vocabulary
 from service.errors import ConfigurationError
-from service.vocabulary import DEFAULT_CATEGORIES, load_vocabulary
 from tests.cli.test_commands import _run
 from tests.harness import Locker
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from service.accounts.oidc import JwksCache, OidcConfig, OidcVerifier, TokenIdentity, looks_like_jwt
 from service.errors import ConfigurationError, Unauthenticated
-from service.oidc import JwksCache, OidcConfig, OidcVerifier, TokenIdentity, looks_like_jwt
 from tests.oidc.jwks_server import (
     JwksServer,
     SigningKey,

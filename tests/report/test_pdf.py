@@ -9,9 +9,9 @@ from itertools import combinations
 
 import pytest
 
-from service.report import pdf as report_pdf
-from service.report import render_report, write_pdf_report
-from service.report.content import VERIFY_STEPS, spans
+from service.exports.report import pdf as report_pdf
+from service.exports.report import render_report, write_pdf_report
+from service.exports.report.content import VERIFY_STEPS, spans
 from tests.report.rendering import find_word, glyph_inks, ink_runs, page_texts, same_shape
 
 # Every letter of both words joins the next one (the last only joins the one before).

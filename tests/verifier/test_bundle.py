@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from service.client.verifier import ZipBundle, verify_path
 from service.core import bagit, bundle
 from service.core.canonical import canonical_json
 from service.errors import FormatError
-from service.verifier import ZipBundle, verify_path
 from tests.verifier.bundles import TOP, Built, build, read_members
 
 

@@ -36,7 +36,7 @@ FORBIDDEN = (
 def test_verifier_imports_nothing_of_the_server() -> None:
     code = (
         "import sys\n"
-        "import service.verifier, service.verify_cli\n"
+        "import service.client.verifier, service.client.verify_command\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}"
         f" or m.startswith({FORBIDDEN!r})))\n"
     )

@@ -10,12 +10,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from service.client.verifier import verify_path
+from service.client.verify_command import register
 from service.core import bagit, bundle
 from service.core.canonical import canonical_json
 from service.core.checkpoint import NoteSigner
 from service.core.entry import decode_entry, encode_entry
-from service.verifier import verify_path
-from service.verify_cli import register
 from tests.verifier.bundles import (
     ORIGIN,
     PAYLOAD_PATHS,

@@ -11,10 +11,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from service.client.verifier import verify_path
+from service.client.verify_command import register
 from service.core import bagit, bundle
 from service.core.timestamp import load_certificates, timestamp_request
-from service.verifier import verify_path
-from service.verify_cli import register
 from tests.tsa import Authority
 from tests.verifier.bundles import Built, add_member, build, read_members, reseal, rewrite_member
 from tests.verifier.test_isolation import _block

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from service.access import grant_access, restrict_item, revoke_access
+from service.accounts.access import grant_access, restrict_item, revoke_access
 from service.api.deps import ITEM_KIND, Granter, ItemPath, Restricter, RuntimeDep
 from service.api.schemas import GrantCreate, GrantPublic
 

@@ -15,11 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from service.api.deps import CustodyReader, RuntimeDep
 from service.api.filtering import Moment
 from service.api.schemas import b64
-from service.case_export import case_jsonld
+from service.audit.case import case_jsonld
 from service.core.entry import decode_entry
 from service.db.models import SignedCheckpoint
 from service.errors import InvalidInput
-from service.reading import EntryFilter, ProvenEntry, audit_trail
+from service.evidence.reading import EntryFilter, ProvenEntry, audit_trail
 
 router = APIRouter(prefix="/v1/custody", tags=["custody"])
 _CSV_COLUMNS = [

@@ -16,9 +16,9 @@ from service.api.schemas import (
     InclusionProof,
     b64,
 )
-from service.catalogue import MAX_POSITION
-from service.reading import list_entries, prove_consistency, prove_inclusion
-from service.timestamps import list_timestamps
+from service.custody.timestamps import list_timestamps
+from service.evidence.reading import list_entries, prove_consistency, prove_inclusion
+from service.search.catalogue import MAX_POSITION
 
 router = APIRouter(prefix="/v1/custody", tags=["custody"])
 _NOTE = "text/plain; charset=utf-8"

@@ -8,7 +8,6 @@ from fastapi import APIRouter, BackgroundTasks, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.analysing import analyse_later, wants_analysis
 from service.api.deps import EvidenceDescriber, EvidenceReader, EvidenceUploader, RuntimeDep
 from service.api.documentation import (
     DescriptionPublic,
@@ -30,10 +29,16 @@ from service.api.schemas import (
     b64,
 )
 from service.core.digests import Digest
-from service.descriptions import describe, description_history, list_evidence, update_description
 from service.errors import TooLarge
-from service.intake import ingest
-from service.reading import evidence_custody, get_evidence, open_content
+from service.evidence.descriptions import (
+    describe,
+    description_history,
+    list_evidence,
+    update_description,
+)
+from service.evidence.extraction import analyse_later, wants_analysis
+from service.evidence.intake import ingest
+from service.evidence.reading import evidence_custody, get_evidence, open_content
 
 router = APIRouter(prefix="/v1/evidence", tags=["evidence"])
 # Room for the multipart framing and the small metadata parts around the file.

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.bodies import RequestBody
 from service.api.deps import Exporter, RuntimeDep
 from service.db.models import Export
-from service.exports import build_export, get_export, open_export, request_export
+from service.exports.bundles import build_export, get_export, open_export, request_export
 from service.runtime import Runtime
 
 _log = structlog.get_logger("locker.exports")

@@ -17,7 +17,7 @@ from service.api.documentation import (
     UnlinkRequest,
 )
 from service.api.filtering import FilterParams, PagingParams
-from service.incidents import (
+from service.documentation.incidents import (
     create_incident,
     document_for,
     incident_history,
@@ -25,7 +25,7 @@ from service.incidents import (
     read_incident,
     update_incident,
 )
-from service.links import link_evidence, unlink_evidence
+from service.documentation.links import link_evidence, unlink_evidence
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from service.accounts import create_key, list_keys, revoke_key
+from service.accounts.members import create_key, list_keys, revoke_key
 from service.api.deps import KeyHolder, RuntimeDep
 from service.api.schemas import KeyCreate, KeyIssued, KeyPublic
 

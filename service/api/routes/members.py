@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from service.accounts import add_member, list_members
+from service.accounts.members import add_member, list_members
 from service.api.deps import MemberManager, RuntimeDep
 from service.api.schemas import MemberCreate, MemberPublic
 

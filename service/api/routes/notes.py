@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from service.api.deps import ITEM_KIND, Annotator, IncidentReader, ItemPath, RuntimeDep
 from service.api.documentation import NoteCreate, NotePublic
-from service.notes import add_note, list_notes
+from service.documentation.notes import add_note, list_notes
 
 router = APIRouter(prefix="/v1", tags=["notes"])
 

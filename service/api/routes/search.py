@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 from service.api.deps import IncidentReader, RuntimeDep
 from service.api.documentation import SearchHit, SearchPage, Vocabulary
 from service.api.filtering import FilterParams, PagingParams
-from service.records import STATUSES
-from service.search import Hit, search
+from service.documentation.documents import STATUSES
+from service.search.query import Hit, search
 
 router = APIRouter(prefix="/v1", tags=["search"])
 

@@ -3,7 +3,7 @@
 Revision ID: 0007
 Revises: 0006
 
-Filters and full-text matches are computed as sets first (see service.catalogue); these
+Filters and full-text matches are computed as sets first (see service.search.catalogue); these
 indexes let the term and place sets come from an index instead of a table scan.
 """
 

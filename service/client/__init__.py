@@ -1,0 +1,1 @@
+"""The offline side: uploader, verifier, monitor and their commands (core and errors only)."""

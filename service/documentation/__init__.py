@@ -1,0 +1,1 @@
+"""What investigators record: incidents, links, notes, their versions and vocabularies."""

@@ -1,0 +1,1 @@
+"""Evidence items: intake, reading, asserted descriptions and extracted metadata."""

@@ -1,0 +1,1 @@
+"""Court bundles (BagIt zips) and the human-readable reports inside them."""

@@ -1,0 +1,217 @@
+"""The chain-of-custody report as PDF, with right-to-left text shaped and ordered.
+
+A PDF viewer draws glyphs where the file says, so shaping (Arabic joined letter forms)
+and the Unicode bidirectional algorithm (UAX #9) are applied here, when the PDF is
+written: fpdf2's text shaping runs HarfBuzz on each run of text after reordering it.
+The fonts ship with the locker, so a server with no system fonts renders the same
+report: IBM Plex Sans Arabic (SIL Open Font License 1.1, `fonts/OFL.txt`) covers
+Arabic, Persian and Urdu letters and basic Latin; a character it lacks is drawn from
+the first fallback that has it, Noto Sans Hebrew, then Noto Sans for Latin Extended
+(İ, Ş, ğ), Greek and Cyrillic (both OFL 1.1, `fonts/NotoSans-OFL.txt`). Without them,
+fpdf2 would leave those characters out of the report, or draw empty boxes.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from fpdf import FPDF
+from fpdf.enums import Align, MethodReturnValue, XPos, YPos
+
+from service.exports.report.content import (
+    ACQUISITION_COLUMNS,
+    TIMELINE_COLUMNS,
+    TITLE,
+    VERIFY_HEADING,
+    VERIFY_STEPS,
+    ItemSection,
+    item_section,
+    spans,
+)
+
+FONTS = Path(__file__).parent / "fonts"
+_FAMILY = "plex"
+# Family, regular and bold file of each fallback, in the order they are tried.
+_FALLBACKS = (
+    ("noto-hebrew", "NotoSansHebrew-Regular.ttf", "NotoSansHebrew-Bold.ttf"),
+    ("noto", "NotoSans-Regular.ttf", "NotoSans-Bold.ttf"),
+)
+_BODY = 8.5
+_LINE = 4.5
+_LITERAL = (20, 60, 140)  # RGB of commands and paths in the verification steps
+_PAGES = "{pages}"  # stands for the page count; wider than "99999", so it fits
+_FIRST_SHAPED = 0x0300
+_PAD = 1.0  # mm between a cell's rule and its text
+_KEEP_WITH_NEXT = 25  # mm: a heading is not left alone at the foot of a page
+
+
+class _Document(FPDF):
+    def __init__(self, export_id: str) -> None:
+        super().__init__(format="A4")
+        self._export_id = export_id
+        self.add_font(_FAMILY, "", FONTS / "IBMPlexSansArabic-Regular.ttf")
+        self.add_font(_FAMILY, "B", FONTS / "IBMPlexSansArabic-Bold.ttf")
+        for family, regular, bold in _FALLBACKS:
+            self.add_font(family, "", FONTS / regular)
+            self.add_font(family, "B", FONTS / bold)
+        self.set_fallback_fonts([family for family, _, _ in _FALLBACKS])
+        self.set_title(f"{TITLE} — export {export_id}")
+        self.set_creator("evidence-locker")
+        self.set_lang("en")
+        self.alias_nb_pages(_PAGES)
+        self.set_margins(15, 15)
+        self.set_auto_page_break(True, margin=15)
+        self.set_font(_FAMILY, size=_BODY)
+
+    def footer(self) -> None:
+        self.set_y(-12)
+        self.set_font(_FAMILY, size=7)
+        label = f"{TITLE} · export {self._export_id} · page {self.page_no()} of {_PAGES}"
+        _shape(self, label)
+        self.cell(0, 5, label, align=Align.C)
+        self.set_font(_FAMILY, size=_BODY)
+
+
+def write_pdf_report(
+    out: BinaryIO,
+    *,
+    export_id: str,
+    records: Sequence[Mapping[str, object]],
+    timelines: Mapping[str, Sequence[Mapping[str, object]]],
+    checkpoint: str,
+) -> None:
+    """Write the report (same content as the HTML one) to `out`."""
+    pdf = _Document(export_id)
+    pdf.add_page()
+    _heading(pdf, TITLE, size=16)
+    _paragraph(pdf, f"Export {export_id}")
+    for record in records:
+        _item(pdf, item_section(record, timelines.get(str(record["id"]), ())))
+    _heading(pdf, "Checkpoint", size=13)
+    _paragraph(pdf, checkpoint.rstrip("\n"))
+    _how_to_verify(pdf)
+    pdf.output(out)
+
+
+def _direction(text: str) -> Align:
+    """Right-aligned when the first strong character is right-to-left (UAX #9 P2)."""
+    for char in text:
+        kind = unicodedata.bidirectional(char)
+        if kind in ("R", "AL"):
+            return Align.R
+        if kind == "L":
+            return Align.L
+    return Align.L
+
+
+def _shape(pdf: FPDF, text: str) -> None:
+    """Shape `text` with HarfBuzz only when it needs it (it is the costly part).
+
+    Below U+0300 (Latin, IPA, spacing modifiers) each character is one glyph, left to
+    right; combining marks, right-to-left and complex scripts all lie above.
+    """
+    pdf.set_text_shaping(any(ord(char) >= _FIRST_SHAPED for char in text))
+
+
+def _heading(pdf: FPDF, text: str, *, size: float) -> None:
+    if pdf.will_page_break(_KEEP_WITH_NEXT):
+        pdf.add_page()
+    pdf.ln(2)
+    pdf.set_font(_FAMILY, "B", size)
+    _shape(pdf, text)
+    pdf.multi_cell(
+        0, size * 0.55, text, align=_direction(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT
+    )
+    pdf.set_font(_FAMILY, "", _BODY)
+    pdf.ln(1)
+
+
+def _paragraph(pdf: FPDF, text: str) -> None:
+    _shape(pdf, text)
+    pdf.multi_cell(0, _LINE, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(2)
+
+
+def _item(pdf: FPDF, section: ItemSection) -> None:
+    _heading(pdf, section.heading, size=13)
+    _heading(pdf, "Identity", size=10)
+    _table(pdf, (34, 146), section.identity, bold_first_column=True)
+    _heading(pdf, "Acquisition", size=10)
+    _table(pdf, (36, 40, 40, 64), section.acquisition, header=ACQUISITION_COLUMNS)
+    _heading(pdf, "Timeline", size=10)
+    _table(pdf, (12, 50, 60, 58), section.timeline, header=TIMELINE_COLUMNS)
+
+
+def _table(
+    pdf: FPDF,
+    widths: tuple[int, ...],
+    rows: Iterable[Sequence[str]],
+    *,
+    header: Sequence[str] = (),
+    bold_first_column: bool = False,
+) -> None:
+    """A ruled table whose header is repeated on each page it runs onto."""
+    if header:
+        _row(pdf, widths, header, bold=len(header))
+    for values in rows:
+        _row(pdf, widths, values, bold=int(bold_first_column), header=header)
+    pdf.ln(3)
+
+
+def _row(
+    pdf: FPDF,
+    widths: Sequence[int],
+    values: Sequence[str],
+    *,
+    bold: int,
+    header: Sequence[str] = (),
+) -> None:
+    """One row, its first `bold` cells in bold; on a new page, after the header."""
+    cells = list(zip(widths, values, strict=True))
+    lines = [_lines(pdf, width, value, bold=n < bold) for n, (width, value) in enumerate(cells)]
+    height = max(lines) * _LINE + 2 * _PAD
+    if pdf.will_page_break(height):
+        pdf.add_page()
+        if header:
+            _row(pdf, widths, header, bold=len(header))
+    x, y = pdf.l_margin, pdf.get_y()
+    for n, (width, value) in enumerate(cells):
+        pdf.rect(x, y, width, height)
+        pdf.set_font(_FAMILY, "B" if n < bold else "", _BODY)
+        pdf.set_xy(x + _PAD, y + _PAD)
+        # One line is drawn with one shaping call; fpdf2's line breaker, which
+        # multi_cell uses, shapes the text again for every character it adds.
+        _shape(pdf, value)
+        draw = pdf.cell if lines[n] == 1 else pdf.multi_cell
+        draw(width - 2 * _PAD, _LINE, value, align=_direction(value))
+        x += width
+    pdf.set_font(_FAMILY, "", _BODY)
+    pdf.set_xy(pdf.l_margin, y + height)
+
+
+def _lines(pdf: FPDF, width: float, text: str, *, bold: bool) -> int:
+    """How many lines `text` takes in a cell `width` wide."""
+    pdf.set_font(_FAMILY, "B" if bold else "", _BODY)
+    inner = width - 2 * _PAD
+    _shape(pdf, text)
+    if "\n" not in text and pdf.get_string_width(text) <= inner:
+        return 1
+    broken = pdf.multi_cell(inner, _LINE, text, dry_run=True, output=MethodReturnValue.LINES)
+    assert isinstance(broken, list)
+    return len(broken)
+
+
+def _how_to_verify(pdf: FPDF) -> None:
+    _heading(pdf, VERIFY_HEADING, size=13)
+    for number, step in enumerate(VERIFY_STEPS, start=1):
+        _shape(pdf, step)
+        pdf.write(_LINE, f"{number}. ")
+        for piece, literal in spans(step):
+            if literal:
+                pdf.set_text_color(*_LITERAL)
+            pdf.write(_LINE, piece)
+            pdf.set_text_color(0)
+        pdf.ln(_LINE + 1)

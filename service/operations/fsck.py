@@ -1,0 +1,343 @@
+"""The operator's full audit: every object, leaf, node, checkpoint and record, recomputed.
+
+`fsck` reads the database and the object store directly and trusts neither: each
+finding names what was expected and what was found. With `repair`, it settles upload
+intents a crash left pending and records orphan objects (it never deletes one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlmodel import Session, col, select
+
+from service.core import merkle
+from service.core.checkpoint import open_checkpoint
+from service.core.digests import ContentDigests, Digest
+from service.core.entry import decode_entry
+from service.core.timestamp import TimestampInvalid, verify_timestamp
+from service.db.models import (
+    CheckpointTimestamp,
+    CustodyEntry,
+    Evidence,
+    Export,
+    OrphanObject,
+    SignedCheckpoint,
+    Submission,
+    TreeNode,
+    UploadIntent,
+)
+from service.errors import Error
+from service.evidence.intake import abandon_intent, finish_intent
+from service.evidence.reading import verify_object
+from service.operations.record_checks import record_findings
+from service.storage import StagedObject
+from service.storage.base import STAGING_PREFIX
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+
+@dataclass(slots=True)
+class Report:
+    """What fsck checked and what it found wrong."""
+
+    findings: list[str] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)
+    checked: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.findings
+
+
+def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
+    """Audit everything; with `repair`, settle pending intents and record orphans."""
+    report = Report()
+    if repair:
+        _settle_intents(runtime, report)
+    with runtime.database.session() as session:
+        leaf_hashes = _check_leaves(session, report)
+        _check_nodes(session, leaf_hashes, report)
+        _check_checkpoints(runtime, session, leaf_hashes, report)
+        _check_timestamps(runtime, session, report)
+        evidence = list(session.exec(select(Evidence).order_by(col(Evidence.ingest_index))))
+        entries = {e.index: e for e in session.exec(select(CustodyEntry))}
+        _check_records(session, entries, evidence, report)
+        findings, checked = record_findings(session, entries)
+        report.findings += findings
+        report.checked["documentation records"] = checked
+        pending = session.exec(select(UploadIntent).where(UploadIntent.status == "pending")).all()
+        report.findings += [f"upload intent {i.id} is still pending" for i in pending]
+    _check_objects(runtime, evidence, report, repair=repair)
+    _check_orphans(runtime, evidence, report, record=repair)
+    _check_staging(runtime, report, repair=repair)
+    return report
+
+
+def _check_leaves(session: Session, report: Report) -> list[bytes]:
+    hashes: list[bytes] = []
+    for entry in session.exec(select(CustodyEntry).order_by(col(CustodyEntry.index))):
+        if entry.index != len(hashes):
+            report.findings.append(f"log: entry {len(hashes)} is missing (next is {entry.index})")
+        try:
+            fields = decode_entry(entry.leaf)
+            if fields["index"] != entry.index:
+                report.findings.append(
+                    f"log entry {entry.index}: leaf says index {fields['index']}"
+                )
+        except Error as exc:
+            report.findings.append(f"log entry {entry.index}: {exc.diagnostics()}")
+        hashes.append(merkle.leaf_hash(entry.leaf))
+    report.checked["log entries"] = len(hashes)
+    return hashes
+
+
+def _check_nodes(session: Session, leaf_hashes: list[bytes], report: Report) -> None:
+    expected: dict[merkle.NodeId, bytes] = {}
+    for index, leaf_hash in enumerate(leaf_hashes):
+        siblings = {n: expected[n] for n in merkle.append_siblings(index)}
+        expected.update(merkle.hashes_for_append(index, leaf_hash, siblings))
+    stored = {merkle.NodeId(n.level, n.index): n.hash for n in session.exec(select(TreeNode))}
+    for node_id in sorted(expected.keys() | stored.keys()):
+        want, got = expected.get(node_id), stored.get(node_id)
+        if want != got:
+            report.findings.append(
+                f"tree node level {node_id.level} index {node_id.index}: expected "
+                f"{want.hex() if want else 'none'}, stored {got.hex() if got else 'none'}"
+            )
+    report.checked["tree nodes"] = len(stored)
+
+
+def _check_checkpoints(
+    runtime: Runtime, session: Session, leaf_hashes: list[bytes], report: Report
+) -> None:
+    checkpoints = session.exec(select(SignedCheckpoint).order_by(col(SignedCheckpoint.size)))
+    count = 0
+    for stored in checkpoints:
+        count += 1
+        try:
+            checkpoint = open_checkpoint(
+                stored.note, runtime.log.verifier, origin=runtime.log.origin
+            )
+        except Error as exc:
+            report.findings.append(f"checkpoint {stored.size}: {exc.diagnostics()}")
+            continue
+        if checkpoint.size > len(leaf_hashes):
+            report.findings.append(
+                f"checkpoint {stored.size}: signed over {checkpoint.size} entries, "
+                f"the log holds {len(leaf_hashes)}"
+            )
+            continue
+        root = merkle.root_from_leaf_hashes(leaf_hashes[: checkpoint.size])
+        if root != checkpoint.root_hash or checkpoint.size != stored.size:
+            report.findings.append(
+                f"checkpoint {stored.size}: signed root {checkpoint.root_hash.hex()}, "
+                f"recomputed root {root.hex()}"
+            )
+    report.checked["checkpoints"] = count
+
+
+def _check_timestamps(runtime: Runtime, session: Session, report: Report) -> None:
+    """Each stored RFC 3161 token still attests its checkpoint's exact note bytes."""
+    roots = runtime.tsa.roots if runtime.tsa else ()
+    count = 0
+    for token in session.exec(select(CheckpointTimestamp)):
+        count += 1
+        where = f"timestamp of checkpoint {token.checkpoint_size}"
+        checkpoint = session.get(SignedCheckpoint, token.checkpoint_size)
+        if checkpoint is None:
+            report.findings.append(f"{where}: the checkpoint is missing")
+            continue
+        try:
+            attested = verify_timestamp(token.response, checkpoint.note.encode(), roots=roots)
+        except TimestampInvalid as exc:
+            if roots:  # without the TSA's CA only the imprint could be checked, and it was
+                report.findings.append(f"{where}: {exc.diagnostics()}")
+            continue
+        except Error as exc:
+            report.findings.append(f"{where}: {exc.diagnostics()}")
+            continue
+        if attested.time != token.attested_at or attested.sha256 != token.sha256:
+            report.findings.append(f"{where}: the stored time or digest differs from the token")
+    report.checked["checkpoint timestamps"] = count
+
+
+def _check_records(
+    session: Session,
+    entries: dict[int, CustodyEntry],
+    evidence: list[Evidence],
+    report: Report,
+) -> None:
+    for item in evidence:
+        _check_entry(
+            entries.get(item.ingest_index),
+            item,
+            "evidence.ingested",
+            report,
+            extra={"sha512": item.sha512, "size": item.size},
+        )
+    by_id = {item.id: item for item in evidence}
+    for sub in session.exec(select(Submission)):
+        submitted = by_id.get(sub.evidence_id)
+        if submitted is None:
+            report.findings.append(f"submission {sub.id}: its evidence record is missing")
+            continue
+        _check_entry(entries.get(sub.custody_index), submitted, None, report, extra={})
+    report.checked["evidence records"] = len(evidence)
+
+
+def _check_entry(
+    entry: CustodyEntry | None,
+    item: Evidence,
+    action: str | None,
+    report: Report,
+    *,
+    extra: dict[str, object],
+) -> None:
+    where = f"evidence {item.id}"
+    if entry is None:
+        report.findings.append(f"{where}: its custody entry is missing")
+        return
+    try:
+        fields = decode_entry(entry.leaf)
+    except Error:
+        return  # already reported with the leaves
+    want = {
+        "subject": f"evidence:{item.id}",
+        "sha256": item.sha256,
+        "organisation": item.organisation_id,
+        **extra,
+    }
+    if action is not None:
+        want["action"] = action
+    for name, value in want.items():
+        if fields.get(name) != value:
+            report.findings.append(
+                f"{where}: record has {name}={value!r}, entry {entry.index} has "
+                f"{fields.get(name)!r}"
+            )
+
+
+def _check_objects(
+    runtime: Runtime, evidence: list[Evidence], report: Report, *, repair: bool
+) -> None:
+    for item in evidence:
+        expected = ContentDigests(
+            sha256=Digest(algorithm="sha256", hex=item.sha256),
+            sha512=Digest(algorithm="sha512", hex=item.sha512),
+            size=item.size,
+        )
+        try:
+            verify_object(runtime.store, item.object_key, item.object_version, expected=expected)
+            _check_lock(runtime, item, report, repair=repair)
+        except Error as exc:
+            report.findings.append(f"evidence {item.id}: {exc.diagnostics()}")
+    report.checked["objects re-hashed"] = len(evidence)
+
+
+def _aware(moment: datetime) -> datetime:
+    # Times are stored in UTC; SQLite gives them back without their zone.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _check_lock(runtime: Runtime, item: Evidence, report: Report, *, repair: bool) -> None:
+    """Evidence on a store with Object Lock must be locked for the retention period."""
+    if not runtime.store.enforces_retention:
+        return
+    wanted = _aware(item.received_at) + timedelta(days=runtime.settings.retention_days)
+    until = runtime.store.retention_until(item.object_key, item.object_version)
+    # A day of slack: the lock is set a moment after the record's time is taken.
+    if until is not None and until >= wanted - timedelta(days=1):
+        return
+    if repair and wanted > datetime.now(UTC):
+        runtime.store.lock(item.object_key, item.object_version, retain_until=wanted)
+        report.repairs.append(f"evidence {item.id}: locked its object until {wanted:%Y-%m-%d}")
+        return
+    held = f"only until {until:%Y-%m-%d}" if until is not None else "not at all"
+    report.findings.append(f"evidence {item.id}: its object is locked {held}")
+
+
+def _check_orphans(
+    runtime: Runtime, evidence: list[Evidence], report: Report, *, record: bool
+) -> None:
+    known = {item.object_key for item in evidence}
+    with runtime.database.session() as session:
+        known |= set(session.exec(select(OrphanObject.object_key)))
+        known |= {k for k in session.exec(select(Export.object_key)) if k is not None}
+    orphans = [o for o in runtime.store.iter_objects() if o.key not in known]
+    for orphan in orphans:
+        report.findings.append(f"object {orphan.key}: stored but no evidence record explains it")
+    if record and orphans:
+        with runtime.database.session() as session:
+            for orphan in orphans:
+                if session.get(OrphanObject, orphan.key) is None:
+                    session.add(
+                        OrphanObject(
+                            object_key=orphan.key,
+                            object_version=orphan.version_id,
+                            size=orphan.size,
+                            found_at=datetime.now(UTC),
+                            note="found by fsck; kept, never deleted",
+                        )
+                    )
+                    report.repairs.append(f"recorded orphan object {orphan.key}")
+
+
+def _settle_intents(runtime: Runtime, report: Report) -> None:
+    with runtime.database.session() as session:
+        pending = session.exec(select(UploadIntent).where(UploadIntent.status == "pending")).all()
+    for intent in pending:
+        if intent.object_key and intent.sha256 and intent.sha512 and intent.size is not None:
+            expected = ContentDigests(
+                sha256=Digest(algorithm="sha256", hex=intent.sha256),
+                sha512=Digest(algorithm="sha512", hex=intent.sha512),
+                size=intent.size,
+            )
+            try:
+                verify_object(
+                    runtime.store, intent.object_key, intent.object_version, expected=expected
+                )
+                finish_intent(
+                    runtime,
+                    intent.id,
+                    object_key=intent.object_key,
+                    object_version=intent.object_version,
+                )
+                report.repairs.append(f"finished upload intent {intent.id}")
+                continue
+            except Error as exc:
+                reason = exc.diagnostics()
+            staged = None
+        else:
+            # Never committed, so never acknowledged: the uploader was told it failed.
+            reason = "interrupted before its bytes were committed"
+            staged = _staged_bytes(intent)
+        abandon_intent(runtime, intent.id, reason, staged)
+        report.repairs.append(f"abandoned upload intent {intent.id}: {reason}")
+
+
+def _staged_bytes(intent: UploadIntent) -> StagedObject | None:
+    if not intent.staging_key or not intent.staging_key.startswith(STAGING_PREFIX):
+        return None
+    return StagedObject(staging_key=intent.staging_key, size=intent.size or 0)
+
+
+def _check_staging(runtime: Runtime, report: Report, *, repair: bool) -> None:
+    """Staging bytes no pending upload owns: left by a crash or a failed clean-up."""
+    with runtime.database.session() as session:
+        owned = set(
+            session.exec(select(UploadIntent.staging_key).where(UploadIntent.status == "pending"))
+        )
+    for staged in runtime.store.iter_staged():
+        if staged.staging_key in owned:
+            continue
+        if repair:
+            runtime.store.discard(staged)
+            report.repairs.append(f"discarded {staged.staging_key} (no upload owns it)")
+        else:
+            report.findings.append(
+                f"{staged.staging_key}: staged bytes of an upload that never finished"
+            )

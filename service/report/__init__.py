@@ -1,6 +1,0 @@
-"""The human-readable chain-of-custody report inside a bundle, as HTML and as PDF."""
-
-from service.report.html import render_report
-from service.report.pdf import write_pdf_report
-
-__all__ = ["render_report", "write_pdf_report"]

@@ -1,0 +1,1 @@
+"""One search over incidents and items, and the catalogue it reads."""
