@@ -29,6 +29,7 @@ from service.api.routes import (
     exports,
     incidents,
     keys,
+    log,
     members,
     notes,
     search,
@@ -68,6 +69,7 @@ ROUTERS = (
     audit.router,
     notes.router,
     search.router,
+    log.router,
 )
 
 _STATUS: list[tuple[type[Error], int]] = [

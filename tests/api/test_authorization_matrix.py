@@ -198,6 +198,8 @@ CASES: dict[tuple[str, str], tuple[tuple[str, ...], Request]] = {
         OWN,
         lambda c, i, r, w: c.get("/v1/custody/checkpoint/timestamps", params={"tree_size": 1}),
     ),
+    ("GET", "/log/checkpoint"): (OWN, lambda c, i, r, w: c.get("/log/checkpoint")),
+    ("GET", "/log/tile/{path:path}"): (OWN, lambda c, i, r, w: c.get("/log/tile/0/000.p/1")),
     ("GET", "/v1/custody/verifier-key"): (
         OWN,
         lambda c, i, r, w: c.get("/v1/custody/verifier-key"),

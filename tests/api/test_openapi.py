@@ -12,6 +12,7 @@ def test_openapi_document_lists_every_route(locker: Locker) -> None:
     assert response.status_code == 200
     paths = response.json()["paths"]
     routed = {route.path for router in ROUTERS for route in router.routes}  # type: ignore[attr-defined]
+    routed = {path.replace(":path}", "}") for path in routed}  # OpenAPI has no path converters
     assert routed <= set(paths)
     create = paths["/v1/incidents"]["post"]["requestBody"]["content"]["application/json"]
     assert create["schema"]["$ref"].endswith("IncidentCreate")
