@@ -1,6 +1,7 @@
 """Benchmark: inclusion and consistency proofs on a 1,000,000-entry log in PostgreSQL.
 
-Target: p99 under 10 ms for each kind of proof, served as the API serves it
+Target: p99 under 10 ms for each kind of proof at 1,000,000 entries and under 5 ms at
+10,000,000 (`--entries 10000000 --target-ms 5`), served as the API serves it
 (`service.evidence.reading.prove_inclusion` / `prove_consistency`: one session and transaction
 per proof, through the runtime's connection pool). Tree sizes and indexes are random,
 so every shape of proof appears (random tree sizes give long right borders).
@@ -11,7 +12,10 @@ checked against a recomputation from the stored leaf bytes alone, before and aft
 those appends; sample proofs are verified against the recomputed roots. So the bulk
 load is proven to be what the real append path would have built.
 
+It also reports the database's bytes per entry (leaves, tree nodes and their indexes).
+
     .venv/bin/python bench/proofs.py [--entries 1000000] [--requests 1000] [--appends 10]
+                                     [--target-ms 10]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 from _bulk_log import ORGANISATIONS, bulk_load, stored_leaf_hashes
 from _locker import scratch_database
 from _report import Row, percentile, print_context, print_table
@@ -36,7 +41,6 @@ from service.evidence.reading import prove_consistency, prove_inclusion
 from service.runtime import Runtime, open_runtime
 from service.settings import Settings
 
-_TARGET_MS = 10.0
 _WARM_UP = 50
 _VERIFIED_SAMPLES = 20
 _AUDITOR = Principal(user_id="bench-auditor", organisation_id=ORGANISATIONS[0], role=Role.AUDITOR)
@@ -116,7 +120,20 @@ def _check(runtime: Runtime, url: str, loaded: int, rng: random.Random) -> list[
     return failures
 
 
-def _latency_rows(name: str, timings: list[float]) -> list[Row]:
+def _bytes_per_entry(url: str, entries: int) -> str:
+    """The database's size per entry, whole and for the two tables that grow with the log."""
+    with psycopg.connect(url) as connection:
+        whole, leaves, nodes = connection.execute(
+            "SELECT pg_database_size(current_database()),"
+            " pg_total_relation_size('custody_entry'), pg_total_relation_size('tree_node')"
+        ).fetchone()  # type: ignore[misc]
+    return (
+        f"{whole / entries:.0f} B in all; custody_entry {leaves / entries:.0f} B, "
+        f"tree_node {nodes / entries:.0f} B (with indexes)"
+    )
+
+
+def _latency_rows(name: str, timings: list[float], target_ms: float) -> list[Row]:
     p99 = percentile(timings, 0.99)
     spread = (
         f"median {statistics.median(timings):.2f}, p95 {percentile(timings, 0.95):.2f}, "
@@ -127,8 +144,8 @@ def _latency_rows(name: str, timings: list[float]) -> list[Row]:
         Row(
             label=f"{name}: p99",
             value=f"{p99:.2f} ms",
-            target=f"< {_TARGET_MS:.0f} ms",
-            met=p99 < _TARGET_MS,
+            target=f"< {target_ms:g} ms",
+            met=p99 < target_ms,
         ),
     ]
 
@@ -144,12 +161,14 @@ def _run(url: str, data_dir: Path, args: argparse.Namespace) -> list[Row]:
         consistency = _time_ms([_consistency(runtime, rng, args.entries) for _ in range(count)])
         call, transaction = _append_ms(runtime, args.appends)
         failures = _check(runtime, url, args.entries, rng)
+        size_per_entry = _bytes_per_entry(url, args.entries + args.appends)
     finally:
         runtime.close()
     total = args.entries + args.appends
     return [
-        *_latency_rows("inclusion", inclusion),
-        *_latency_rows("consistency", consistency),
+        *_latency_rows("inclusion", inclusion, args.target_ms),
+        *_latency_rows("consistency", consistency, args.target_ms),
+        Row(label="database bytes per entry", value=size_per_entry),
         Row(label=f"append at {args.entries}: append()", value=_spread(call)),
         Row(label=f"append at {args.entries}: transaction", value=_spread(transaction)),
         Row(
@@ -173,6 +192,7 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=1_000_000, help="size of the log")
     parser.add_argument("--requests", type=int, default=1000, help="timed proofs of each kind")
     parser.add_argument("--appends", type=int, default=10, help="real appends after the load")
+    parser.add_argument("--target-ms", type=float, default=10.0, help="p99 target per proof")
     args = parser.parse_args()
     print_context()
     with (
