@@ -34,7 +34,6 @@ from service.api.routes import (
     notes,
     search,
 )
-from service.custody.timestamps import timestamp_periodically
 from service.errors import (
     ConfigurationError,
     Conflict,
@@ -50,6 +49,8 @@ from service.errors import (
     VerificationError,
     validation_message,
 )
+from service.jobs.queue import JobQueue, open_queue
+from service.jobs.worker import run_in_process, run_worker
 from service.logs import configure_logging
 from service.operations.readiness import database_failure, unavailable
 from service.runtime import Runtime, open_runtime
@@ -148,6 +149,15 @@ async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "internal error; the request did not complete (details in the log)")
 
 
+async def _run_jobs(runtime: Runtime, queue: JobQueue) -> None:
+    """This process's share of the jobs: all of them on SQLite; on PostgreSQL a worker
+    beside the others, unless LOCKER_JOBS_IN_PROCESS leaves them to `locker worker`."""
+    if runtime.database.engine.dialect.name != "postgresql":
+        await run_in_process(runtime, queue)
+    elif runtime.settings.jobs_in_process:
+        await run_worker(runtime, queue)
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """The locker's HTTP application; opens its own runtime unless one is given."""
 
@@ -155,14 +165,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = runtime is None
         app.state.runtime = runtime or await run_in_threadpool(open_runtime, settings or Settings())
-        stamping = None
-        if app.state.runtime.tsa is not None:
-            stamping = asyncio.create_task(timestamp_periodically(app.state.runtime))
+        app.state.jobs = await run_in_threadpool(open_queue, app.state.runtime)
+        jobs = asyncio.create_task(_run_jobs(app.state.runtime, app.state.jobs))
         try:
             yield
         finally:
-            if stamping is not None:
-                stamping.cancel()
+            jobs.cancel()
+            await asyncio.gather(jobs, return_exceptions=True)
+            await run_in_threadpool(app.state.jobs.close)
             if own:
                 app.state.runtime.close()
 

@@ -53,6 +53,33 @@ def serve(
 
 
 @app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once.")] = 2,
+) -> None:
+    """Run jobs (exports, analysis, timestamps) from the PostgreSQL queue until stopped."""
+    import asyncio
+
+    from service.errors import ConfigurationError
+    from service.jobs.queue import PostgresQueue
+    from service.jobs.worker import run_worker
+
+    with _runtime() as runtime:
+        if runtime.database.engine.dialect.name != "postgresql":
+            raise ConfigurationError(
+                "locker worker needs PostgreSQL (LOCKER_DATABASE_URL); "
+                "on the embedded default `locker serve` runs the jobs itself"
+            )
+        queue = PostgresQueue(runtime)
+        _err.print("locker: worker running; stop it with Ctrl-C")
+        try:
+            asyncio.run(run_worker(runtime, queue, concurrency=concurrency))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            queue.close()
+
+
+@app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
     with _runtime():

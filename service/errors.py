@@ -48,6 +48,11 @@ def one_line(text: str) -> str:
     return escaped[: _MAX_DETAIL - 1] + "…"
 
 
+def describe(exc: BaseException) -> str:
+    """One line for any exception: ours describe themselves, others by type and message."""
+    return exc.diagnostics() if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+
+
 def validation_message(errors: Sequence[Mapping[str, Any]], *, prefix: str = "") -> str:
     """One line from pydantic's errors: the first bad field, dotted, and what is wrong."""
     first = errors[0]

@@ -17,6 +17,7 @@ from service.accounts.members import Principal
 from service.accounts.permissions import Permission
 from service.accounts.throttling import FailureThrottle, record_security_event
 from service.errors import Unauthenticated
+from service.jobs.queue import JobQueue
 from service.runtime import Runtime
 
 
@@ -26,6 +27,14 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_jobs(request: Request) -> JobQueue:
+    jobs: JobQueue = request.app.state.jobs
+    return jobs
+
+
+JobsDep = Annotated[JobQueue, Depends(get_jobs)]
 
 
 def _client(request: Request) -> str:

@@ -65,18 +65,6 @@ def analyse_evidence(runtime: Runtime, evidence_id: str) -> EvidenceAnalysis | N
     return _record(runtime, evidence, analysis)
 
 
-def analyse_later(runtime: Runtime, evidence_id: str) -> None:
-    """The background task: analyse, and log (never raise) what went wrong around it.
-
-    A failure here (the store unreachable, say) leaves the item unanalysed;
-    `locker analyse` picks up every such item later.
-    """
-    try:
-        analyse_evidence(runtime, evidence_id)
-    except Exception:
-        _log.exception("analysis failed; `locker analyse` will retry", evidence=evidence_id)
-
-
 def pending_analysis(runtime: Runtime) -> list[str]:
     """Items of an analysable type that have no recorded analysis yet."""
     with runtime.database.session() as session:

@@ -165,18 +165,24 @@ def open_export(
     return export, chunks
 
 
-def build_export(runtime: Runtime, export_id: str) -> None:
-    """Build, store and record the bundle of a pending export (run in the background)."""
+def build_export(runtime: Runtime, export_id: str, *, final: bool = True) -> None:
+    """Build, store and record the bundle of a pending export (run as a job).
+
+    A failure is recorded on the export, never lost: `retrying` with the reason while
+    the job will be tried again, `failed` after the `final` attempt.
+    """
     try:
         key, version, size, digest = _build(runtime, export_id)
-    except Exception as exc:  # recorded on the export, never lost
+    except Exception as exc:
         message = exc.diagnostics() if hasattr(exc, "diagnostics") else repr(exc)
-        _finish(runtime, export_id, status="failed", error=message[:1024])
+        status = "failed" if final else "retrying"
+        _finish(runtime, export_id, status=status, error=message[:1024])
         raise
     _finish(
         runtime,
         export_id,
         status="done",
+        error=None,
         object_key=key,
         object_version=version,
         size=size,

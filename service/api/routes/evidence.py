@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from fastapi import APIRouter, BackgroundTasks, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import EvidenceDescriber, EvidenceReader, EvidenceUploader, RuntimeDep
+from service.api.deps import (
+    EvidenceDescriber,
+    EvidenceReader,
+    EvidenceUploader,
+    JobsDep,
+    RuntimeDep,
+)
 from service.api.documentation import (
     DescriptionPublic,
     DescriptionUpdate,
@@ -36,9 +42,10 @@ from service.evidence.descriptions import (
     list_evidence,
     update_description,
 )
-from service.evidence.extraction import analyse_later, wants_analysis
+from service.evidence.extraction import wants_analysis
 from service.evidence.intake import ingest
 from service.evidence.reading import evidence_custody, get_evidence, open_content
+from service.jobs.work import ANALYSE
 
 router = APIRouter(prefix="/v1/evidence", tags=["evidence"])
 # Room for the multipart framing and the small metadata parts around the file.
@@ -48,9 +55,9 @@ _FRAMING_ALLOWANCE = 1024 * 1024
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=EvidencePublic)
 async def upload_evidence(
     request: Request,
-    background: BackgroundTasks,
     runtime: RuntimeDep,
     principal: EvidenceUploader,
+    jobs: JobsDep,
 ) -> EvidencePublic:
     """Upload one file (part `file`), with optional `metadata` (JSON) and `sha256` parts."""
     limit = runtime.settings.max_upload_bytes
@@ -61,7 +68,7 @@ async def upload_evidence(
     events = form_events(body, boundary_of(request.headers.get("content-type")))
     result = await ingest(runtime, principal, events)
     if not result.duplicate and wants_analysis(result.evidence):
-        background.add_task(analyse_later, runtime, result.evidence.id)
+        await run_in_threadpool(jobs.defer, ANALYSE, evidence_id=result.evidence.id)
     return EvidencePublic.of(result.evidence, result.submission, duplicate=result.duplicate)
 
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import structlog
-from fastapi import APIRouter, BackgroundTasks, status
+from fastapi import APIRouter, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.api.bodies import RequestBody
-from service.api.deps import Exporter, RuntimeDep
+from service.api.deps import Exporter, JobsDep, RuntimeDep
 from service.db.models import Export
-from service.exports.bundles import build_export, get_export, open_export, request_export
-from service.runtime import Runtime
+from service.exports.bundles import get_export, open_export, request_export
+from service.jobs.work import BUILD_EXPORT
 
 _log = structlog.get_logger("locker.exports")
 
@@ -46,28 +46,21 @@ class ExportStatus(BaseModel):
         )
 
 
-def _build_quietly(runtime: Runtime, export_id: str) -> None:
-    try:
-        build_export(runtime, export_id)
-    except Exception:
-        _log.exception("export failed", export=export_id)
-
-
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ExportStatus)
 def post_export(
-    body: ExportCreate, runtime: RuntimeDep, principal: Exporter, tasks: BackgroundTasks
+    body: ExportCreate, runtime: RuntimeDep, principal: Exporter, jobs: JobsDep
 ) -> ExportStatus:
-    """Request a bundle of an incident's evidence or of given items; built in background."""
+    """Request a bundle of an incident's evidence or of given items; built as a job."""
     export = request_export(
         runtime, principal, incident_id=body.incident_id, evidence_ids=body.evidence_ids
     )
-    tasks.add_task(_build_quietly, runtime, export.id)
+    jobs.defer(BUILD_EXPORT, export_id=export.id)
     return ExportStatus.of(export)
 
 
 @router.get("/{export_id}", response_model=ExportStatus)
 def read_export(export_id: str, runtime: RuntimeDep, principal: Exporter) -> ExportStatus:
-    """The export's status: pending, done or failed."""
+    """The export's status: pending, retrying (with the last error), done or failed."""
     return ExportStatus.of(get_export(runtime, principal, export_id))
 
 

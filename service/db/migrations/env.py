@@ -11,8 +11,9 @@ if connection is None:  # pragma: no cover - only reached by a bare `alembic` ca
 
 
 def _modelled(obj: object, name: str | None, kind: str, reflected: bool, _compare: object) -> bool:
-    """Leave the full-text index out of model comparison: it is dialect-specific SQL."""
-    if kind == "table" and name is not None and name.startswith("search_fts"):
+    """Leave out of model comparison what is not modelled: the full-text index
+    (dialect-specific SQL) and the job queue's tables (procrastinate's own schema)."""
+    if kind == "table" and name is not None and name.startswith(("search_fts", "procrastinate_")):
         return False
     if kind == "column" and name == "tsv":
         return False

@@ -1,0 +1,1 @@
+"""Durable jobs: exports, analysis, timestamps and clean-ups, after the answer."""

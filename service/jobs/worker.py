@@ -1,0 +1,97 @@
+"""Running jobs: a procrastinate worker on PostgreSQL, plus the locker's own housekeeping.
+
+Every worker, besides running queued jobs, (1) sends heartbeats, and retries the jobs of
+workers that went silent for three heartbeats (a SIGKILLed process, a lost machine);
+(2) queues again whatever the database says is owed (`unfinished_work`), so nothing is
+lost between a commit and its defer; (3) timestamps the latest checkpoint every
+LOCKER_TSA_INTERVAL seconds when a TSA is configured. Several workers may run at once:
+a job runs at most once at a time, and the housekeeping is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import procrastinate
+import structlog
+
+from service.errors import describe
+from service.jobs.queue import (
+    JobQueue,
+    database_conninfo,
+    defer_unfinished,
+    procrastinate_app,
+)
+from service.jobs.work import TIMESTAMP
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+_log = structlog.get_logger("locker.jobs")
+
+
+async def run_worker(runtime: Runtime, queue: JobQueue, *, concurrency: int = 2) -> None:
+    """Run jobs and housekeeping until cancelled (PostgreSQL only)."""
+    heartbeat = runtime.settings.job_heartbeat_seconds
+    connector = procrastinate.PsycopgConnector(conninfo=database_conninfo(runtime))
+    app = procrastinate_app(connector, backoff=runtime.settings.job_backoff_seconds)
+    async with app.open_async():
+        housekeeping = asyncio.gather(
+            _every(heartbeat, lambda: _retry_stalled(app, heartbeat * 3)),
+            _every(runtime.settings.job_reconcile_seconds, lambda: _owed(runtime, queue)),
+            _every(_stamp_interval(runtime), lambda: _stamp(runtime, queue)),
+        )
+        try:
+            await app.run_worker_async(
+                concurrency=concurrency,
+                additional_context={"runtime": runtime},
+                install_signal_handlers=False,
+                update_heartbeat_interval=heartbeat,
+                stalled_worker_timeout=heartbeat * 3,
+            )
+        finally:
+            housekeeping.cancel()
+            await asyncio.gather(housekeeping, return_exceptions=True)
+
+
+async def run_in_process(runtime: Runtime, queue: JobQueue) -> None:
+    """The embedded default's housekeeping (its jobs run on the queue's own thread)."""
+    await asyncio.gather(
+        _every(runtime.settings.job_reconcile_seconds, lambda: _owed(runtime, queue)),
+        _every(_stamp_interval(runtime), lambda: _stamp(runtime, queue)),
+    )
+
+
+def _stamp_interval(runtime: Runtime) -> float:
+    return runtime.tsa.interval if runtime.tsa is not None else 0
+
+
+async def _every(seconds: float, step: Callable[[], Awaitable[None]]) -> None:
+    """Run `step` now and then every `seconds` (never when 0), outliving its failures."""
+    if seconds <= 0:
+        return
+    while True:
+        try:
+            await step()
+        except Exception as exc:
+            _log.warning("housekeeping step failed", error=describe(exc))
+        await asyncio.sleep(seconds)
+
+
+async def _retry_stalled(app: procrastinate.App, silent_seconds: float) -> None:
+    stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=silent_seconds)
+    for job in stalled:
+        _log.warning("retrying a job whose worker went silent", job=job.task_name, id=job.id)
+        await app.job_manager.retry_job(job)
+
+
+async def _owed(runtime: Runtime, queue: JobQueue) -> None:
+    owed = await asyncio.to_thread(defer_unfinished, runtime, queue)
+    if owed:
+        _log.info("queued unfinished work", jobs=len(owed))
+
+
+async def _stamp(runtime: Runtime, queue: JobQueue) -> None:
+    await asyncio.to_thread(queue.defer, TIMESTAMP)

@@ -1,0 +1,181 @@
+"""Durable jobs: an export outlives the worker that was building it, says when it is
+being retried and why, and is found again when its job was lost."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from sqlmodel import select
+
+from service.accounts.members import authenticate_key, bootstrap
+from service.db.models import Evidence
+from service.exports.bundles import request_export
+from service.runtime import Runtime
+from tests.databases import PostgresTemplate
+from tests.harness import Locker, free_port, serving
+
+ROOT = Path(__file__).resolve().parents[2]
+_LOCKER = (sys.executable, "-m", "service")
+
+
+def _wait_status(
+    client: httpx.Client, export_id: str, wanted: set[str], *, seconds: float = 90
+) -> dict[str, object]:
+    deadline = time.monotonic() + seconds
+    while True:
+        status = client.get(f"/v1/exports/{export_id}").json()
+        if status["status"] in wanted:
+            return dict(status)
+        assert time.monotonic() < deadline, f"export stayed {status}"
+        time.sleep(0.05)
+
+
+def _exported_item(client: httpx.Client, content: bytes) -> tuple[str, str]:
+    """Upload one item and request its bundle: (evidence id, export id)."""
+    item = client.post("/v1/evidence", files=[("file", ("statement.txt", content, "x/y"))])
+    assert item.status_code == 201, item.text
+    export = client.post("/v1/exports", json={"evidence_ids": [item.json()["id"]]})
+    assert export.status_code == 202, export.text
+    return item.json()["id"], export.json()["id"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite-fs"], indirect=True)
+def test_a_failing_export_says_it_is_retried_and_then_why_it_failed(
+    make_locker: Callable[..., Locker],
+) -> None:
+    locker = make_locker(job_backoff_seconds=0.3)
+    with locker.client() as client:
+        item = client.post("/v1/evidence", files=[("file", ("a.txt", b"evidence " * 100, "x/y"))])
+        evidence_id = item.json()["id"]
+        # The stored object disappears (a broken disk): every build attempt fails.
+        with locker.runtime.database.session() as session:
+            evidence = session.exec(select(Evidence).where(Evidence.id == evidence_id)).one()
+        stored = locker.runtime.settings.data_dir / "store" / "objects" / evidence.object_key
+        stored.unlink()
+        export_id = client.post("/v1/exports", json={"evidence_ids": [evidence_id]}).json()["id"]
+        retrying = _wait_status(client, export_id, {"retrying", "failed"})
+        assert retrying["status"] == "retrying", retrying
+        assert "object" in str(retrying["error"]), retrying
+        failed = _wait_status(client, export_id, {"failed", "done"})
+    assert failed["status"] == "failed"
+    assert failed["error"] and "\n" not in str(failed["error"])
+
+
+@pytest.mark.parametrize("backend", ["sqlite-fs", "postgres-s3"], indirect=True)
+def test_an_export_whose_job_was_lost_is_built_when_the_server_starts(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    runtime = make_runtime()
+    with serving(runtime) as url:  # a first server: an item to export
+        key = _bootstrap_key(runtime)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
+            item = client.post("/v1/evidence", files=[("file", ("a.txt", b"x" * 500, "x/y"))])
+    # Recorded, but the process died before queueing the build.
+    principal = authenticate_key(runtime, key)
+    export = request_export(runtime, principal, incident_id=None, evidence_ids=[item.json()["id"]])
+    with (
+        serving(runtime) as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client,
+    ):
+        done = _wait_status(client, export.id, {"done", "failed"})
+    assert done["status"] == "done", done
+
+
+def _bootstrap_key(runtime: Runtime) -> str:
+    return bootstrap(runtime, organisation="Lost Jobs", email="lead@example.org").api_key
+
+
+@contextmanager
+def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        process = subprocess.Popen([*_LOCKER, *args], env=env, cwd=ROOT, stdout=out, stderr=out)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(log.read_text(errors="replace")[-3000:])
+
+
+def _job_state(database_url: str, export_id: str) -> str | None:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT status FROM procrastinate_jobs WHERE task_name = 'build_export'"
+            " AND args->>'export_id' = %s ORDER BY id DESC LIMIT 1",
+            (export_id,),
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_an_export_survives_the_sigkill_of_its_worker(
+    postgres_template: PostgresTemplate, tmp_path: Path
+) -> None:
+    with ExitStack() as stack:
+        database_url = stack.enter_context(postgres_template.fresh())
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
+        env = inherited | {
+            "LOCKER_DATA_DIR": str(tmp_path / "data"),
+            "LOCKER_DATABASE_URL": database_url,
+            "LOCKER_JOBS_IN_PROCESS": "false",  # only the workers run jobs
+            "LOCKER_JOB_HEARTBEAT_SECONDS": "1",
+        }
+        done = subprocess.run(
+            [*_LOCKER, "admin", "bootstrap", "--org", "Jobs", "--email", "j@example.org"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        key = done.stdout.strip().splitlines()[-1]
+        log = tmp_path / "processes.log"
+        port = free_port()
+        server = stack.enter_context(_process(["serve", "--port", str(port)], env, log))
+        url = f"http://127.0.0.1:{port}"
+        _ready(url, server, log)
+        first_worker = stack.enter_context(_process(["worker"], env, log))
+        client = stack.enter_context(
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+        )
+        # Big enough that building its bundle takes a while.
+        _, export_id = _exported_item(client, os.urandom(64 * 1024 * 1024))
+        deadline = time.monotonic() + 60
+        while _job_state(database_url, export_id) != "doing":
+            assert time.monotonic() < deadline, "the worker never picked the job up"
+            time.sleep(0.01)
+        first_worker.send_signal(signal.SIGKILL)  # mid-build
+        first_worker.wait(timeout=10)
+        assert client.get(f"/v1/exports/{export_id}").json()["status"] == "pending"
+
+        stack.enter_context(_process(["worker"], env, log))  # a replacement
+        # A worker starts in seconds, sees the silent one's job after 3 heartbeats, rebuilds.
+        status = _wait_status(client, export_id, {"done", "failed"}, seconds=300)
+        assert status["status"] == "done", status
+        bundle = client.get(f"/v1/exports/{export_id}/content")
+        assert bundle.status_code == 200
+        assert hashlib.sha256(bundle.content).hexdigest() == status["sha256"]
+        assert _job_state(database_url, export_id) == "succeeded"
