@@ -24,6 +24,7 @@ from rfc3161_client import (
 )
 from rfc3161_client import VerificationError as _TsaVerificationError
 
+from service.core.der import der_timestamp_response
 from service.errors import FormatError, VerificationError
 
 _SHA256 = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
@@ -120,8 +121,8 @@ def verify_timestamp(
 
 
 def _parse(response: bytes) -> TimeStampResponse:
-    try:
-        parsed = decode_timestamp_response(response)
+    try:  # the parser is strict DER; real TSAs' unsigned envelope often is not
+        parsed = decode_timestamp_response(der_timestamp_response(response))
     except ValueError as exc:
         raise FormatError(f"not an RFC 3161 TimeStampResp: {exc}") from None
     if parsed.status not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):
