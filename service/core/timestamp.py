@@ -9,9 +9,11 @@ locker requests tokens; a court's expert checks them offline with `verify_timest
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from rfc3161_client import (
@@ -28,6 +30,7 @@ from service.core.der import der_timestamp_response
 from service.errors import FormatError, VerificationError
 
 _SHA256 = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
+_NAME_FORBIDDEN = re.compile(r"[^a-z0-9.-]+")
 
 
 class TimestampMismatch(VerificationError):
@@ -69,6 +72,19 @@ def timestamp_request(message: bytes) -> TimestampRequest:
     )
     assert request.nonce is not None
     return TimestampRequest(der=request.as_bytes(), nonce=request.nonce)
+
+
+def authority_name(url: str) -> str:
+    """A short name for the TSA at `url`, fit for logs and file names: its host, with its
+    port when the URL gives one (`freetsa.org`, `tsa.example-8080`)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # not a number: not a port either
+        port = None
+    host = parts.hostname or "tsa"
+    name = host if port is None else f"{host}-{port}"
+    return _NAME_FORBIDDEN.sub("-", name.lower()).strip("-.") or "tsa"
 
 
 def load_certificates(pem: bytes) -> list[x509.Certificate]:
