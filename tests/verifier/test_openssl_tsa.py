@@ -20,6 +20,7 @@ from service.core.timestamp import (
     verify_timestamp,
 )
 from tests.openssl_tsa import OpensslAuthority, openssl_available
+from tests.tsa import Authority
 from tests.verifier.bundles import Built, add_member, build, read_members, reseal
 from tests.verifier.test_isolation import _block
 
@@ -111,3 +112,43 @@ def test_a_bundled_token_from_another_authority_is_a_finding(
     assert [(f.check, f.subject) for f in findings] == [(bundle.TIMESTAMP, bundle.TIMESTAMP_PATH)]
     # the stranger's own root travels in the token; it is not one the expert trusts
     assert "self-signed certificate in certificate chain" in findings[0].message
+
+
+def _with_members(built: Built, tmp_path: Path, members: dict[str, bytes]) -> Path:
+    tmp_path.mkdir()
+    path = built.path
+    for n, (name, data) in enumerate(members.items()):
+        path = add_member(path, tmp_path / f"m{n}.zip", built.name(name), data)
+    return reseal(path, tmp_path / "sealed.zip", built.top)
+
+
+def test_each_authoritys_token_is_checked_and_reported_on_its_own(
+    built: Built, authority: OpensslAuthority, tmp_path: Path
+) -> None:
+    ours = Authority.create()
+    note = _note(built)
+    second, second_ca = bundle.timestamp_paths("tsa.example")
+    third, third_ca = bundle.timestamp_paths("127.0.0.1-8318")
+    members = {
+        bundle.TIMESTAMP_PATH: ours.respond(timestamp_request(note).der),
+        bundle.TSA_CA_PATH: ours.ca_pem(),
+        second: authority.respond(timestamp_request(note).der),
+        second_ca: authority.ca_pem(),
+    }
+    path = _with_members(built, tmp_path / "two", members)
+    verdict = verify_path(path, built.key)
+    assert verdict.ok, verdict.findings
+    assert [(p, t.authority) for p, t in verdict.timestamps.items()] == [
+        (bundle.TIMESTAMP_PATH, "CN=Locker Test TSA,O=Locker Test TSA"),
+        (second, "CN=Independent TSA,O=Independent Test Authority"),
+    ]
+    assert verdict.timestamp == verdict.timestamps[bundle.TIMESTAMP_PATH]
+    # a third token without its CA, the second's CA unreadable: each named, the first stands
+    members |= {third: authority.respond(timestamp_request(note).der), second_ca: b"not PEM"}
+    verdict = verify_path(_with_members(built, tmp_path / "three", members), built.key)
+    assert [(f.check, f.subject) for f in verdict.findings] == [  # by file name
+        (bundle.TIMESTAMP, third_ca),
+        (bundle.TIMESTAMP, second_ca),
+    ]
+    assert list(verdict.timestamps) == [bundle.TIMESTAMP_PATH]
+    assert verdict.checked[bundle.TIMESTAMP] == 3
