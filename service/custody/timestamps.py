@@ -170,7 +170,7 @@ def _rest(tsa: Tsa, authority: TsaAuthority) -> float:
     """Leave a failed authority alone a while, longer after each failure in a row: seconds."""
     failures = tsa.failures.get(authority.name, 0) + 1
     tsa.failures[authority.name] = failures
-    pause = min(tsa.interval, _FIRST_RETRY * 2.0 ** (failures - 1))
+    pause = min(tsa.interval, _FIRST_RETRY * (1 << min(failures - 1, 32)))  # bounded: no overflow
     tsa.resting_until[authority.name] = time.monotonic() + pause
     return pause
 

@@ -130,3 +130,23 @@ def test_an_authority_name_fits_a_file_name() -> None:
     assert authority_name("http://[::1]:318/") == "1-318"
     assert authority_name("http://tsa.example:port/") == "tsa.example"
     assert authority_name("https:///tsr") == "tsa"
+
+
+def test_retries_back_off_up_to_the_interval(
+    stamped_runtime: Callable[..., Runtime], tsas: tuple[TsaServer, TsaServer]
+) -> None:
+    down, _ = tsas
+    down.down = True
+    runtime = stamped_runtime(down)
+    assert runtime.tsa is not None
+    [authority] = runtime.tsa.authorities
+    checkpoint = runtime.log.latest_checkpoint(runtime.database)
+    with capture_logs() as logs:
+        for _ in range(6):
+            assert stamp(runtime, authority, checkpoint) is None
+        runtime.tsa.failures[authority.name] = 5000  # down for weeks: still a bounded pause
+        assert stamp(runtime, authority, checkpoint) is None
+    assert [e["retry_in"] for e in logs] == [5, 10, 20, 40, 60, 60, 60]
+    down.down = False
+    assert stamp(runtime, authority, checkpoint) is not None
+    assert runtime.tsa.failures == {} and runtime.tsa.resting_until == {}
