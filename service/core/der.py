@@ -1,12 +1,13 @@
 """The unsigned envelope of an RFC 3161 TimeStampResp, re-encoded as DER.
 
 Real authorities (OpenSSL's `ts -reply`, Bouncy Castle, Microsoft's) write the CMS
-`certificates` SET in chain order, and some use BER lengths, while the strict parser
-that checks tokens accepts only DER (X.690 §10–11). Nothing in that envelope is signed:
+`certificates` SET in chain order, and some use BER: indefinite lengths, an eContent
+OCTET STRING in segments. The strict parser that checks tokens accepts only DER (X.690
+§10–11). Nothing in that envelope is signed:
 the TSA's signature covers the signed attributes, which hold a digest of the TSTInfo
 (RFC 5652 §5.4), and each certificate carries its own signature. So re-encoding the
-envelope, and the envelope only, changes nothing a signature vouches for. The TSTInfo,
-the signed attributes and each certificate are copied byte for byte.
+envelope, and the envelope only, changes nothing a signature vouches for. The TSTInfo's
+octets, the signed attributes and each certificate are copied byte for byte.
 
 The bytes as received are what the locker stores and bundles; this re-encoding exists
 only in memory, on the way to the parser, on the server and in the offline verifier
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-_SEQUENCE, _SET = 0x30, 0x31
+_SEQUENCE, _SET, _OCTET_STRING, _CONSTRUCTED = 0x30, 0x31, 0x04, 0x20
 _CERTIFICATES, _CRLS = 0xA0, 0xA1  # SignedData's [0] and [1] IMPLICIT SET OF (RFC 5652 §5.1)
 _EXPLICIT_0 = 0xA0  # ContentInfo's content [0] EXPLICIT (RFC 5652 §3)
 _SET_OF_IN_SIGNED_DATA = (_SET, _CERTIFICATES, _CRLS)  # digestAlgorithms, signerInfos too
@@ -63,12 +64,38 @@ def _token(content_info: _Tlv) -> bytes:
     if len(fields) != 2 or fields[1].tag != _EXPLICIT_0:
         raise _Malformed
     signed_data = _single(fields[1].content, _SEQUENCE)
-    parts = [
-        _sorted_set(part) if part.tag in _SET_OF_IN_SIGNED_DATA else part.raw
-        for part in _elements(signed_data.content)
-    ]
+    parts = [_signed_data_part(part) for part in _elements(signed_data.content)]
     inner = _encode(_EXPLICIT_0, _encode(_SEQUENCE, b"".join(parts)))
     return _encode(_SEQUENCE, fields[0].raw + inner)
+
+
+def _signed_data_part(part: _Tlv) -> bytes:
+    if part.tag in _SET_OF_IN_SIGNED_DATA:
+        return _sorted_set(part)
+    if part.tag == _SEQUENCE:  # the only SEQUENCE: encapContentInfo
+        return _encapsulated(part)
+    return part.raw
+
+
+def _encapsulated(tlv: _Tlv) -> bytes:
+    """EncapsulatedContentInfo ::= SEQUENCE { eContentType OID, eContent [0] EXPLICIT
+    OCTET STRING OPTIONAL } (RFC 5652 §5.2), eContent as one primitive OCTET STRING. The
+    signature's message digest covers its value only (§5.4), which BER may split into
+    segments (X.690 §8.7.3): joined, they are the same octets, the TSTInfo untouched."""
+    fields = _elements(tlv.content)
+    if len(fields) != 2 or fields[1].tag != _EXPLICIT_0:
+        return tlv.raw
+    content = _encode(_EXPLICIT_0, _encode(_OCTET_STRING, _octets(_single(fields[1].content))))
+    return _encode(_SEQUENCE, fields[0].raw + content)
+
+
+def _octets(tlv: _Tlv) -> bytes:
+    """The value of an OCTET STRING, primitive or constructed of segments."""
+    if tlv.tag == _OCTET_STRING:
+        return tlv.content
+    if tlv.tag != _OCTET_STRING | _CONSTRUCTED:
+        raise _Malformed
+    return b"".join(_octets(segment) for segment in _elements(tlv.content))
 
 
 def _sorted_set(tlv: _Tlv) -> bytes:
@@ -79,9 +106,10 @@ def _sorted_set(tlv: _Tlv) -> bytes:
     return _encode(tlv.tag, b"".join(members))
 
 
-def _single(data: bytes, tag: int) -> _Tlv:
+def _single(data: bytes, tag: int | None = None) -> _Tlv:
+    """The one element `data` holds, with `tag` if given."""
     elements = _elements(data)
-    if len(elements) != 1 or elements[0].tag != tag:
+    if len(elements) != 1 or elements[0].tag != (tag or elements[0].tag):
         raise _Malformed
     return elements[0]
 

@@ -3,7 +3,7 @@ lengths made definite and minimal, the signed parts and anything unexpected unto
 
 from __future__ import annotations
 
-from asn1crypto import tsp
+from asn1crypto import cms, tsp
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,6 +24,17 @@ def _long_form(tag: int, content: bytes) -> bytes:
     return bytes([tag, 0x84]) + len(content).to_bytes(4, "big") + content
 
 
+def _segmented(encapsulated: cms.EncapsulatedContentInfo) -> bytes:
+    """eContent as BER does it in streams: an OCTET STRING of 16-byte segments (X.690 §8.7.3)."""
+    octets = encapsulated["content"].contents
+    segments = b"".join(
+        bytes([0x04, len(octets[i : i + 16])]) + octets[i : i + 16]
+        for i in range(0, len(octets), 16)
+    )
+    content = _indefinite(0xA0, _indefinite(0x24, segments))
+    return _indefinite(0x30, encapsulated["content_type"].dump() + content)
+
+
 def _ber(response: bytes, certificates: list[bytes] | None = None) -> bytes:
     """`response` with its envelope in BER, and its certificates in the order given."""
     parsed = tsp.TimeStampResp.load(response)
@@ -33,6 +44,8 @@ def _ber(response: bytes, certificates: list[bytes] | None = None) -> bytes:
     for name in ("version", "digest_algorithms", "encap_content_info", "certificates"):
         if name == "certificates" and certificates is not None:
             fields.append(_indefinite(0xA0, b"".join(certificates)))
+        elif name == "encap_content_info":
+            fields.append(_segmented(signed[name]))
         elif signed[name].contents is not None:
             fields.append(signed[name].dump())
     fields.append(signed["signer_infos"].dump())
@@ -71,6 +84,15 @@ def test_a_refusal_without_a_token_is_only_re_encoded() -> None:
     assert der_timestamp_response(_indefinite(0x30, refusal[2:])) == refusal
 
 
+def _token_with(encapsulated: bytes) -> bytes:
+    """A granted TimeStampResp whose SignedData holds only `encapsulated`."""
+    signed_data = b"\x30" + bytes([len(encapsulated)]) + encapsulated
+    content = b"\x06\x01\x00\xa0" + bytes([len(signed_data)]) + signed_data
+    token = b"\x30" + bytes([len(content)]) + content
+    body = b"\x30\x03\x02\x01\x00" + token
+    return b"\x30" + bytes([len(body)]) + body
+
+
 def test_what_is_not_a_timestamp_response_is_left_for_the_parser() -> None:
     response = _AUTHORITY.respond(timestamp_request(b"note\n").der)
     for data in (
@@ -89,6 +111,8 @@ def test_what_is_not_a_timestamp_response_is_left_for_the_parser() -> None:
         b"\x30\x06\x30\x00\x30\x02\x05\x00",  # a ContentInfo without content
         b"\x30\x30" + b"\x30\x80" * 24,  # nested deeper than the data goes
         b"\x30\x80" * 5000,  # nested beyond reason
+        _token_with(b"\x30\x03\x06\x01\x00"),  # encapContentInfo without eContent
+        _token_with(b"\x30\x07\x06\x01\x00\xa0\x02\x05\x00"),  # eContent not OCTET STRING
     ):
         assert der_timestamp_response(data) == data
 
