@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 from service.core.timestamp import authority_name, timestamp_request
 from service.custody.timestamps import list_timestamps, stamp, timestamp_latest
 from service.errors import ConfigurationError
+from service.operations.fsck import fsck
 from service.runtime import Runtime, open_runtime
 from service.settings import load_settings
 from tests.tsa import TsaServer, run_tsa
@@ -105,6 +106,17 @@ def test_an_authority_back_up_stamps_the_same_checkpoint_too(
     assert again is not None and again.tsa_url == first.url
     assert [t.tsa_url for t in list_timestamps(runtime, checkpoint.size)] == [second.url, first.url]
     assert runtime.tsa.resting_until == {} and runtime.tsa.failures == {}
+    report = fsck(runtime)  # each token against its own authority's CA
+    assert report.checked["checkpoint timestamps"] == 2
+    assert not [f for f in report.findings if "timestamp" in f], report.findings
+    first_ca = runtime.settings.tsa_ca_files[0]
+    swapped = runtime.settings.model_copy(update={"tsa_ca_file": f"{first_ca} {first_ca}"})
+    reopened = open_runtime(swapped)  # the second authority configured with the first's CA
+    try:
+        [finding] = [f for f in fsck(reopened).findings if "timestamp" in f]
+    finally:
+        reopened.close()
+    assert finding.startswith(f"timestamp of checkpoint {checkpoint.size} by {second.url}: ")
 
 
 def test_settings_list_authorities_and_their_cas(tmp_path: Path) -> None:
