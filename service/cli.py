@@ -219,22 +219,23 @@ def fsck(
 
 @app.command()
 def timestamp() -> None:
-    """Sign a checkpoint over the whole log and get it an RFC 3161 timestamp (LOCKER_TSA_URL)."""
+    """Sign a checkpoint over the whole log and get it RFC 3161 timestamps (LOCKER_TSA_URL)."""
     from service.custody.timestamps import timestamp_latest
 
     with _runtime() as runtime:
         if runtime.tsa is None:
             _err.print("locker timestamp: LOCKER_TSA_URL is not set", markup=False)
             raise typer.Exit(2)
-        token = timestamp_latest(runtime)
-    if token is None:
-        _out.print("[red]no timestamp: the TSA failed (see the log)[/red]")
+        tokens = timestamp_latest(runtime)
+    for token in tokens:
+        _out.print(
+            f"checkpoint of size {token.checkpoint_size} timestamped at "
+            f"{token.attested_at:%Y-%m-%dT%H:%M:%SZ} by {token.authority} ({token.tsa_url})",
+            markup=False,
+        )
+    if not tokens:
+        _out.print("[red]no timestamp: every TSA failed (see the log)[/red]")
         raise typer.Exit(1)
-    _out.print(
-        f"checkpoint of size {token.checkpoint_size} timestamped at "
-        f"{token.attested_at:%Y-%m-%dT%H:%M:%SZ} by {token.authority}",
-        markup=False,
-    )
 
 
 @app.command()

@@ -5,13 +5,13 @@ The HTTP app and the CLI both build one Runtime and hand it to the same use case
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from service.core.timestamp import load_certificates
+from service.core.timestamp import authority_name, load_certificates
 from service.custody import CustodyLog, load_or_create_signer
 from service.db import Database, open_database
 from service.documentation.vocabulary import DEFAULT_CATEGORIES, load_vocabulary
@@ -24,14 +24,30 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Tsa:
-    """The time-stamping authority checkpoints are sent to, and the CA its tokens chain to."""
+class TsaAuthority:
+    """One time-stamping authority: where to ask, and the CA its tokens must chain to."""
 
+    name: str  # for logs and bundle file names; see core.timestamp.authority_name
     url: str
     ca_pem: bytes
     roots: tuple[x509.Certificate, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tsa:
+    """The authorities every checkpoint is sent to, first the primary, and how to ask."""
+
+    authorities: tuple[TsaAuthority, ...]
     timeout: float
     interval: float
+    # Per authority name, the monotonic time before which one that just failed is left to
+    # the background retries: an export does not wait for an authority known to be down.
+    resting_until: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # in a row, per authority name
+
+    def authority(self, url: str) -> TsaAuthority | None:
+        """The configured authority at `url`, if it still is one."""
+        return next((a for a in self.authorities if a.url == url), None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,19 +117,19 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
 
 
 def open_tsa(settings: Settings) -> Tsa | None:
-    """The TSA with its CA certificates read, when LOCKER_TSA_URL is set."""
-    if settings.tsa_url is None:
+    """The TSAs with their CA certificates read, when LOCKER_TSA_URL is set."""
+    if not settings.tsa_urls:
         return None
-    assert settings.tsa_ca_file is not None
-    try:
-        pem = settings.tsa_ca_file.read_bytes()
-        roots = tuple(load_certificates(pem))
-    except (OSError, FormatError) as exc:
-        raise ConfigurationError(f"LOCKER_TSA_CA_FILE {settings.tsa_ca_file}: {exc}") from None
+    authorities = []
+    for url, ca_file in zip(settings.tsa_urls, settings.tsa_ca_files, strict=True):
+        try:
+            pem = ca_file.read_bytes()
+            roots = tuple(load_certificates(pem))
+        except (OSError, FormatError) as exc:
+            raise ConfigurationError(f"LOCKER_TSA_CA_FILE {ca_file}: {exc}") from None
+        authorities.append(TsaAuthority(name=authority_name(url), url=url, ca_pem=pem, roots=roots))
     return Tsa(
-        url=settings.tsa_url,
-        ca_pem=pem,
-        roots=roots,
+        authorities=tuple(authorities),
         timeout=settings.tsa_timeout,
         interval=settings.tsa_interval,
     )

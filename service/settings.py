@@ -7,15 +7,28 @@ with one line naming the setting.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.core.timestamp import authority_name
 from service.errors import ConfigurationError
 
 _KEY_NAME_FORBIDDEN = set(" \t\n+")
+_LIST_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def _words(value: str | None) -> tuple[str, ...]:
+    """A setting that may list several values, separated by commas or spaces."""
+    return tuple(w for w in _LIST_SEPARATORS.split(value or "") if w)
+
+
+def _path_text(value: object) -> object:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 class Settings(BaseSettings):
@@ -46,10 +59,11 @@ class Settings(BaseSettings):
     oidc_role_claim: str = "locker_role"
     oidc_email_claim: str = "email"
 
-    # RFC 3161 timestamps of checkpoints: the TSA's URL and the CA certificate(s) (PEM)
-    # its tokens must chain to; tokens are requested every tsa_interval seconds.
+    # RFC 3161 timestamps of checkpoints: one or more TSA URLs (commas or spaces between),
+    # and the CA certificate file (PEM) their tokens must chain to: one for all, or one per
+    # URL in the same order. Each authority is asked every tsa_interval seconds.
     tsa_url: str | None = None
-    tsa_ca_file: Path | None = None
+    tsa_ca_file: Annotated[str | None, BeforeValidator(_path_text)] = None
     tsa_timeout: float = Field(default=10.0, gt=0, le=300)
     tsa_interval: float = Field(default=300.0, gt=0)
     # Violation categories: a JSON list of terms, or {"categories": [...]}; else the default.
@@ -92,14 +106,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LOCKER_OIDC_ISSUER, LOCKER_OIDC_AUDIENCE and LOCKER_OIDC_JWKS_URL go together"
             )
-        if self.tsa_url is not None:
-            if not self.tsa_url.startswith(("https://", "http://")):
-                raise ValueError("LOCKER_TSA_URL must be an http:// or https:// URL")
-            if self.tsa_ca_file is None:
-                raise ValueError(
-                    "LOCKER_TSA_CA_FILE is required with LOCKER_TSA_URL: the TSA's CA "
-                    "certificate, without which its tokens cannot be checked"
-                )
+        self._check_tsa()
         if self.database_url is not None and not self.database_url.startswith(
             ("postgresql", "sqlite")
         ):
@@ -107,6 +114,36 @@ class Settings(BaseSettings):
         if not self.log_origin or _KEY_NAME_FORBIDDEN & set(self.log_origin):
             raise ValueError("LOCKER_LOG_ORIGIN must be non-empty, without spaces or '+'")
         return self
+
+    def _check_tsa(self) -> None:
+        urls, ca_files = self.tsa_urls, _words(self.tsa_ca_file)
+        for url in urls:
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"LOCKER_TSA_URL: {url} is not an http:// or https:// URL")
+        if urls and not ca_files:
+            raise ValueError(
+                "LOCKER_TSA_CA_FILE is required with LOCKER_TSA_URL: the TSA's CA "
+                "certificate, without which its tokens cannot be checked"
+            )
+        if len(ca_files) not in (0, 1, len(urls)):
+            raise ValueError(
+                f"LOCKER_TSA_CA_FILE names {len(ca_files)} files for {len(urls)} TSA URLs: "
+                "give one for all, or one per URL in the same order"
+            )
+        names = [authority_name(url) for url in urls]
+        if len(set(names)) != len(names):
+            raise ValueError("LOCKER_TSA_URL names the same authority (host and port) twice")
+
+    @property
+    def tsa_urls(self) -> tuple[str, ...]:
+        """The time-stamping authorities, in the order configured (the first is primary)."""
+        return _words(self.tsa_url)
+
+    @property
+    def tsa_ca_files(self) -> tuple[Path, ...]:
+        """Each authority's CA certificate file, in the order of `tsa_urls`."""
+        files = tuple(Path(f) for f in _words(self.tsa_ca_file))
+        return files * len(self.tsa_urls) if len(files) == 1 else files
 
     @property
     def effective_database_url(self) -> str:

@@ -8,7 +8,7 @@ import hashlib
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -177,6 +177,9 @@ class TsaServer:
     authority: Authority
     delay: float = 0.0
     down: bool = False
+    # Answers a request's DER instead of the authority, to send what a broken TSA would.
+    answer: Callable[[bytes], bytes] | None = None
+    hits: int = 0  # requests received, answered or not
 
 
 @contextmanager
@@ -187,6 +190,7 @@ def run_tsa(authority: Authority | None = None) -> Iterator[TsaServer]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            state.hits += 1
             time.sleep(state.delay)
             if state.down:
                 self.send_error(503, "the test TSA is down")
@@ -194,7 +198,7 @@ def run_tsa(authority: Authority | None = None) -> Iterator[TsaServer]:
             if self.headers.get("Content-Type") != "application/timestamp-query":
                 self.send_error(415, "expected application/timestamp-query")
                 return
-            answer = state.authority.respond(body)
+            answer = (state.answer or state.authority.respond)(body)
             self.send_response(200)
             self.send_header("Content-Type", "application/timestamp-reply")
             self.send_header("Content-Length", str(len(answer)))

@@ -25,6 +25,7 @@ from rich.text import Text
 
 from service.core.bagit import PATHS, Finding, unsafe_path
 from service.core.bundle import Verdict, verify_bundle
+from service.core.timestamp import AttestedTime
 from service.errors import FormatError
 
 ZIP = "zip"
@@ -150,19 +151,18 @@ _KEY_WARNING = (
 
 
 _TSA_WARNING = (
-    "The checkpoint's timestamp was checked against the TSA certificate INSIDE the bundle "
-    "(custody/tsa-ca.pem). Obtain the authority's CA certificate from the authority itself "
-    "and run again with --tsa-ca to prove that this authority attested the time."
+    "The checkpoint's timestamps were checked against the TSA certificates INSIDE the "
+    "bundle (custody/tsa-ca*.pem). Obtain each authority's CA certificate from the "
+    "authority itself and run again with --tsa-ca to prove that it attested the time."
 )
 
 
-def _timestamp_line(verdict: Verdict) -> str:
-    ts = verdict.timestamp
-    assert ts is not None
-    against = "--tsa-ca" if verdict.tsa_source == "given" else "the bundled custody/tsa-ca.pem"
+def _timestamp_line(verdict: Verdict, path: str, ts: AttestedTime) -> str:
+    against = "--tsa-ca" if verdict.tsa_source == "given" else "the CA bundled beside it"
     return (
-        f"Trusted timestamp (RFC 3161): the checkpoint existed at {ts.time.isoformat()}, "
-        f"attested by {ts.authority} (serial {ts.serial_number}), checked against {against}"
+        f"Trusted timestamp (RFC 3161, {path}): the checkpoint existed at "
+        f"{ts.time.isoformat()}, attested by {ts.authority} (serial {ts.serial_number}), "
+        f"checked against {against}"
     )
 
 
@@ -183,13 +183,13 @@ def render(verdict: Verdict, console: Console) -> None:
         console.print(
             Text(f"Checkpoint: {cp.origin}, tree size {cp.size}, root {cp.root_hash.hex()}")
         )
-    if verdict.timestamp is not None:
-        console.print(Text(_timestamp_line(verdict), "green"))
+    for path, attested in verdict.timestamps.items():
+        console.print(Text(_timestamp_line(verdict, path, attested), "green"))
     for finding in verdict.findings:
         console.print(Text(f"✗ {finding.check}: {finding.subject}: {finding.message}", "red"))
     if verdict.key_source == "bundle":
         console.print(Panel(Text(_KEY_WARNING, "bold yellow"), title="WARNING", style="yellow"))
-    if verdict.timestamp is not None and verdict.tsa_source == "bundle":
+    if verdict.timestamps and verdict.tsa_source == "bundle":
         console.print(Panel(Text(_TSA_WARNING, "bold yellow"), title="WARNING", style="yellow"))
     if verdict.ok:
         console.print(Text("VERIFIED", "bold green"))
@@ -206,19 +206,25 @@ def to_json(verdict: Verdict) -> str:
         "checkpoint": None
         if cp is None
         else {"origin": cp.origin, "tree_size": cp.size, "root_hash": cp.root_hash.hex()},
-        "timestamp": None
-        if ts is None
-        else {
-            "time": ts.time.isoformat(),
-            "authority": ts.authority,
-            "serial_number": str(ts.serial_number),
-            "policy": ts.policy,
-            "sha256": ts.sha256,
-            "tsa_source": verdict.tsa_source,
-        },
+        "timestamp": None if ts is None else _timestamp_json(ts, verdict),
+        "timestamps": [
+            {"file": path, **_timestamp_json(attested, verdict)}
+            for path, attested in verdict.timestamps.items()
+        ],
         "checked": verdict.checked,
         "findings": [
             {"check": f.check, "subject": f.subject, "message": f.message} for f in verdict.findings
         ],
     }
     return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def _timestamp_json(ts: AttestedTime, verdict: Verdict) -> dict[str, str]:
+    return {
+        "time": ts.time.isoformat(),
+        "authority": ts.authority,
+        "serial_number": str(ts.serial_number),
+        "policy": ts.policy,
+        "sha256": ts.sha256,
+        "tsa_source": verdict.tsa_source,
+    }

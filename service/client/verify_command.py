@@ -56,8 +56,11 @@ def verify(
         str | None, typer.Option("--api-key", envvar="LOCKER_API_KEY", help="With --server.")
     ] = None,
     tsa_ca: Annotated[
-        Path | None,
-        typer.Option("--tsa-ca", help="PEM file with the timestamp authority's CA certificate."),
+        list[Path] | None,
+        typer.Option(
+            "--tsa-ca",
+            help="PEM file with a timestamp authority's CA certificate; once per authority.",
+        ),
     ] = None,
     receipt: Annotated[
         Path | None,
@@ -78,11 +81,11 @@ def verify(
         _usage(err, f"no such bundle file: {bundle}")
     key_text = _verifier(key, "--key", err).to_text() if key is not None else None
     roots = None
-    if tsa_ca is not None:
+    for ca_file in tsa_ca or ():
         try:
-            roots = load_certificates(tsa_ca.read_bytes())
+            roots = [*(roots or ()), *load_certificates(ca_file.read_bytes())]
         except (OSError, Error) as exc:
-            _usage(err, f"cannot use the certificates in {tsa_ca}: {exc}")
+            _usage(err, f"cannot use the certificates in {ca_file}: {exc}")
     verdict = verify_path(bundle, key_text, roots)
     if json_out:
         typer.echo(to_json(verdict))

@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as _field
 from typing import Literal
 
 from cryptography import x509
@@ -67,6 +68,7 @@ TIMESTAMP = "trusted timestamp"
 _ENTRY_LIMIT = 1024 * 1024
 _ENTRY_NAME = re.compile(r"custody/entries/([0-9]{12})\.json")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
+_TOKEN_NAME = re.compile(r"custody/checkpoint(?:\.([a-z0-9][a-z0-9.-]*))?\.tsr")
 
 
 # --- Writing (the exporter) ---------------------------------------------------------
@@ -81,6 +83,14 @@ def proofs_json(tree_size: int, proofs: Mapping[int, Sequence[bytes]]) -> bytes:
 def items_json(evidence: Sequence[Mapping[str, object]], incidents: Sequence[str]) -> bytes:
     """custody/items.json: the evidence items (id, digests, size, ingest entry, path)."""
     return canonical_json({"evidence": [dict(e) for e in evidence], "incidents": list(incidents)})
+
+
+def timestamp_paths(authority: str | None) -> tuple[str, str]:
+    """Where a bundle keeps an authority's token and its CA certificate: checkpoint.tsr
+    and tsa-ca.pem for the primary (None, the first configured), else named after it."""
+    if authority is None:
+        return TIMESTAMP_PATH, TSA_CA_PATH
+    return f"custody/checkpoint.{authority}.tsr", f"custody/tsa-ca.{authority}.pem"
 
 
 def entry_path(index: int) -> str:
@@ -99,8 +109,9 @@ class Verdict:
     checked: dict[str, int]
     key_source: Literal["given", "bundle"]
     checkpoint: Checkpoint | None
-    timestamp: AttestedTime | None = None
+    timestamp: AttestedTime | None = None  # the first of `timestamps`
     tsa_source: Literal["given", "bundle"] = "bundle"
+    timestamps: dict[str, AttestedTime] = _field(default_factory=dict)  # by token file
 
     @property
     def ok(self) -> bool:
@@ -127,10 +138,11 @@ def verify_bundle(
     entries = _check_entries(run)
     _check_proofs(run, checkpoint, entries)
     _check_items(run, payload, entries)
-    timestamp = _check_timestamp(run, tsa_roots)
+    timestamps = _check_timestamps(run, tsa_roots)
+    first = next(iter(timestamps.values()), None)
     key_source: Literal["given", "bundle"] = "bundle" if verifier_key is None else "given"
     tsa_source: Literal["given", "bundle"] = "bundle" if tsa_roots is None else "given"
-    return Verdict(run.findings, run.checked, key_source, checkpoint, timestamp, tsa_source)
+    return Verdict(run.findings, run.checked, key_source, checkpoint, first, tsa_source, timestamps)
 
 
 def _document(run: BagCheck, check: str, name: str) -> dict[str, object] | None:
@@ -315,31 +327,46 @@ def _check_item(
             run.fail(ITEMS, subject, f"ingest entry {index} {field} is {fields.get(field)!r}")
 
 
-def _check_timestamp(
+def _check_timestamps(
     run: BagCheck, given: Sequence[x509.Certificate] | None
+) -> dict[str, AttestedTime]:
+    """Every RFC 3161 token in the bundle, the primary's first, by file name: each over
+    checkpoint.txt's exact bytes, signed by a TSA that chains to the given CA certificates
+    (else to the CA bundled beside it)."""
+    tokens = sorted(
+        (match[0], timestamp_paths(match[1])[1])
+        for name in run.names
+        if (match := _TOKEN_NAME.fullmatch(name))
+    )
+    tokens.sort(key=lambda paths: paths[0] != TIMESTAMP_PATH)
+    found = {}
+    for token_path, ca_path in tokens:
+        if (attested := _check_timestamp(run, given, token_path, ca_path)) is not None:
+            found[token_path] = attested
+    return found
+
+
+def _check_timestamp(
+    run: BagCheck, given: Sequence[x509.Certificate] | None, token_path: str, ca_path: str
 ) -> AttestedTime | None:
-    """The RFC 3161 token, if any: over checkpoint.txt's exact bytes, signed by a TSA that
-    chains to the given CA certificates (else to the bundled custody/tsa-ca.pem)."""
-    if TIMESTAMP_PATH not in run.names:
-        return None
     run.count(TIMESTAMP)
-    token = run.read(TIMESTAMP, TIMESTAMP_PATH)
+    token = run.read(TIMESTAMP, token_path)
     note = run.read(TIMESTAMP, CHECKPOINT_PATH)
     roots = given
-    if roots is None and TSA_CA_PATH not in run.names:
-        run.fail(TIMESTAMP, TSA_CA_PATH, "missing: give the TSA's CA certificate (--tsa-ca)")
+    if roots is None and ca_path not in run.names:
+        run.fail(TIMESTAMP, ca_path, "missing: give the TSA's CA certificate (--tsa-ca)")
         return None
-    if roots is None and (pem := run.read(TIMESTAMP, TSA_CA_PATH)) is not None:
+    if roots is None and (pem := run.read(TIMESTAMP, ca_path)) is not None:
         try:
             roots = load_certificates(pem)
         except FormatError as exc:
-            run.fail(TIMESTAMP, TSA_CA_PATH, exc.diagnostics())
+            run.fail(TIMESTAMP, ca_path, exc.diagnostics())
     if token is None or note is None or roots is None:
         return None
     try:
         return verify_timestamp(token, note, roots=roots)
     except TimestampMismatch as exc:
-        run.fail(TIMESTAMP, TIMESTAMP_PATH, f"not a timestamp of {CHECKPOINT_PATH}: {exc}")
+        run.fail(TIMESTAMP, token_path, f"not a timestamp of {CHECKPOINT_PATH}: {exc}")
     except Error as exc:
-        run.fail(TIMESTAMP, TIMESTAMP_PATH, f"not verified: {exc.diagnostics()}")
+        run.fail(TIMESTAMP, token_path, f"not verified: {exc.diagnostics()}")
     return None

@@ -9,9 +9,11 @@ locker requests tokens; a court's expert checks them offline with `verify_timest
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from rfc3161_client import (
@@ -24,9 +26,11 @@ from rfc3161_client import (
 )
 from rfc3161_client import VerificationError as _TsaVerificationError
 
+from service.core.der import der_timestamp_response
 from service.errors import FormatError, VerificationError
 
 _SHA256 = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
+_NAME_FORBIDDEN = re.compile(r"[^a-z0-9.-]+")
 
 
 class TimestampMismatch(VerificationError):
@@ -68,6 +72,19 @@ def timestamp_request(message: bytes) -> TimestampRequest:
     )
     assert request.nonce is not None
     return TimestampRequest(der=request.as_bytes(), nonce=request.nonce)
+
+
+def authority_name(url: str) -> str:
+    """A short name for the TSA at `url`, fit for logs and file names: its host, with its
+    port when the URL gives one (`freetsa.org`, `tsa.example-8080`)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # not a number: not a port either
+        port = None
+    host = parts.hostname or "tsa"
+    name = host if port is None else f"{host}-{port}"
+    return _NAME_FORBIDDEN.sub("-", name.lower()).strip("-.") or "tsa"
 
 
 def load_certificates(pem: bytes) -> list[x509.Certificate]:
@@ -120,8 +137,8 @@ def verify_timestamp(
 
 
 def _parse(response: bytes) -> TimeStampResponse:
-    try:
-        parsed = decode_timestamp_response(response)
+    try:  # the parser is strict DER; real TSAs' unsigned envelope often is not
+        parsed = decode_timestamp_response(der_timestamp_response(response))
     except ValueError as exc:
         raise FormatError(f"not an RFC 3161 TimeStampResp: {exc}") from None
     if parsed.status not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):

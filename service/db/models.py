@@ -346,15 +346,19 @@ class SignedCheckpoint(SQLModel, table=True):
 
 class CheckpointTimestamp(SQLModel, table=True):
     """An RFC 3161 token from a TSA over one checkpoint's note bytes, kept verbatim (one
-    per checkpoint: a later checkpoint's token attests every earlier state too)."""
+    per checkpoint and authority: a later checkpoint's token attests every earlier state
+    too)."""
 
     __tablename__ = "checkpoint_timestamp"
+    __table_args__ = (
+        UniqueConstraint("checkpoint_size", "tsa_url", name="uq_checkpoint_timestamp_tsa"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     checkpoint_size: int = Field(
-        sa_column=Column(BigInteger, ForeignKey("checkpoint.size"), nullable=False, unique=True)
+        sa_column=Column(BigInteger, ForeignKey("checkpoint.size"), nullable=False)
     )
-    tsa_url: str = Field(max_length=1024)
+    tsa_url: str = Field(max_length=1024)  # the authority that issued it
     response: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # DER TimeStampResp
     sha256: str = Field(max_length=64)  # the message imprint: SHA-256 of the note
     attested_at: datetime  # the TSA's genTime

@@ -26,7 +26,7 @@ from service.core import bagit, bundle
 from service.core.canonical import canonical_json
 from service.core.digests import ContentDigester, sha256
 from service.core.entry import decode_entry
-from service.custody.timestamps import timestamp_checkpoint
+from service.custody.timestamps import timestamp_checkpoint, timestamp_files
 from service.db.models import (
     CustodyEntry,
     CustodySubject,
@@ -208,7 +208,7 @@ def _build(runtime: Runtime, export_id: str) -> tuple[str, str | None, int, str]
         items = _items(session, request["evidence"])
         incidents = [_incident_record(session, i) for i in request["incidents"]]
     checkpoint = runtime.log.latest_checkpoint(runtime.database)
-    timestamp = timestamp_checkpoint(runtime, checkpoint)
+    timestamps = timestamp_files(runtime, timestamp_checkpoint(runtime, checkpoint))
     subjects = (
         [f"evidence:{i.evidence.id}" for i in items]
         + [f"incident:{i['id']}" for i in incidents]
@@ -234,7 +234,7 @@ def _build(runtime: Runtime, export_id: str) -> tuple[str, str | None, int, str]
                 proofs,
                 checkpoint.note,
                 by_subject,
-                timestamp.response if timestamp else None,
+                timestamps,
             )
         size = spool.tell()
         spool.seek(0)
@@ -420,7 +420,7 @@ def _write_bag(
     proofs: dict[int, list[bytes]],
     checkpoint_note: str,
     by_subject: dict[str, list[int]],
-    timestamp: bytes | None,
+    timestamps: list[tuple[str, bytes]],
 ) -> None:
     bag = _BagWriter(archive, f"export-{export.id}/")
     for item in items:
@@ -457,7 +457,7 @@ def _write_bag(
     bag.tag_file(
         "manifest-sha512.txt", bagit.manifest_text((p, s) for p, _, s in bag.payload).encode()
     )
-    _write_custody(runtime, bag, items, incidents, entries, proofs, checkpoint_note, timestamp)
+    _write_custody(runtime, bag, items, incidents, entries, proofs, checkpoint_note, timestamps)
     decoded = {e.index: decode_entry(e.leaf) for e in entries}
     timelines = {
         i.evidence.id: [decoded[n] for n in by_subject.get(f"evidence:{i.evidence.id}", [])]
@@ -497,14 +497,12 @@ def _write_custody(
     entries: list[CustodyEntry],
     proofs: dict[int, list[bytes]],
     checkpoint_note: str,
-    timestamp: bytes | None,
+    timestamps: list[tuple[str, bytes]],
 ) -> None:
     bag.tag_file("custody/checkpoint.txt", checkpoint_note.encode())
     bag.tag_file("custody/verifier-key.txt", (runtime.log.verifier.to_text() + "\n").encode())
-    if timestamp is not None:
-        bag.tag_file(bundle.TIMESTAMP_PATH, timestamp)
-        if runtime.tsa is not None:
-            bag.tag_file(bundle.TSA_CA_PATH, runtime.tsa.ca_pem)
+    for path, data in timestamps:  # RFC 3161 tokens, each beside its authority's CA
+        bag.tag_file(path, data)
     for entry in entries:
         bag.tag_file(bundle.entry_path(entry.index), entry.leaf)
     tree_size = int(checkpoint_note.split("\n")[1])

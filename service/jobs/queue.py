@@ -102,9 +102,7 @@ class _Backoff(procrastinate.BaseRetryStrategy):
     ) -> procrastinate.RetryDecision | None:
         if job.attempts >= self._retries:  # `attempts`: the tries before this one
             return None
-        return procrastinate.RetryDecision(
-            retry_in={"seconds": self._backoff * 2**job.attempts}
-        )
+        return procrastinate.RetryDecision(retry_in={"seconds": self._backoff * 2**job.attempts})
 
 
 def _runner(job: Job) -> Callable[..., None]:

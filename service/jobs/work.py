@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlmodel import col, select
 
-from service.custody.timestamps import timestamp_latest
 from service.db.models import Export
 from service.evidence.extraction import analyse_evidence, pending_analysis
 from service.exports.bundles import build_export
@@ -57,15 +56,9 @@ def _analyse(runtime: Runtime, attempt: Attempt, *, evidence_id: str) -> None:
     analyse_evidence(runtime, evidence_id)
 
 
-def _timestamp(runtime: Runtime, attempt: Attempt) -> None:
-    if runtime.tsa is not None:
-        timestamp_latest(runtime)
-
-
 BUILD_EXPORT = Job(name="build_export", run=_build_export, attempts=5, lock_by="export_id")
 ANALYSE = Job(name="analyse_evidence", run=_analyse, attempts=3, lock_by="evidence_id")
-TIMESTAMP = Job(name="timestamp_checkpoint", run=_timestamp, attempts=1)
-JOBS = {job.name: job for job in (BUILD_EXPORT, ANALYSE, TIMESTAMP)}
+JOBS = {job.name: job for job in (BUILD_EXPORT, ANALYSE)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

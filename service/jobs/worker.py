@@ -3,9 +3,10 @@
 Every worker, besides running queued jobs, (1) sends heartbeats, and retries the jobs of
 workers that went silent for three heartbeats (a SIGKILLed process, a lost machine);
 (2) queues again whatever the database says is owed (`unfinished_work`), so nothing is
-lost between a commit and its defer; (3) timestamps the latest checkpoint every
-LOCKER_TSA_INTERVAL seconds when a TSA is configured. Several workers may run at once:
-a job runs at most once at a time, and the housekeeping is idempotent.
+lost between a commit and its defer; (3) timestamps the latest checkpoint with every
+configured TSA every LOCKER_TSA_INTERVAL seconds, sooner after a failure. Several
+workers may run at once: a job runs at most once at a time, and the housekeeping is
+idempotent (one token per checkpoint and authority).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import procrastinate
 import structlog
 
+from service.custody.timestamps import timestamp_periodically
 from service.errors import describe
 from service.jobs.queue import (
     JobQueue,
@@ -24,7 +26,6 @@ from service.jobs.queue import (
     defer_unfinished,
     procrastinate_app,
 )
-from service.jobs.work import TIMESTAMP
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -41,7 +42,7 @@ async def run_worker(runtime: Runtime, queue: JobQueue, *, concurrency: int = 2)
         housekeeping = asyncio.gather(
             _every(heartbeat, lambda: _retry_stalled(app, heartbeat * 3)),
             _every(runtime.settings.job_reconcile_seconds, lambda: _owed(runtime, queue)),
-            _every(_stamp_interval(runtime), lambda: _stamp(runtime, queue)),
+            _stamp_periodically(runtime),
         )
         try:
             await app.run_worker_async(
@@ -60,12 +61,14 @@ async def run_in_process(runtime: Runtime, queue: JobQueue) -> None:
     """The embedded default's housekeeping (its jobs run on the queue's own thread)."""
     await asyncio.gather(
         _every(runtime.settings.job_reconcile_seconds, lambda: _owed(runtime, queue)),
-        _every(_stamp_interval(runtime), lambda: _stamp(runtime, queue)),
+        _stamp_periodically(runtime),
     )
 
 
-def _stamp_interval(runtime: Runtime) -> float:
-    return runtime.tsa.interval if runtime.tsa is not None else 0
+async def _stamp_periodically(runtime: Runtime) -> None:
+    # One loop per authority, each backing off on its own after a failure.
+    if runtime.tsa is not None:
+        await timestamp_periodically(runtime)
 
 
 async def _every(seconds: float, step: Callable[[], Awaitable[None]]) -> None:
@@ -91,7 +94,3 @@ async def _owed(runtime: Runtime, queue: JobQueue) -> None:
     owed = await asyncio.to_thread(defer_unfinished, runtime, queue)
     if owed:
         _log.info("queued unfinished work", jobs=len(owed))
-
-
-async def _stamp(runtime: Runtime, queue: JobQueue) -> None:
-    await asyncio.to_thread(queue.defer, TIMESTAMP)

@@ -142,11 +142,12 @@ def _check_checkpoints(
 
 def _check_timestamps(runtime: Runtime, session: Session, report: Report) -> None:
     """Each stored RFC 3161 token still attests its checkpoint's exact note bytes."""
-    roots = runtime.tsa.roots if runtime.tsa else ()
     count = 0
     for token in session.exec(select(CheckpointTimestamp)):
         count += 1
-        where = f"timestamp of checkpoint {token.checkpoint_size}"
+        where = f"timestamp of checkpoint {token.checkpoint_size} by {token.tsa_url}"
+        authority = runtime.tsa.authority(token.tsa_url) if runtime.tsa else None
+        roots = authority.roots if authority else ()
         checkpoint = session.get(SignedCheckpoint, token.checkpoint_size)
         if checkpoint is None:
             report.findings.append(f"{where}: the checkpoint is missing")
@@ -154,7 +155,7 @@ def _check_timestamps(runtime: Runtime, session: Session, report: Report) -> Non
         try:
             attested = verify_timestamp(token.response, checkpoint.note.encode(), roots=roots)
         except TimestampInvalid as exc:
-            if roots:  # without the TSA's CA only the imprint could be checked, and it was
+            if roots:  # without the authority's CA only the imprint could be checked, and it was
                 report.findings.append(f"{where}: {exc.diagnostics()}")
             continue
         except Error as exc:
