@@ -29,6 +29,8 @@ _KEY_NAME_LIMIT = 200  # the api_key.name column
 
 
 class _Acting:
+    """What a member's principal and the operator share: a role, checked the same way."""
+
     __slots__ = ()
     role: Role
 
