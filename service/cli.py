@@ -108,10 +108,11 @@ def create_user(
     role: Annotated[str, typer.Option(help="admin, investigator, analyst or auditor.")],
 ) -> None:
     """Add a member to an organisation with a role."""
-    from service.accounts.members import operator_create_user
+    from service.accounts.members import add_member, operator_of
 
     with _runtime() as runtime:
-        user = operator_create_user(runtime, organisation=org, email=email, role=role)
+        operator = operator_of(runtime, organisation=org)
+        user = add_member(runtime, operator, email=email, role=role)
     _out.print(f"member {user.id} {user.email} role {user.role}")
 
 
@@ -119,27 +120,34 @@ def create_user(
 def create_key(
     org: Annotated[str, typer.Option(help="Organisation name.")],
     email: Annotated[str, typer.Option(help="The member who will own the key.")],
+    name: Annotated[str, typer.Option(help="What the key is for (shown in list-keys).")] = "",
     role: Annotated[str | None, typer.Option(help="Lower than the member's role.")] = None,
     expires: Annotated[int | None, typer.Option(help="Days until the key expires.")] = None,
 ) -> None:
     """Create an API key for a member (printed last, alone)."""
-    from service.accounts.members import operator_create_key
+    from service.accounts.members import create_key as do_create_key
+    from service.accounts.members import operator_of
 
     with _runtime() as runtime:
-        issued = operator_create_key(
-            runtime, organisation=org, email=email, role=role, expires_days=expires
+        operator = operator_of(runtime, organisation=org)
+        issued = do_create_key(
+            runtime, operator, name=name, role=role, expires_days=expires, email=email
         )
     _out.print(f"key {issued.row.prefix} role {issued.row.role} (shown once; store it safely):")
     print(issued.secret)
 
 
 @admin.command("revoke-key")
-def revoke_key(prefix: Annotated[str, typer.Argument(help="The key's prefix.")]) -> None:
+def revoke_key(
+    org: Annotated[str, typer.Option(help="Organisation name.")],
+    prefix: Annotated[str, typer.Argument(help="The key's prefix, as list-keys shows it.")],
+) -> None:
     """Revoke a key at once."""
-    from service.accounts.members import operator_revoke_key
+    from service.accounts.members import operator_of
+    from service.accounts.members import revoke_key as do_revoke_key
 
     with _runtime() as runtime:
-        row = operator_revoke_key(runtime, prefix)
+        row = do_revoke_key(runtime, operator_of(runtime, organisation=org), prefix)
     _out.print(f"key {row.prefix} revoked at {row.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
 
 
@@ -148,10 +156,13 @@ def list_keys(org: Annotated[str, typer.Option(help="Organisation name.")]) -> N
     """Every key of an organisation (never the secrets)."""
     from rich.table import Table
 
-    from service.accounts.members import operator_list_keys
+    from service.accounts.members import list_keys as do_list_keys
+    from service.accounts.members import list_members, operator_of
 
     with _runtime() as runtime:
-        rows = operator_list_keys(runtime, organisation=org)
+        operator = operator_of(runtime, organisation=org)
+        keys = do_list_keys(runtime, operator)
+        owners = {user.id: user.email for user in list_members(runtime, operator)}
     table = Table()
     for heading in (
         "prefix",
@@ -164,10 +175,10 @@ def list_keys(org: Annotated[str, typer.Option(help="Organisation name.")]) -> N
         "revoked",
     ):
         table.add_column(heading, no_wrap=True)
-    for key, email in rows:
+    for key in keys:
         table.add_row(
             key.prefix,
-            email,
+            owners[key.user_id],
             key.role,
             key.name,
             _when(key.created_at),

@@ -25,10 +25,25 @@ _KEY_PREFIX = "lk_"
 _BAD_KEY = "invalid or expired credentials"
 # Writing last_used_at on every request would turn every read into a write.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
+_KEY_NAME_LIMIT = 200  # the api_key.name column
+
+
+class _Acting:
+    """What a member's principal and the operator share: a role, checked the same way."""
+
+    __slots__ = ()
+    role: Role
+
+    def require(self, permission: Permission, *, subject: str = "") -> None:
+        """Raise Forbidden unless this principal's role holds `permission`."""
+        if not allows(self.role, permission):
+            raise Forbidden(
+                f"role {self.role} may not {permission.value}", subject=subject or permission
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Principal:
+class Principal(_Acting):
     """Who is calling: a member acting for one organisation, with the key's role."""
 
     user_id: str
@@ -40,12 +55,28 @@ class Principal:
     def actor(self) -> str:
         return f"user:{self.user_id}"
 
-    def require(self, permission: Permission, *, subject: str = "") -> None:
-        """Raise Forbidden unless this principal's role holds `permission`."""
-        if not allows(self.role, permission):
-            raise Forbidden(
-                f"role {self.role} may not {permission.value}", subject=subject or permission
-            )
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Operator(_Acting):
+    """The deployment's operator at the command line, administering one organisation.
+
+    Not a member (`user_id` is None): it holds the admin role there without a key, and
+    the custody log names it `operator:<name>`. The CLI passes it to the same use cases
+    the API calls with a member's principal, so both follow one set of rules.
+    """
+
+    organisation_id: str
+    name: str = "cli"
+    role: Role = Role.ADMIN
+    user_id: None = None
+
+    @property
+    def actor(self) -> str:
+        return f"operator:{self.name}"
+
+
+# Whoever may call the member and key use cases: a member or the operator.
+Caller = Principal | Operator
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,15 +113,16 @@ def bootstrap(runtime: Runtime, *, organisation: str, email: str) -> Bootstrappe
         org = Organisation(id=str(uuid.uuid4()), name=organisation, created_at=_now())
         session.add(org)
         session.flush()
+        operator = Operator(organisation_id=org.id)
         runtime.log.append(
             session,
             organisation_id=org.id,
-            actor="operator",
+            actor=operator.actor,
             action="organisation.created",
             subjects=[f"organisation:{org.id}"],
             details={"name": organisation},
         )
-        user = _add_member(runtime, session, org.id, email, Role.ADMIN, actor="operator")
+        user = _add_member(runtime, session, org.id, email, Role.ADMIN, actor=operator.actor)
         issued = _issue_key(
             runtime,
             session,
@@ -98,7 +130,7 @@ def bootstrap(runtime: Runtime, *, organisation: str, email: str) -> Bootstrappe
             role=Role.ADMIN,
             name="bootstrap",
             expires=None,
-            actor="operator",
+            actor=operator.actor,
         )
     return Bootstrapped(organisation_id=org.id, user_id=user.id, api_key=issued.secret)
 
@@ -155,7 +187,7 @@ def _issue_key(
         key_sha256=_key_sha256(secret),
         user_id=user.id,
         organisation_id=user.organisation_id,
-        name=name[:200],
+        name=name,
         role=role,
         created_at=_now(),
         expires_at=expires,
@@ -237,8 +269,8 @@ def _member(session: Session, organisation_id: str, *, email: str) -> User:
 
 
 @rerun_if_raced
-def add_member(runtime: Runtime, principal: Principal, *, email: str, role: str) -> User:
-    """An admin adds a member to their organisation."""
+def add_member(runtime: Runtime, principal: Caller, *, email: str, role: str) -> User:
+    """An admin (or the operator) adds a member to their organisation."""
     principal.require(Permission.MEMBERS)
     with runtime.database.session() as session:
         return _add_member(
@@ -251,7 +283,8 @@ def add_member(runtime: Runtime, principal: Principal, *, email: str, role: str)
         )
 
 
-def list_members(runtime: Runtime, principal: Principal) -> list[User]:
+def list_members(runtime: Runtime, principal: Caller) -> list[User]:
+    """Every member of the organisation, oldest first."""
     principal.require(Permission.MEMBERS)
     with runtime.database.session() as session:
         return list(
@@ -265,7 +298,7 @@ def list_members(runtime: Runtime, principal: Principal) -> list[User]:
 
 def create_key(
     runtime: Runtime,
-    principal: Principal,
+    principal: Caller,
     *,
     name: str,
     role: str | None = None,
@@ -274,12 +307,10 @@ def create_key(
 ) -> IssuedKey:
     """A new key for the caller (or, for admins, another member), never above its owner."""
     principal.require(Permission.KEYS_OWN)
+    if len(name) > _KEY_NAME_LIMIT:
+        raise InvalidInput(f"name: at most {_KEY_NAME_LIMIT} characters")
     with runtime.database.session() as session:
-        owner = session.get(User, principal.user_id)
-        assert owner is not None
-        if email is not None and email.strip().lower() != owner.email.lower():
-            principal.require(Permission.KEYS_ALL, subject=f"member:{email}")
-            owner = _member(session, principal.organisation_id, email=email)
+        owner = _key_owner(session, principal, email)
         default = principal.role if owner.id == principal.user_id else Role(owner.role)
         wanted = _role(role) if role else default
         if owner.id == principal.user_id and not within(wanted, principal.role):
@@ -298,7 +329,18 @@ def create_key(
         )
 
 
-def list_keys(runtime: Runtime, principal: Principal) -> list[ApiKey]:
+def _key_owner(session: Session, principal: Caller, email: str | None) -> User:
+    """The caller, unless `email` names another member (admins only; the operator must)."""
+    own = session.get(User, principal.user_id) if principal.user_id is not None else None
+    if own is not None and (email is None or email.strip().lower() == own.email.lower()):
+        return own
+    if email is None:
+        raise InvalidInput("email: name the member who will own the key")
+    principal.require(Permission.KEYS_ALL, subject=f"member:{email}")
+    return _member(session, principal.organisation_id, email=email)
+
+
+def list_keys(runtime: Runtime, principal: Caller) -> list[ApiKey]:
     """The caller's keys, or every key of the organisation for admins."""
     principal.require(Permission.KEYS_OWN)
     query = select(ApiKey).where(ApiKey.organisation_id == principal.organisation_id)
@@ -308,7 +350,7 @@ def list_keys(runtime: Runtime, principal: Principal) -> list[ApiKey]:
         return list(session.exec(query.order_by(col(ApiKey.created_at))))
 
 
-def revoke_key(runtime: Runtime, principal: Principal, prefix: str) -> ApiKey:
+def revoke_key(runtime: Runtime, principal: Caller, prefix: str) -> ApiKey:
     """Revoke a key at once; the next request with it is refused."""
     principal.require(Permission.KEYS_OWN)
     with runtime.database.session() as session:
@@ -354,49 +396,7 @@ def _expiry(days: int | None) -> datetime | None:
     return _now() + timedelta(days=days)
 
 
-# The operator's CLI acts with direct database access, as "operator".
-
-
-@rerun_if_raced
-def operator_create_user(runtime: Runtime, *, organisation: str, email: str, role: str) -> User:
+def operator_of(runtime: Runtime, *, organisation: str, name: str = "cli") -> Operator:
+    """The operator acting on the organisation of that name (NotFound if there is none)."""
     with runtime.database.session() as session:
-        org = _organisation_by_name(session, organisation)
-        return _add_member(runtime, session, org.id, email.strip(), _role(role), actor="operator")
-
-
-def operator_create_key(
-    runtime: Runtime, *, organisation: str, email: str, role: str | None, expires_days: int | None
-) -> IssuedKey:
-    with runtime.database.session() as session:
-        org = _organisation_by_name(session, organisation)
-        user = _member(session, org.id, email=email)
-        return _issue_key(
-            runtime,
-            session,
-            user,
-            role=_role(role) if role else Role(user.role),
-            name="cli",
-            expires=_expiry(expires_days),
-            actor="operator",
-        )
-
-
-def operator_revoke_key(runtime: Runtime, prefix: str) -> ApiKey:
-    prefix = prefix.removeprefix(_KEY_PREFIX).split("_", 1)[0]
-    with runtime.database.session() as session:
-        row = _key_to_revoke(session, prefix)
-        if row is None:
-            raise NotFound(f"no key {prefix}")
-        return _revoke(runtime, session, row, actor="operator")
-
-
-def operator_list_keys(runtime: Runtime, *, organisation: str) -> list[tuple[ApiKey, str]]:
-    with runtime.database.session() as session:
-        org = _organisation_by_name(session, organisation)
-        rows = session.exec(
-            select(ApiKey, User.email)
-            .where(ApiKey.user_id == User.id)
-            .where(ApiKey.organisation_id == org.id)
-            .order_by(col(ApiKey.created_at))
-        ).all()
-    return [(key, email) for key, email in rows]
+        return Operator(organisation_id=_organisation_by_name(session, organisation).id, name=name)

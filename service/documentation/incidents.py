@@ -26,11 +26,17 @@ from service.accounts.access import (
 )
 from service.accounts.members import Principal
 from service.accounts.permissions import Permission, allows
-from service.core.canonical import canonical_json, canonical_sha256
+from service.core.canonical import canonical_sha256
 from service.db import rerun_if_raced
 from service.db.models import Evidence, Incident, IncidentEvidence, IncidentVersion, LinkEnd
 from service.documentation.documents import IncidentDocument, edited
-from service.errors import Conflict, InvalidInput, NotFound, validation_message
+from service.documentation.versioning import (
+    require_change,
+    require_latest,
+    version_details,
+    version_history,
+)
+from service.errors import InvalidInput, NotFound, validation_message
 from service.search.catalogue import (
     Filters,
     Page,
@@ -93,15 +99,16 @@ def update_incident(
     principal.require(Permission.INCIDENT_WRITE, subject=f"incident:{incident_id}")
     with runtime.database.session() as session:
         current = visible_incident(session, principal, incident_id)
-        if base_version is not None and base_version != current.version:
-            raise Conflict(
-                f"incident {incident_id} is at version {current.version}, not {base_version}; "
-                "read it again and reapply the change"
-            )
-        document = parse_document(edited(json.loads(current.document_json), changes))
+        record = f"incident {incident_id}"
+        require_latest(record, latest=current.version, base_version=base_version)
+        latest = json.loads(current.document_json)
+        document = parse_document(edited(latest, changes))
         _check_references(runtime, session, principal, document, incident_id)
-        if canonical_json(_dump(document)) == canonical_json(json.loads(current.document_json)):
-            raise InvalidInput("the change leaves the incident as it is")
+        require_change(
+            "the incident",
+            latest_sha256=canonical_sha256(latest),
+            new_sha256=canonical_sha256(_dump(document)),
+        )
         return _record_version(
             runtime,
             session,
@@ -153,9 +160,9 @@ def _record_version(
 ) -> Incident:
     dumped = _dump(document)
     digest = canonical_sha256(dumped)
-    details: dict[str, object] = {"version": version, "document_sha256": digest}
-    if reason:
-        details["reason"] = reason
+    details = version_details(
+        version=version, digest_name="document_sha256", digest=digest, reason=reason
+    )
     entry = runtime.log.append(
         session,
         organisation_id=principal.organisation_id,
@@ -260,12 +267,8 @@ def incident_history(
     """Every version of the incident, oldest first."""
     with runtime.database.session() as session:
         visible_incident(session, principal, incident_id)
-        return list(
-            session.exec(
-                select(IncidentVersion)
-                .where(IncidentVersion.incident_id == incident_id)
-                .order_by(col(IncidentVersion.version))
-            )
+        return version_history(
+            session, IncidentVersion, col(IncidentVersion.incident_id), incident_id
         )
 
 

@@ -31,7 +31,14 @@ from service.db.models import (
 )
 from service.documentation.documents import AssertedMetadata
 from service.documentation.links import linked_clause
-from service.errors import Conflict, InvalidInput, validation_message
+from service.documentation.versioning import (
+    newest_version,
+    require_change,
+    require_latest,
+    version_details,
+    version_history,
+)
+from service.errors import InvalidInput, validation_message
 from service.search.catalogue import (
     Filters,
     Page,
@@ -107,20 +114,16 @@ def update_description(
     with runtime.database.session() as session:
         evidence = visible_evidence(session, principal, evidence_id)
         latest = latest_version(session, evidence_id)
-        if base_version is not None and base_version != latest.version:
-            raise Conflict(
-                f"evidence {evidence_id} metadata is at version {latest.version}, "
-                f"not {base_version}; read it again and reapply the change"
-            )
+        record = f"evidence {evidence_id} metadata"
+        require_latest(record, latest=latest.version, base_version=base_version)
         merged = json.loads(latest.asserted_json) | dict(changes)
         asserted = asserted_dict(parse_asserted({k: v for k, v in merged.items() if v is not None}))
         digest = asserted_digest(asserted)
-        if digest == latest.asserted_sha256:
-            raise InvalidInput("the change leaves the metadata as it is")
+        require_change("the metadata", latest_sha256=latest.asserted_sha256, new_sha256=digest)
         version = latest.version + 1
-        details: dict[str, object] = {"version": version, "asserted_sha256": digest}
-        if reason:
-            details["reason"] = reason
+        details = version_details(
+            version=version, digest_name="asserted_sha256", digest=digest, reason=reason
+        )
         entry = runtime.log.append(
             session,
             organisation_id=principal.organisation_id,
@@ -207,11 +210,7 @@ def reindex_evidence(
 
 def latest_version(session: Session, evidence_id: str) -> EvidenceVersion:
     """The item's current description."""
-    row = session.exec(
-        select(EvidenceVersion)
-        .where(EvidenceVersion.evidence_id == evidence_id)
-        .order_by(col(EvidenceVersion.version).desc())
-    ).first()
+    row = newest_version(session, EvidenceVersion, col(EvidenceVersion.evidence_id), evidence_id)
     assert row is not None, f"evidence {evidence_id} has no description"
     return row
 
@@ -222,12 +221,8 @@ def description_history(
     """Every version of the item's asserted metadata, oldest first."""
     with runtime.database.session() as session:
         visible_evidence(session, principal, evidence_id)
-        return list(
-            session.exec(
-                select(EvidenceVersion)
-                .where(EvidenceVersion.evidence_id == evidence_id)
-                .order_by(col(EvidenceVersion.version))
-            )
+        return version_history(
+            session, EvidenceVersion, col(EvidenceVersion.evidence_id), evidence_id
         )
 
 

@@ -82,21 +82,25 @@ def test_pdf_locked_with_a_password(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "content",
+    ("content", "error"),
     [
-        b"%PDF-1.7\n" + os.urandom(20_000),
+        (b"%PDF-1.7\n" + os.urandom(20_000), "PdfStreamError: Stream has ended unexpectedly"),
         # An author nested 100,000 arrays deep, to exhaust a recursive parser.
-        b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
-        b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n"
-        b"3 0 obj\n<< /Author " + b"[" * 100_000 + b"]" * 100_000 + b" >>\nendobj\n"
-        b"trailer\n<< /Root 1 0 R /Info 3 0 R >>\nstartxref\n999\n%%EOF\n",
+        (
+            b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
+            b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n"
+            b"3 0 obj\n<< /Author " + b"[" * 100_000 + b"]" * 100_000 + b" >>\nendobj\n"
+            b"trailer\n<< /Root 1 0 R /Info 3 0 R >>\nstartxref\n999\n%%EOF\n",
+            "PdfReadError: Error reading PDF file.",
+        ),
     ],
     ids=["garbage", "deep-nesting"],
 )
-def test_hostile_pdf(tmp_path: Path, content: bytes) -> None:
+def test_hostile_pdf(tmp_path: Path, content: bytes, error: str) -> None:
     path = tmp_path / "hostile.pdf"
     path.write_bytes(content)
-    assert analyse_file(path, "application/pdf").error is not None
+    # pypdf's own refusal: the parser ran and gave up, it did not fail to load.
+    assert analyse_file(path, "application/pdf").error == error
 
 
 def test_docx_core_and_extended_properties(tmp_path: Path) -> None:

@@ -124,7 +124,10 @@ def test_random_bytes_labelled_jpeg(tmp_path: Path) -> None:
 def test_png_only_opens_with_the_png_decoder(tmp_path: Path) -> None:
     path = tmp_path / "really-a-png.jpg"
     scene(1).save(path, "PNG")
-    assert analyse_file(path, "image/jpeg").error is not None
+    analysis = analyse_file(path, "image/jpeg")
+    # Only the JPEG decoder may open it, and it does not recognise the file.
+    assert analysis.error == "UnidentifiedImageError: cannot identify image file 'the file'"
+    assert analysis.extracted == {} and analysis.perceptual == ()
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import json
 import pytest
 from sqlmodel import select
 
-from service.db.models import CustodyEntry, Evidence, UploadIntent
+from service.db.models import CustodyEntry, Evidence, Submission, UploadIntent
 from tests.harness import Locker
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 40
@@ -43,6 +43,39 @@ def stored_objects(locker: Locker) -> list[str]:
     return [o.key for o in locker.runtime.store.iter_objects()]
 
 
+def assert_recorded(
+    locker: Locker, body: dict[str, object], content: bytes, *, filename: str, media_type: str
+) -> None:
+    """The answer, the evidence record, its submission and its custody entry all agree
+    with the bytes sent: digests recomputed here, size, sniffed type, exact file name."""
+    sha256 = hashlib.sha256(content).hexdigest()
+    assert body["sha256"] == sha256
+    assert body["sha512"] == hashlib.sha512(content).hexdigest()
+    assert body["size"] == len(content)
+    assert body["media_type"] == media_type
+    assert body["filename"] == filename
+    with locker.runtime.database.session() as session:
+        evidence = session.get(Evidence, body["id"])
+        [submission] = session.exec(
+            select(Submission).where(Submission.custody_index == body["custody_index"])
+        ).all()
+        entry = session.get(CustodyEntry, body["custody_index"])
+    assert evidence is not None and entry is not None
+    assert (evidence.sha256, evidence.size, evidence.media_type) == (
+        sha256,
+        len(content),
+        media_type,
+    )
+    assert evidence.sha512 == body["sha512"]
+    assert evidence.organisation_id == locker.organisation_id
+    assert (submission.evidence_id, submission.filename) == (body["id"], filename)
+    leaf = json.loads(entry.leaf)
+    assert leaf["action"] == "evidence.ingested"
+    assert leaf["sha256"] == sha256
+    assert leaf["subject"] == f"evidence:{body['id']}"
+    assert leaf["organisation"] == locker.organisation_id
+
+
 def test_upload_records_digests_sniffed_type_and_exact_arabic_name(locker: Locker) -> None:
     with locker.client() as client:
         response = upload(
@@ -53,20 +86,10 @@ def test_upload_records_digests_sniffed_type_and_exact_arabic_name(locker: Locke
         )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert body["sha256"] == hashlib.sha256(PNG).hexdigest()
-    assert body["sha512"] == hashlib.sha512(PNG).hexdigest()
-    assert body["size"] == len(PNG)
-    assert body["media_type"] == "image/png"  # sniffed, not the client's text/plain
-    assert body["filename"] == ARABIC_NAME
+    # The media type is sniffed from the bytes, not the client's text/plain.
+    assert_recorded(locker, body, PNG, filename=ARABIC_NAME, media_type="image/png")
     assert body["duplicate"] is False
     assert set(body) >= {"id", "received_at", "custody_index"}
-    with locker.runtime.database.session() as session:
-        entry = session.get(CustodyEntry, body["custody_index"])
-        assert entry is not None
-        leaf = json.loads(entry.leaf)
-    assert leaf["action"] == "evidence.ingested"
-    assert leaf["sha256"] == body["sha256"]
-    assert leaf["subject"] == f"evidence:{body['id']}"
 
 
 def test_metadata_and_content_read_back_exactly(locker: Locker) -> None:
@@ -90,7 +113,8 @@ def test_metadata_and_content_read_back_exactly(locker: Locker) -> None:
 def test_matching_field_sha256_is_accepted(locker: Locker) -> None:
     with locker.client() as client:
         response = upload(client, PNG, sha256=hashlib.sha256(PNG).hexdigest().upper())
-    assert response.status_code == 201
+    assert response.status_code == 201, response.text
+    assert_recorded(locker, response.json(), PNG, filename="photo.png", media_type="image/png")
 
 
 def test_wrong_sha256_stores_and_records_nothing(locker: Locker) -> None:
@@ -135,8 +159,10 @@ def test_same_content_in_two_organisations_is_kept_apart(locker: Locker) -> None
 def test_filename_is_metadata_only(locker: Locker) -> None:
     with locker.client() as client:
         response = upload(client, PNG, filename="../../etc/passwd")
-    assert response.status_code == 201
-    assert response.json()["filename"] == "../../etc/passwd"
+    assert response.status_code == 201, response.text
+    assert_recorded(
+        locker, response.json(), PNG, filename="../../etc/passwd", media_type="image/png"
+    )
     [key] = stored_objects(locker)
     assert key == f"org/{locker.organisation_id}/sha256/{hashlib.sha256(PNG).hexdigest()}"
 

@@ -178,6 +178,7 @@ def test_editing_twice_keeps_three_versions_whose_digests_are_in_the_log(locker:
     assert third.status_code == 200 and third.json()["version"] == 3
     assert stale.status_code == 409 and "version 3" in stale.json()["detail"]
     assert same.status_code == 422
+    assert same.json()["detail"] == "the change leaves the incident as it is"
     assert [v["version"] for v in history] == [1, 2, 3]
     assert history[0]["document"]["status"] == "under_review"
     assert history[1]["document"]["status"] == "corroborated"
@@ -262,6 +263,7 @@ def test_related_incidents_must_exist_and_be_visible(locker: Locker) -> None:
     assert related.json()["document"]["related_incidents"] == [first["id"]]
     assert cross.status_code == 422 and cross.json()["detail"].startswith("related_incidents")
     assert own.status_code == 422
+    assert own.json()["detail"] == "related_incidents: an incident cannot relate to itself"
 
 
 @pytest.mark.parametrize(
@@ -357,6 +359,8 @@ def test_malformed_json_is_422(locker: Locker) -> None:
             "/v1/incidents", content=b"{not json", headers={"content-type": "application/json"}
         )
     assert malformed.status_code == 422
+    detail = malformed.json()["detail"]
+    assert detail.startswith("body is not valid JSON: ") and "\n" not in detail
 
 
 def test_vocabulary_is_listed(locker: Locker) -> None:

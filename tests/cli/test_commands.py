@@ -9,7 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlmodel import col, select
 
+from service.core.entry import decode_entry
+from service.db.models import CustodyEntry
 from service.errors import ConfigurationError
 from service.runtime import open_runtime
 from service.settings import Settings, load_settings
@@ -144,6 +147,8 @@ def test_admin_manages_members_and_keys(tmp_path: Path) -> None:
             "o",
             "--email",
             "i@example.org",
+            "--name",
+            "field laptop",
             "--role",
             "analyst",
             "--expires",
@@ -155,10 +160,52 @@ def test_admin_manages_members_and_keys(tmp_path: Path) -> None:
     key = made.stdout.strip().splitlines()[-1]
     prefix = key.split("_")[1]
     listed = _run(["admin", "list-keys", "--org", "o"], env)
-    assert prefix in listed.stdout and "analyst" in listed.stdout and key not in listed.stdout
-    revoked = _run(["admin", "revoke-key", prefix], env)
-    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    row = next(line for line in listed.stdout.splitlines() if prefix in line)
+    assert "i@example.org" in row and "analyst" in row and "field laptop" in row
+    assert key not in listed.stdout
+    whole = _run(["admin", "revoke-key", "--org", "o", key], env)
+    assert whole.returncode == 2 and "no key" in whole.stderr  # a prefix, as the API takes
+    revoked = _run(["admin", "revoke-key", "--org", "o", prefix], env)
+    assert revoked.returncode == 0 and f"key {prefix} revoked" in revoked.stdout
     bad_role = _run(
         ["admin", "create-user", "--org", "o", "--email", "x@example.org", "--role", "owner"], env
     )
     assert bad_role.returncode == 2 and "unknown role" in bad_role.stderr
+    actions = _logged_actions(tmp_path)
+    assert [a for a, _ in actions] == [
+        "organisation.created",
+        "member.added",
+        "key.created",
+        "member.added",
+        "key.created",
+        "key.revoked",
+    ]
+    assert {actor for _, actor in actions} == {"operator:cli"}
+
+
+def test_admin_acts_within_the_organisation_named(tmp_path: Path) -> None:
+    env = {"LOCKER_DATA_DIR": str(tmp_path)}
+    for org in ("o", "p"):
+        made = _run(["admin", "bootstrap", "--org", org, "--email", "a@example.org"], env)
+        assert made.returncode == 0, made.stderr
+    key = _run(["admin", "bootstrap", "--org", "q", "--email", "a@example.org"], env)
+    prefix = key.stdout.strip().splitlines()[-1].split("_")[1]
+    elsewhere = _run(["admin", "revoke-key", "--org", "o", prefix], env)
+    assert elsewhere.returncode == 2 and f"no key {prefix}" in elsewhere.stderr
+    stranger = _run(["admin", "create-key", "--org", "p", "--email", "i@example.org"], env)
+    assert stranger.returncode == 2 and "no member i@example.org" in stranger.stderr
+    unknown = _run(["admin", "list-keys", "--org", "nowhere"], env)
+    assert unknown.returncode == 2 and "no organisation 'nowhere'" in unknown.stderr
+    assert "key.revoked" not in [a for a, _ in _logged_actions(tmp_path)]
+
+
+def _logged_actions(data_dir: Path) -> list[tuple[str, str]]:
+    """(action, actor) of every custody entry, read from the leaves themselves."""
+    runtime = open_runtime(Settings(data_dir=data_dir))
+    try:
+        with runtime.database.session() as session:
+            leaves = session.exec(select(CustodyEntry.leaf).order_by(col(CustodyEntry.index)))
+            entries = [decode_entry(leaf) for leaf in leaves]
+    finally:
+        runtime.close()
+    return [(str(e["action"]), str(e["actor"])) for e in entries]

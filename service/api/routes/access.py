@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from service.accounts.access import grant_access, restrict_item, revoke_access
 from service.api.deps import ITEM_KIND, Granter, ItemPath, Restricter, RuntimeDep
-from service.api.schemas import GrantCreate, GrantPublic
+from service.api.schemas.access import GrantCreate, GrantPublic
 
 router = APIRouter(prefix="/v1", tags=["access"])
 
@@ -29,10 +29,10 @@ def post_grant(
     grant = grant_access(
         runtime, principal, kind=ITEM_KIND[kind], item_id=item_id, email=body.email
     )
-    return GrantPublic.of(grant)
+    return GrantPublic.model_validate(grant)
 
 
 @router.delete("/grants/{grant_id}", response_model=GrantPublic)
 def delete_grant(grant_id: str, runtime: RuntimeDep, principal: Granter) -> GrantPublic:
     """Revoke a grant."""
-    return GrantPublic.of(revoke_access(runtime, principal, grant_id))
+    return GrantPublic.model_validate(revoke_access(runtime, principal, grant_id))

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import CustodyReader, RuntimeDep
 from service.api.filtering import Moment
-from service.api.schemas import b64
+from service.api.schemas.base import b64
 from service.audit.case import case_jsonld
 from service.core.entry import decode_entry
 from service.db.models import SignedCheckpoint

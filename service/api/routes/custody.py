@@ -9,12 +9,12 @@ from fastapi.responses import PlainTextResponse
 
 from service.api.deps import CustodyReader, Public, RuntimeDep
 from service.api.filtering import Position
-from service.api.schemas import (
+from service.api.schemas.base import b64
+from service.api.schemas.custody import (
     CheckpointTimestampPublic,
     ConsistencyProof,
     EntryPublic,
     InclusionProof,
-    b64,
 )
 from service.custody.timestamps import list_timestamps
 from service.evidence.reading import list_entries, prove_consistency, prove_inclusion
@@ -35,7 +35,9 @@ def get_checkpoint_timestamps(
     runtime: RuntimeDep, principal: CustodyReader, tree_size: Position
 ) -> list[CheckpointTimestampPublic]:
     """RFC 3161 tokens (DER TimeStampResp, base64) over the checkpoint of `tree_size`."""
-    return [CheckpointTimestampPublic.of(t) for t in list_timestamps(runtime, tree_size)]
+    return [
+        CheckpointTimestampPublic.model_validate(t) for t in list_timestamps(runtime, tree_size)
+    ]
 
 
 @router.get("/verifier-key", response_class=PlainTextResponse, dependencies=[Depends(Public())])
@@ -52,7 +54,8 @@ def get_entries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EntryPublic]:
     """The caller's organisation's entries from index `start`, with exact leaf bytes."""
-    return [EntryPublic.of(e) for e in list_entries(runtime, principal, start=start, limit=limit)]
+    entries = list_entries(runtime, principal, start=start, limit=limit)
+    return [EntryPublic.model_validate(e) for e in entries]
 
 
 @router.get("/proof/inclusion", response_model=InclusionProof)

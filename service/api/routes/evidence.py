@@ -15,24 +15,16 @@ from service.api.deps import (
     JobsDep,
     RuntimeDep,
 )
-from service.api.documentation import (
-    DescriptionPublic,
-    DescriptionUpdate,
-    EvidencePage,
-    EvidenceSummary,
-)
 from service.api.filtering import FilterParams, PagingParams
 from service.api.multipart import boundary_of, form_events, idle_limited
-from service.api.schemas import (
-    AnalysisPublic,
-    CustodyTrail,
-    EntryPublic,
+from service.api.schemas.custody import CustodyTrail, ProvenEntryPublic
+from service.api.schemas.evidence import (
+    DescriptionPublic,
+    DescriptionUpdate,
     EvidenceDetail,
+    EvidencePage,
     EvidencePublic,
-    NearDuplicatePublic,
-    ProvenEntryPublic,
-    SubmissionPublic,
-    b64,
+    EvidenceSummary,
 )
 from service.core.digests import Digest
 from service.errors import TooLarge
@@ -96,18 +88,16 @@ def read_evidence(
     bytes say (kept apart), and the items that look the same."""
     view = get_evidence(runtime, principal, evidence_id)
     described = describe(runtime, principal, evidence_id)
-    first = view.submissions[0]
-    analysis = described.analysis
-    return EvidenceDetail(
-        **EvidencePublic.of(view.evidence, first).model_dump(),
-        ingest_index=view.evidence.ingest_index,
-        submissions=[SubmissionPublic.of(s) for s in view.submissions],
-        description=DescriptionPublic.of(described.latest),
-        analysis=AnalysisPublic.of(analysis) if analysis else None,
-        near_duplicates=[
-            NearDuplicatePublic(evidence_id=n.similar_id, distance=n.distance)
-            for n in described.near_duplicates
-        ],
+    record = EvidencePublic.of(view.evidence, view.submissions[0])
+    return EvidenceDetail.model_validate(
+        record.model_dump()
+        | {
+            "ingest_index": view.evidence.ingest_index,
+            "submissions": view.submissions,
+            "description": described.latest,
+            "analysis": described.analysis,
+            "near_duplicates": described.near_duplicates,
+        }
     )
 
 
@@ -127,7 +117,7 @@ def patch_metadata(
         reason=body.reason,
         base_version=body.base_version,
     )
-    return DescriptionPublic.of(version)
+    return DescriptionPublic.model_validate(version)
 
 
 @router.get("/{evidence_id}/history", response_model=list[DescriptionPublic])
@@ -137,7 +127,8 @@ def get_metadata_history(
     principal: EvidenceReader,
 ) -> list[DescriptionPublic]:
     """Every version of the asserted metadata, oldest first, each with its digest."""
-    return [DescriptionPublic.of(v) for v in description_history(runtime, principal, evidence_id)]
+    versions = description_history(runtime, principal, evidence_id)
+    return [DescriptionPublic.model_validate(v) for v in versions]
 
 
 @router.get("/{evidence_id}/content", response_class=StreamingResponse)
@@ -171,11 +162,5 @@ def read_evidence_custody(
     return CustodyTrail(
         checkpoint=checkpoint.note,
         tree_size=checkpoint.size,
-        entries=[
-            ProvenEntryPublic(
-                **EntryPublic.of(p.entry).model_dump(),
-                inclusion_proof=[b64(h) for h in p.proof],
-            )
-            for p in proven
-        ],
+        entries=[ProvenEntryPublic.of(p.entry, p.proof) for p in proven],
     )

@@ -5,45 +5,16 @@ from __future__ import annotations
 import structlog
 from fastapi import APIRouter, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from service.api.bodies import RequestBody
 from service.api.deps import Exporter, JobsDep, RuntimeDep
-from service.db.models import Export
+from service.api.schemas.exports import ExportCreate, ExportStatus
 from service.exports.bundles import get_export, open_export, request_export
 from service.jobs.work import BUILD_EXPORT
 
 _log = structlog.get_logger("locker.exports")
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
-
-
-class ExportCreate(RequestBody):
-    incident_id: str | None = Field(default=None, max_length=36)
-    evidence_ids: list[str] = Field(default_factory=list, max_length=10_000)
-
-
-class ExportStatus(BaseModel):
-    id: str
-    status: str
-    created_at: str
-    custody_index: int
-    size: int | None = None
-    sha256: str | None = None
-    error: str | None = None
-
-    @classmethod
-    def of(cls, export: Export) -> ExportStatus:
-        return cls(
-            id=export.id,
-            status=export.status,
-            created_at=export.created_at.isoformat(),
-            custody_index=export.custody_index,
-            size=export.size,
-            sha256=export.sha256,
-            error=export.error,
-        )
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ExportStatus)
@@ -55,13 +26,13 @@ def post_export(
         runtime, principal, incident_id=body.incident_id, evidence_ids=body.evidence_ids
     )
     jobs.defer(BUILD_EXPORT, export_id=export.id)
-    return ExportStatus.of(export)
+    return ExportStatus.model_validate(export)
 
 
 @router.get("/{export_id}", response_model=ExportStatus)
 def read_export(export_id: str, runtime: RuntimeDep, principal: Exporter) -> ExportStatus:
     """The export's status: pending, retrying (with the last error), done or failed."""
-    return ExportStatus.of(get_export(runtime, principal, export_id))
+    return ExportStatus.model_validate(get_export(runtime, principal, export_id))
 
 
 @router.get("/{export_id}/content", response_class=StreamingResponse)

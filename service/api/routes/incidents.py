@@ -5,18 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service.api.deps import IncidentReader, IncidentWriter, RuntimeDep
-from service.api.documentation import (
+from service.api.filtering import FilterParams, PagingParams
+from service.api.schemas.incidents import (
     IncidentCreate,
     IncidentDetail,
     IncidentPage,
     IncidentPublic,
     IncidentUpdate,
     IncidentVersionPublic,
-    LinkCreate,
-    LinkPublic,
-    UnlinkRequest,
 )
-from service.api.filtering import FilterParams, PagingParams
+from service.api.schemas.links import LinkCreate, LinkPublic, UnlinkRequest
 from service.documentation.incidents import (
     create_incident,
     document_for,
@@ -64,10 +62,9 @@ def get_incident(
 ) -> IncidentDetail:
     """An incident's latest version with the evidence linked to it (ended links marked)."""
     incident, links = read_incident(runtime, principal, incident_id)
-    return IncidentDetail(
-        **IncidentPublic.of(incident, document_for(principal, incident.document_json)).model_dump(),
-        evidence=[LinkPublic.of(v.link, v.evidence, v.ended) for v in links],
-    )
+    shown = IncidentPublic.of(incident, document_for(principal, incident.document_json))
+    evidence = [LinkPublic.of(v.link, v.evidence, v.ended) for v in links]
+    return IncidentDetail.model_validate(shown.model_dump() | {"evidence": evidence})
 
 
 @router.patch("/{incident_id}", response_model=IncidentPublic)

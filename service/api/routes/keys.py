@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from service.accounts.members import create_key, list_keys, revoke_key
 from service.api.deps import KeyHolder, RuntimeDep
-from service.api.schemas import KeyCreate, KeyIssued, KeyPublic
+from service.api.schemas.keys import KeyCreate, KeyIssued, KeyPublic
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 @router.get("", response_model=list[KeyPublic])
 def get_keys(runtime: RuntimeDep, principal: KeyHolder) -> list[KeyPublic]:
     """The caller's keys (every key of the organisation for admins); never the secrets."""
-    return [KeyPublic.of(k) for k in list_keys(runtime, principal)]
+    return [KeyPublic.model_validate(k) for k in list_keys(runtime, principal)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyIssued)
@@ -28,10 +28,10 @@ def post_key(body: KeyCreate, runtime: RuntimeDep, principal: KeyHolder) -> KeyI
         expires_days=body.expires_days,
         email=body.email,
     )
-    return KeyIssued(**KeyPublic.of(issued.row).model_dump(), key=issued.secret)
+    return KeyIssued.of(issued)
 
 
 @router.delete("/{prefix}", response_model=KeyPublic)
 def delete_key(prefix: str, runtime: RuntimeDep, principal: KeyHolder) -> KeyPublic:
     """Revoke a key; it fails from the next request on."""
-    return KeyPublic.of(revoke_key(runtime, principal, prefix))
+    return KeyPublic.model_validate(revoke_key(runtime, principal, prefix))

@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from service.accounts.members import add_member, list_members
 from service.api.deps import MemberManager, RuntimeDep
-from service.api.schemas import MemberCreate, MemberPublic
+from service.api.schemas.members import MemberCreate, MemberPublic
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
@@ -14,10 +14,12 @@ router = APIRouter(prefix="/v1/members", tags=["members"])
 @router.get("", response_model=list[MemberPublic])
 def get_members(runtime: RuntimeDep, principal: MemberManager) -> list[MemberPublic]:
     """Every member of the caller's organisation."""
-    return [MemberPublic.of(u) for u in list_members(runtime, principal)]
+    return [MemberPublic.model_validate(u) for u in list_members(runtime, principal)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MemberPublic)
 def post_member(body: MemberCreate, runtime: RuntimeDep, principal: MemberManager) -> MemberPublic:
     """Add a member with a role."""
-    return MemberPublic.of(add_member(runtime, principal, email=body.email, role=body.role))
+    return MemberPublic.model_validate(
+        add_member(runtime, principal, email=body.email, role=body.role)
+    )

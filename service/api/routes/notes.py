@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service.api.deps import ITEM_KIND, Annotator, IncidentReader, ItemPath, RuntimeDep
-from service.api.documentation import NoteCreate, NotePublic
+from service.api.schemas.notes import NoteCreate, NotePublic
 from service.documentation.notes import add_note, list_notes
 
 router = APIRouter(prefix="/v1", tags=["notes"])
@@ -19,7 +19,7 @@ def post_note(
 ) -> NotePublic:
     """Add a note to an incident or an item; notes are never edited or removed."""
     note = add_note(runtime, principal, kind=ITEM_KIND[kind], item_id=item_id, body=body.body)
-    return NotePublic.of(note)
+    return NotePublic.model_validate(note)
 
 
 @router.get("/{kind}/{item_id}/notes", response_model=list[NotePublic])
@@ -28,4 +28,4 @@ def get_notes(
 ) -> list[NotePublic]:
     """The notes on an incident or an item, oldest first."""
     notes = list_notes(runtime, principal, kind=ITEM_KIND[kind], item_id=item_id)
-    return [NotePublic.of(n) for n in notes]
+    return [NotePublic.model_validate(n) for n in notes]

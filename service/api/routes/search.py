@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from service.api.deps import IncidentReader, RuntimeDep
-from service.api.documentation import SearchHit, SearchPage, Vocabulary
 from service.api.filtering import FilterParams, PagingParams
+from service.api.schemas.search import SearchHit, SearchPage, Vocabulary
 from service.documentation.documents import STATUSES
 from service.search.query import Hit, search
 
