@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import procrastinate
 import structlog
+from procrastinate.exceptions import UniqueViolation
+from procrastinate.jobs import Status
 
 from service.custody.timestamps import timestamp_periodically
 from service.errors import describe
@@ -87,7 +89,12 @@ async def _retry_stalled(app: procrastinate.App, silent_seconds: float) -> None:
     stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=silent_seconds)
     for job in stalled:
         _log.warning("retrying a job whose worker went silent", job=job.task_name, id=job.id)
-        await app.job_manager.retry_job(job)
+        try:
+            await app.job_manager.retry_job(job)
+        except UniqueViolation:
+            # The same work is queued already (queued again as owed work meanwhile): that
+            # twin will do it, so this one ends here instead of being queued twice.
+            await app.job_manager.finish_job(job, status=Status.FAILED, delete_job=False)
 
 
 async def _owed(runtime: Runtime, queue: JobQueue) -> None:
