@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from importlib.metadata import version as _version
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -18,9 +20,37 @@ from service.settings import load_settings
 if TYPE_CHECKING:
     from service.runtime import Runtime
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evidence locker.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Evidence locker.",
+    epilog="Exit status: 0 done, 1 a check failed, 2 a usage or reported error, 3 verified "
+    "intact but origin unproven (locker verify without --verifier-key), 70 a bug, "
+    "130 interrupted.",
+)
 admin = typer.Typer(no_args_is_help=True, help="Organisations, users and keys.")
 app.add_typer(admin, name="admin")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"locker {_version('evidence-locker')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _locker(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version; exit."
+        ),
+    ] = False,
+) -> None:
+    """Evidence locker: immutable evidence storage and a verifiable chain-of-custody log."""
+
+
 register_verify(app)  # `locker verify`: offline, imports only the pure core
 register_upload(app)  # `locker upload`: the field client, standard library + core
 _err = Console(stderr=True, soft_wrap=True)
@@ -250,20 +280,50 @@ def demo() -> None:
     print(loaded.api_key)
 
 
-def main() -> None:
-    """Entry point: run the CLI, printing our errors as one line, not a traceback."""
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BUG = 0, 1, 2, 130, 70
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point: every mistake or error is one line on stderr and an exit status.
+
+    Exit status: 0 done, 1 a check failed (fsck, verify), 2 a usage error or an error the
+    locker reports (bad option, missing file, bad configuration, refused request), 3
+    `locker verify` found the bundle intact but its origin unproven (no --verifier-key),
+    70 a bug in the locker (run with LOCKER_TRACEBACK=1 to see where), 130 interrupted.
+    """
     try:
-        code = app(standalone_mode=False)
+        code = app(args=argv, prog_name="locker", standalone_mode=False)
     except Error as exc:
-        _err.print(f"locker: {exc.diagnostics()}", markup=False)
-        raise SystemExit(2) from None
+        _fail(f"locker: {exc.diagnostics()}", EXIT_USAGE)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
-    except Exception as exc:  # click's usage errors
-        import click
+    except typer.Abort:
+        _fail("locker: interrupted", EXIT_INTERRUPTED)
+    except typer.TyperException as exc:  # click's usage errors, as typer bundles click
+        _fail(_usage_line(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("locker: interrupted", EXIT_INTERRUPTED)
+    except Exception as exc:
+        if os.environ.get("LOCKER_TRACEBACK"):
+            raise
+        _fail(
+            f"locker: unexpected {type(exc).__name__}: {exc} (a bug; LOCKER_TRACEBACK=1 "
+            "shows where)",
+            EXIT_BUG,
+        )
+    raise SystemExit(code if isinstance(code, int) else EXIT_OK)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
-    raise SystemExit(code if isinstance(code, int) else 0)
+
+def _usage_line(exc: typer.TyperException) -> str:
+    """One line: the command, what is wrong, and where help is."""
+    context = getattr(exc, "ctx", None)
+    command = context.command_path if context is not None else "locker"
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `locker`: its help is shown
+        return f"{command}: a command is needed (see {command} --help)"
+    message = " ".join(exc.format_message().split())
+    return f"{command}: {message} (see {command} --help)"
+
+
+def _fail(line: str, code: int) -> NoReturn:
+    _err.print(line, markup=False, highlight=False)
+    raise SystemExit(code)
