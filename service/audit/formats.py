@@ -14,8 +14,9 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 
-from service.audit.people import People
+from service.accounts.people import People
 from service.core.entry import decode_entry
+from service.core.text_direction import has_rtl, isolate
 from service.db.models import SignedCheckpoint
 from service.evidence.reading import ProvenEntry
 
@@ -108,17 +109,21 @@ def csv_rows(
 def labelled(fields: Mapping[str, object]) -> str:
     """An entry's details as `label: value` pairs (`; ` between), in the leaf's order."""
     return "; ".join(
-        f"{name.replace('_', ' ')}: {_plain(value)}"
+        f"{name.replace('_', ' ')}: {plain(value)}"
         for name, value in fields.items()
         if name not in _OWN_COLUMNS
     )
 
 
-def _plain(value: object) -> str:
+def plain(value: object) -> str:
+    """A value as a reader writes it; text holding right-to-left letters is isolated
+    (FSI…PDI) so that the label and punctuation around it keep their places."""
     if isinstance(value, str):
-        return value
+        return isolate(value) if has_rtl(value) else value
     if isinstance(value, Mapping):
-        return ", ".join(f"{k.replace('_', ' ')} {_plain(v)}" for k, v in value.items())
+        return ", ".join(f"{k.replace('_', ' ')} {plain(v)}" for k, v in value.items())
     if isinstance(value, list):
-        return ", ".join(_plain(v) for v in value)
+        return ", ".join(plain(v) for v in value)
+    if value is None:
+        return "—"
     return json.dumps(value, ensure_ascii=False)

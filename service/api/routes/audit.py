@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from service.accounts.people import people_of
 from service.api.deps import CustodyReader, RuntimeDep
 from service.api.filtering import Moment
 from service.audit.case import case_jsonld
 from service.audit.formats import csv_rows, jsonl_lines
-from service.audit.people import people_of
 from service.errors import InvalidInput
 from service.evidence.reading import EntryFilter, audit_trail
 

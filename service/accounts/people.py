@@ -40,6 +40,10 @@ class People:
             return self.organisation
         return ""
 
+    def by_reference(self) -> dict[str, str]:
+        """Every name by the reference entries use: `user:<id>` and `operator`."""
+        return {OPERATOR: _OPERATOR_NAME} | {f"user:{k}": v for k, v in self.members.items()}
+
 
 def people_of(runtime: Runtime, organisation_id: str) -> People:
     """The organisation's name and every member's e-mail, by user id."""
