@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from importlib.metadata import version as _version
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
@@ -265,12 +267,40 @@ def reindex() -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    samples: Annotated[
+        Path | None,
+        typer.Option(
+            "--samples",
+            help="Only write the walk-through's sample files (photos, a statement) into "
+            "this folder; load nothing.",
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
     """Fill the locker with a small, self-written sample (an organisation of its own)."""
-    from service.operations.demo import DEMO_EMAIL, DEMO_ORGANISATION, load_demo
+    from service.operations.demo import DEMO_EMAIL, DEMO_ORGANISATION, load_demo, write_samples
 
+    if samples is not None:
+        written = write_samples(samples)
+        if json_out:
+            _print_json({"samples": [str(path) for path in written]})
+        for path in [] if json_out else written:
+            print(path)
+        return
     with _runtime() as runtime:
         loaded = load_demo(runtime)
+    if json_out:
+        _print_json(
+            {
+                "organisation": DEMO_ORGANISATION,
+                "email": DEMO_EMAIL,
+                "incidents": loaded.incidents,
+                "evidence": loaded.evidence,
+                "api_key": loaded.api_key,
+            }
+        )
+        return
     _out.print(
         f"loaded {len(loaded.incidents)} incidents and {len(loaded.evidence)} items into "
         f"{DEMO_ORGANISATION!r} (admin {DEMO_EMAIL})",
@@ -278,6 +308,10 @@ def demo() -> None:
     )
     _out.print("API key (shown once; store it safely):")
     print(loaded.api_key)
+
+
+def _print_json(document: object) -> None:
+    print(json.dumps(document, indent=2, ensure_ascii=False, default=str))
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BUG = 0, 1, 2, 130, 70

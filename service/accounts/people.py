@@ -19,7 +19,11 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 OPERATOR = "operator"
-_OPERATOR_NAME = "the locker's operator (command line)"
+# Actors that are no person: the operator's commands and the locker's own background work.
+_MACHINE_NAMES = {
+    OPERATOR: "the locker's operator (command line)",
+    "system:analysis": "the locker's metadata analysis (automatic)",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,8 +35,8 @@ class People:
 
     def name(self, reference: str) -> str:
         """A reader's name for a reference (an e-mail), or "" if it names no one."""
-        if reference == OPERATOR:
-            return _OPERATOR_NAME
+        if reference in _MACHINE_NAMES:
+            return _MACHINE_NAMES[reference]
         kind, _, identifier = reference.partition(":")
         if kind == "user":
             return self.members.get(identifier, "")
@@ -42,7 +46,7 @@ class People:
 
     def by_reference(self) -> dict[str, str]:
         """Every name by the reference entries use: `user:<id>` and `operator`."""
-        return {OPERATOR: _OPERATOR_NAME} | {f"user:{k}": v for k, v in self.members.items()}
+        return _MACHINE_NAMES | {f"user:{k}": v for k, v in self.members.items()}
 
 
 def people_of(runtime: Runtime, organisation_id: str) -> People:

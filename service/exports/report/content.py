@@ -18,7 +18,7 @@ TITLE = "Chain of custody report"
 ACQUISITION_COLUMNS = ("received", "file name", "submitted by", "metadata")
 TIMELINE_COLUMNS = ("entry", "time (UTC)", "actor", "action")
 PEOPLE_HEADING = "People"
-PEOPLE_COLUMNS = ("e-mail", "id in the custody log")
+PEOPLE_COLUMNS = ("who (e-mail)", "id in the custody log")
 VERIFY_HEADING = "How to verify this bundle by hand"
 VERIFY_STEPS = (
     "Unzip it, go into the bag folder and run `sha256sum -c manifest-sha256.txt` and"
@@ -60,7 +60,7 @@ def item_section(
     names = people or {}
 
     def who(reference: object) -> str:
-        return names.get(str(reference)) or str(reference)
+        return names.get(_reference(reference)) or str(reference)
 
     submissions = record.get("submissions")
     listed = submissions if isinstance(submissions, list) else []
@@ -96,10 +96,16 @@ def people_rows(
     for record in records:
         submissions = record.get("submissions")
         for submission in submissions if isinstance(submissions, list) else []:
-            seen[str(submission.get("submitted_by"))] = None
+            seen[_reference(submission.get("submitted_by"))] = None
         for entry in timelines.get(str(record["id"]), ()):
             seen[str(entry["actor"])] = None
     return tuple((people[ref], ref) for ref in seen if ref in people)
+
+
+def _reference(actor: object) -> str:
+    """The custody log's reference for an actor; a submission keeps the bare user id."""
+    text = str(actor)
+    return text if ":" in text or text == "operator" else f"user:{text}"
 
 
 def fields(submission: Mapping[str, object]) -> str:
