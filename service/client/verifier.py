@@ -141,7 +141,7 @@ def verify_path(
 
 
 _KEY_WARNING = (
-    "No --key was given, so the checkpoint was checked against the key INSIDE the bundle. "
+    "No --verifier-key was given, so the checkpoint was checked against the key INSIDE the bundle. "
     "This proves the bundle is intact and self-consistent (integrity), NOT that it comes "
     "from the locker it names (origin): anyone can re-sign a bundle with a key of their "
     "own. Obtain the locker's verifier key through a separate channel and run again "

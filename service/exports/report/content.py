@@ -34,7 +34,7 @@ VERIFY_STEPS = (
     " attested when the checkpoint existed (RFC 3161): `openssl ts -verify -in"
     " custody/checkpoint.tsr -data custody/checkpoint.txt -CAfile tsa-ca.pem`, with the"
     " authority's certificate obtained from the authority itself.",
-    "Or run `locker verify BUNDLE.zip --key verifier-key.txt`, which does all of this.",
+    "Or run `locker verify BUNDLE.zip --verifier-key verifier-key.txt`, which does all of this.",
 )
 
 Row = tuple[str, str, str, str]
