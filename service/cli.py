@@ -55,6 +55,7 @@ def _locker(
 
 register_verify(app)  # `locker verify`: offline, imports only the pure core
 register_upload(app)  # `locker upload`: the field client, standard library + core
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]
 _err = Console(stderr=True, soft_wrap=True)
 _out = Console(highlight=False, soft_wrap=True)
 
@@ -85,9 +86,13 @@ def serve(
 
 
 @app.command()
-def migrate() -> None:
+def migrate(json_out: JsonOption = False) -> None:
     """Bring the database schema up to date."""
     with _runtime():
+        pass
+    if json_out:
+        _print_json({"database": "up to date"})
+    else:
         _out.print("database is up to date")
 
 
@@ -95,12 +100,18 @@ def migrate() -> None:
 def bootstrap(
     org: Annotated[str, typer.Option(help="Name of the new organisation.")],
     email: Annotated[str, typer.Option(help="E-mail of its first administrator.")],
+    json_out: JsonOption = False,
 ) -> None:
     """Create an organisation, its admin user and an API key (printed last, alone)."""
     from service.accounts.members import bootstrap as do_bootstrap
 
     with _runtime() as runtime:
         made = do_bootstrap(runtime, organisation=org, email=email)
+    if json_out:
+        _print_json(
+            {"organisation": made.organisation_id, "user": made.user_id, "api_key": made.api_key}
+        )
+        return
     _out.print(f"organisation {made.organisation_id}\nuser {made.user_id}")
     _out.print("API key (shown once; store it safely):")
     print(made.api_key)
@@ -111,12 +122,16 @@ def create_user(
     org: Annotated[str, typer.Option(help="Organisation name.")],
     email: Annotated[str, typer.Option(help="The member's e-mail.")],
     role: Annotated[str, typer.Option(help="admin, investigator, analyst or auditor.")],
+    json_out: JsonOption = False,
 ) -> None:
     """Add a member to an organisation with a role."""
     from service.accounts.members import operator_create_user
 
     with _runtime() as runtime:
         user = operator_create_user(runtime, organisation=org, email=email, role=role)
+    if json_out:
+        _print_json({"member": user.id, "email": user.email, "role": user.role})
+        return
     _out.print(f"member {user.id} {user.email} role {user.role}")
 
 
@@ -126,6 +141,7 @@ def create_key(
     email: Annotated[str, typer.Option(help="The member who will own the key.")],
     role: Annotated[str | None, typer.Option(help="Lower than the member's role.")] = None,
     expires: Annotated[int | None, typer.Option(help="Days until the key expires.")] = None,
+    json_out: JsonOption = False,
 ) -> None:
     """Create an API key for a member (printed last, alone)."""
     from service.accounts.members import operator_create_key
@@ -134,22 +150,41 @@ def create_key(
         issued = operator_create_key(
             runtime, organisation=org, email=email, role=role, expires_days=expires
         )
+    if json_out:
+        row = issued.row
+        _print_json(
+            {
+                "prefix": row.prefix,
+                "role": row.role,
+                "expires": row.expires_at,
+                "key": issued.secret,
+            }
+        )
+        return
     _out.print(f"key {issued.row.prefix} role {issued.row.role} (shown once; store it safely):")
     print(issued.secret)
 
 
 @admin.command("revoke-key")
-def revoke_key(prefix: Annotated[str, typer.Argument(help="The key's prefix.")]) -> None:
+def revoke_key(
+    prefix: Annotated[str, typer.Argument(help="The key's prefix.")],
+    json_out: JsonOption = False,
+) -> None:
     """Revoke a key at once."""
     from service.accounts.members import operator_revoke_key
 
     with _runtime() as runtime:
         row = operator_revoke_key(runtime, prefix)
+    if json_out:
+        _print_json({"prefix": row.prefix, "revoked_at": row.revoked_at})
+        return
     _out.print(f"key {row.prefix} revoked at {row.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
 
 
 @admin.command("list-keys")
-def list_keys(org: Annotated[str, typer.Option(help="Organisation name.")]) -> None:
+def list_keys(
+    org: Annotated[str, typer.Option(help="Organisation name.")], json_out: JsonOption = False
+) -> None:
     """Every key of an organisation (never the secrets)."""
     from rich.table import Table
 
@@ -157,6 +192,23 @@ def list_keys(org: Annotated[str, typer.Option(help="Organisation name.")]) -> N
 
     with _runtime() as runtime:
         rows = operator_list_keys(runtime, organisation=org)
+    if json_out:
+        _print_json(
+            [
+                {
+                    "prefix": key.prefix,
+                    "owner": email,
+                    "role": key.role,
+                    "name": key.name,
+                    "created": key.created_at,
+                    "expires": key.expires_at,
+                    "last_used": key.last_used_at,
+                    "revoked": key.revoked_at,
+                }
+                for key, email in rows
+            ]
+        )
+        return
     table = Table()
     for heading in (
         "prefix",
@@ -204,12 +256,23 @@ def fsck(
     repair: Annotated[
         bool, typer.Option("--repair", help="Settle pending uploads; record orphan objects.")
     ] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Audit every object, leaf, tree node, checkpoint and record; exit 1 on any finding."""
     from service.operations.fsck import fsck as run_fsck
 
     with _runtime() as runtime:
         report = run_fsck(runtime, repair=repair)
+    if json_out:
+        _print_json(
+            {
+                "healthy": report.healthy,
+                "checked": report.checked,
+                "findings": report.findings,
+                "repairs": report.repairs,
+            }
+        )
+        raise typer.Exit(0 if report.healthy else 1)
     for line in report.repairs:
         _out.print(f"repaired: {line}")
     for what, count in report.checked.items():
@@ -223,7 +286,7 @@ def fsck(
 
 
 @app.command()
-def timestamp() -> None:
+def timestamp(json_out: JsonOption = False) -> None:
     """Sign a checkpoint over the whole log and get it an RFC 3161 timestamp (LOCKER_TSA_URL)."""
     from service.custody.timestamps import timestamp_latest
 
@@ -233,8 +296,21 @@ def timestamp() -> None:
             raise typer.Exit(2)
         token = timestamp_latest(runtime)
     if token is None:
-        _out.print("[red]no timestamp: the TSA failed (see the log)[/red]")
+        if json_out:
+            _print_json({"timestamped": False})
+        else:
+            _out.print("[red]no timestamp: the TSA failed (see the log)[/red]")
         raise typer.Exit(1)
+    if json_out:
+        _print_json(
+            {
+                "timestamped": True,
+                "checkpoint_size": token.checkpoint_size,
+                "attested_at": token.attested_at,
+                "authority": token.authority,
+            }
+        )
+        return
     _out.print(
         f"checkpoint of size {token.checkpoint_size} timestamped at "
         f"{token.attested_at:%Y-%m-%dT%H:%M:%SZ} by {token.authority}",
@@ -243,26 +319,35 @@ def timestamp() -> None:
 
 
 @app.command()
-def analyse() -> None:
+def analyse(json_out: JsonOption = False) -> None:
     """Read the metadata and perceptual hashes of every item not yet analysed."""
     from service.evidence.extraction import analyse_evidence, pending_analysis
 
+    outcomes: dict[str, str] = {}
     with _runtime() as runtime:
         pending = pending_analysis(runtime)
         for evidence_id in pending:
             row = analyse_evidence(runtime, evidence_id)
             outcome = "done" if row is None or row.error is None else f"failed: {row.error}"
-            _out.print(f"evidence {evidence_id}: {outcome}", markup=False)
-    _out.print(f"analysed {len(pending)} item(s)")
+            outcomes[evidence_id] = outcome
+            if not json_out:
+                _out.print(f"evidence {evidence_id}: {outcome}", markup=False)
+    if json_out:
+        _print_json({"analysed": outcomes})
+    else:
+        _out.print(f"analysed {len(pending)} item(s)")
 
 
 @app.command()
-def reindex() -> None:
+def reindex(json_out: JsonOption = False) -> None:
     """Rebuild the search index of every incident and item (after an upgrade)."""
     from service.search.query import rebuild_search_index
 
     with _runtime() as runtime:
         done = rebuild_search_index(runtime)
+    if json_out:
+        _print_json({"incidents": done.incidents, "evidence": done.evidence})
+        return
     _out.print(f"reindexed {done.incidents} incident(s) and {done.evidence} item(s)")
 
 
@@ -276,7 +361,7 @@ def demo(
             "this folder; load nothing.",
         ),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Fill the locker with a small, self-written sample (an organisation of its own)."""
     from service.operations.demo import DEMO_EMAIL, DEMO_ORGANISATION, load_demo, write_samples
@@ -311,7 +396,11 @@ def demo(
 
 
 def _print_json(document: object) -> None:
-    print(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+    print(json.dumps(document, indent=2, ensure_ascii=False, default=_json_value))
+
+
+def _json_value(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BUG = 0, 1, 2, 130, 70

@@ -16,11 +16,13 @@ from tests.verifier.bundles import Built, build
 LOCKER = Path(sys.executable).with_name("locker")  # the console script pip installed
 
 
-def _run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
     return subprocess.run(
         [str(LOCKER), *map(str, args)],
-        env=clean | {"COLUMNS": "100"},
+        env=clean | {"COLUMNS": "100"} | (env or {}),
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -117,3 +119,26 @@ def test_a_file_that_is_no_verifier_key_is_named_but_not_shown(
     done = _run("verify", built.path, "--verifier-key", key)
     _one_line_usage_error(done, str(key), "holds no verifier key")
     assert "secret_written" not in done.stderr
+
+
+def test_commands_that_report_speak_json(tmp_path: Path) -> None:
+    env = {"LOCKER_DATA_DIR": str(tmp_path)}
+    made = _run(
+        "admin", "bootstrap", "--org", "منظمة", "--email", "a@example.org", "--json", env=env
+    )
+    assert made.returncode == 0, made.stderr
+    answer = json.loads(made.stdout)
+    assert answer["api_key"].startswith("lk_") and answer["organisation"] and answer["user"]
+    member = json.loads(
+        _run("admin", "create-user", "--org", "منظمة", "--email", "b@example.org",
+             "--role", "analyst", "--json", env=env).stdout
+    )  # fmt: skip
+    assert member["email"] == "b@example.org" and member["role"] == "analyst"
+    keys = json.loads(_run("admin", "list-keys", "--org", "منظمة", "--json", env=env).stdout)
+    assert [k["owner"] for k in keys] == ["a@example.org"] and "key" not in keys[0]
+    assert keys[0]["prefix"] in answer["api_key"]
+    checked = _run("fsck", "--json", env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["healthy"] is True and report["findings"] == [] and report["checked"]
+    assert json.loads(_run("reindex", "--json", env=env).stdout) == {"incidents": 0, "evidence": 0}
