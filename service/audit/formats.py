@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 
 from service.accounts.people import People
 from service.core.entry import decode_entry
-from service.core.text_direction import has_rtl, isolate
+from service.core.readable import label, plain
 from service.db.models import SignedCheckpoint
 from service.evidence.reading import ProvenEntry
 
@@ -109,21 +109,7 @@ def csv_rows(
 def labelled(fields: Mapping[str, object]) -> str:
     """An entry's details as `label: value` pairs (`; ` between), in the leaf's order."""
     return "; ".join(
-        f"{name.replace('_', ' ')}: {plain(value)}"
+        f"{label(name)}: {plain(value)}"
         for name, value in fields.items()
         if name not in _OWN_COLUMNS
     )
-
-
-def plain(value: object) -> str:
-    """A value as a reader writes it; text holding right-to-left letters is isolated
-    (FSI…PDI) so that the label and punctuation around it keep their places."""
-    if isinstance(value, str):
-        return isolate(value) if has_rtl(value) else value
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k.replace('_', ' ')} {plain(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return ", ".join(plain(v) for v in value)
-    if value is None:
-        return "—"
-    return json.dumps(value, ensure_ascii=False)

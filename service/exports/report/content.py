@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from service.core.text_direction import has_rtl, isolate
+from service.core.readable import label, plain
 
 TITLE = "Chain of custody report"
 ACQUISITION_COLUMNS = ("received", "file name", "submitted by", "metadata")
@@ -137,25 +137,8 @@ def _described(record: Mapping[str, object]) -> list[tuple[str, object]]:
 def labelled(value: object) -> str:
     """A metadata object as `label: value` lines, in its keys' order; "—" if empty."""
     if not isinstance(value, Mapping) or not value:
-        return _plain(value) if value else "—"
-    return "\n".join(f"{_label(k)}: {_plain(v)}" for k, v in value.items())
-
-
-def _label(key: object) -> str:
-    return str(key).replace("_", " ")
-
-
-def _plain(value: object) -> str:
-    """A value as a reader writes it: nested fields after their labels, lists by commas;
-    text with right-to-left letters isolated, so the label keeps its place."""
-    if isinstance(value, Mapping):
-        return ", ".join(f"{_label(k)} {_plain(v)}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return ", ".join(_plain(v) for v in value)
-    if value is None:
-        return "—"
-    text = str(value).lower() if isinstance(value, bool) else str(value)
-    return isolate(text) if has_rtl(text) else text
+        return plain(value) if value else "—"
+    return "\n".join(f"{label(k)}: {plain(v)}" for k, v in value.items())
 
 
 def _row(a: object, b: object, c: object, d: object) -> Row:

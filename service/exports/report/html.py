@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 
-from service.core.text_direction import FSI, PDI
+from service.core.readable import FSI, PDI
 from service.exports.report.content import (
     ACQUISITION_COLUMNS,
     PEOPLE_COLUMNS,
