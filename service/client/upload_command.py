@@ -20,6 +20,12 @@ from service.client.uploader import UploadError, file_sha256, upload
 from service.client.verify_command import EXIT_FAILED, EXIT_USAGE, KeyUnusable, read_verifier
 from service.errors import VerificationError
 
+EXIT_HELP = (
+    "Exit status: 0 uploaded and the receipt verified; 1 the receipt does not verify (the "
+    "server's answer does not prove the file was logged); 2 refused, unreachable or a "
+    "usage error."
+)
+
 
 def upload_command(
     file: Annotated[Path, typer.Argument(help="The file to upload.")],
@@ -151,4 +157,4 @@ def _usage(err: Console, message: str) -> NoReturn:
 
 def register(app: typer.Typer) -> None:
     """Add the `upload` command to the locker's CLI."""
-    app.command("upload")(upload_command)
+    app.command("upload", epilog=EXIT_HELP)(upload_command)
