@@ -7,6 +7,7 @@ import io
 
 import pypdfium2 as pdfium
 import pytest
+from fpdf import FPDF
 
 from service.exports.report import pdf as report_pdf
 from service.exports.report import render_report, write_pdf_report
@@ -109,10 +110,11 @@ def test_mixed_names_are_drawn_in_their_true_order() -> None:
 
 def test_the_check_fails_when_runs_stay_in_logical_order(monkeypatch: pytest.MonkeyPatch) -> None:
     # fpdf2 alone draws the runs in logical order: the digit lands after the Arabic word.
-    monkeypatch.setattr(report_pdf, "_visual", lambda line: line)
-    monkeypatch.setattr(
-        report_pdf, "_shape", lambda pdf, text: (pdf.set_text_shaping(True), text)[1]
-    )
+    def fpdf2_alone(pdf: FPDF, text: str, width: float | None = None) -> str:
+        pdf.set_text_shaping(True)
+        return text
+
+    monkeypatch.setattr(report_pdf, "_shape", fpdf2_alone)
     text = "\n".join(page_texts(_pdf()))
     assert f"{ITEM}/1-{SITE}.jpg" not in text
 
@@ -154,3 +156,41 @@ def test_the_html_isolates_each_name() -> None:
         checkpoint="",
     )
     assert f"title: <bdi>{SITE}</bdi>" in labelled
+
+
+# Too long for the metadata column, and mixed (the dates are left-to-right runs inside
+# it): it must be broken into lines before each line is reordered, first words first.
+STATEMENT = "رأيت فرق البحث تصل إلى المكب في 6 يونيو 2020 بعد اختفاء أخي في سبتمبر 2019 صباحا"
+
+
+def test_wrapped_right_to_left_text_keeps_its_lines_in_reading_order() -> None:
+    record = _record()
+    submission = {
+        **record["submissions"][0],
+        "metadata": {"description": f"{STATEMENT} {STATEMENT}"},
+    }  # type: ignore[index]
+    out = io.BytesIO()
+    write_pdf_report(
+        out,
+        export_id="export-1",
+        records=[{**record, "submissions": [submission]}],
+        timelines={ITEM: _TIMELINE},
+        checkpoint="o\n4\nr\n",
+    )
+    pdf = out.getvalue()
+    first, last = _boxes(pdf, "رأيت"), _boxes(pdf, "صباحا")
+    assert len(first) == 2 and len(last) == 2  # the sentence twice, every word drawn
+    # pdfium's y grows upwards: the first word's line is above the last word's.
+    assert first[0][0] > last[-1][0], "the wrapped lines are in the wrong order"
+    bottom, left, _ = first[0]
+    second = [b for b in _boxes(pdf, "فرق") if abs(b[0] - bottom) <= 3]
+    assert second and all(b[2] <= left + 0.5 for b in second), "not right to left"
+
+
+def test_the_wrap_check_fails_when_lines_break_after_reordering(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Reordered whole, then broken by fpdf2: the sentence's end comes out on its first line.
+    monkeypatch.setattr(report_pdf, "_wrap", lambda pdf, line, width: [line])
+    with pytest.raises(AssertionError):
+        test_wrapped_right_to_left_text_keeps_its_lines_in_reading_order()

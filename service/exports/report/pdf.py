@@ -112,21 +112,38 @@ def _direction(text: str) -> Align:
     return Align.R if base_rtl(text) else Align.L
 
 
-def _shape(pdf: FPDF, text: str) -> str:
+def _shape(pdf: FPDF, text: str, width: float | None = None) -> str:
     """The text to draw, with HarfBuzz shaping on only when it needs it (it is costly).
 
     Below U+0300 (Latin, IPA, spacing modifiers) each character is one glyph, left to
-    right; combining marks, right-to-left and complex scripts all lie above. Lines with
-    right-to-left letters come back in visual order, each run isolated in its direction
-    (LRI or RLI … PDI), so that fpdf2, told the line is left to right, draws the runs in
-    the order given and shapes each one its own way.
+    right; combining marks, right-to-left and complex scripts all lie above. Text with
+    right-to-left letters is first broken into lines `width` wide (UAX #9 reorders each
+    line after breaking), then each line comes back in visual order, each run isolated
+    in its direction (LRI or RLI … PDI), so that fpdf2, told the line is left to right,
+    draws the runs in the order given and shapes each one its own way.
     """
     shaped = any(ord(char) >= _FIRST_SHAPED for char in text)
     if not shaped or not any(unicodedata.bidirectional(c) in ("R", "AL") for c in text):
         pdf.set_text_shaping(shaped)
         return text
     pdf.set_text_shaping(True, direction="ltr")
-    return "\n".join(_visual(line) for line in text.split("\n"))
+    lines = text.split("\n")
+    if width is not None:
+        lines = [part for line in lines for part in _wrap(pdf, line, width - 2 * pdf.c_margin)]
+    return "\n".join(_visual(line) for line in lines)
+
+
+def _wrap(pdf: FPDF, line: str, width: float) -> list[str]:
+    """`line` broken at spaces into pieces no wider than `width`, in logical order."""
+    pieces: list[str] = []
+    current = ""
+    for word in line.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if current and pdf.get_string_width(_visual(candidate)) > width:
+            pieces.append(current)
+            candidate = word
+        current = candidate
+    return [*pieces, current]
 
 
 def _visual(line: str) -> str:
@@ -138,7 +155,7 @@ def _heading(pdf: FPDF, text: str, *, size: float) -> None:
         pdf.add_page()
     pdf.ln(2)
     pdf.set_font(_FAMILY, "B", size)
-    drawn = _shape(pdf, text)
+    drawn = _shape(pdf, text, pdf.epw)
     pdf.multi_cell(
         0, size * 0.55, drawn, align=_direction(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT
     )
@@ -147,7 +164,7 @@ def _heading(pdf: FPDF, text: str, *, size: float) -> None:
 
 
 def _paragraph(pdf: FPDF, text: str) -> None:
-    pdf.multi_cell(0, _LINE, _shape(pdf, text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.multi_cell(0, _LINE, _shape(pdf, text, pdf.epw), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(2)
 
 
@@ -200,7 +217,7 @@ def _row(
         pdf.set_xy(x + _PAD, y + _PAD)
         # One line is drawn with one shaping call; fpdf2's line breaker, which
         # multi_cell uses, shapes the text again for every character it adds.
-        drawn = _shape(pdf, value)
+        drawn = _shape(pdf, value, width - 2 * _PAD)
         draw = pdf.cell if lines[n] == 1 else pdf.multi_cell
         draw(width - 2 * _PAD, _LINE, drawn, align=_direction(value))
         x += width
@@ -212,7 +229,7 @@ def _lines(pdf: FPDF, width: float, text: str, *, bold: bool) -> int:
     """How many lines `text` takes in a cell `width` wide."""
     pdf.set_font(_FAMILY, "B" if bold else "", _BODY)
     inner = width - 2 * _PAD
-    drawn = _shape(pdf, text)
+    drawn = _shape(pdf, text, inner)
     if "\n" not in drawn and pdf.get_string_width(drawn) <= inner:
         return 1
     broken = pdf.multi_cell(inner, _LINE, drawn, dry_run=True, output=MethodReturnValue.LINES)
