@@ -17,7 +17,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from service.client.uploader import UploadError, file_sha256, upload
-from service.client.verify_command import EXIT_FAILED, EXIT_USAGE, KeyUnusable, read_verifier
+from service.client.verify_command import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    KeyUnusable,
+    read_verifier,
+    shown_path,
+)
 from service.errors import VerificationError
 
 EXIT_HELP = (
@@ -65,7 +71,7 @@ def upload_command(
     """Upload a file with its SHA-256, then check the log's proof that it was received."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if not file.is_file():
-        _usage(err, f"no such file: {file}")
+        _usage(err, f"no such file: {shown_path(file)}")
     key = verifier_key or deprecated_key
     if key is None:
         _usage(err, "needs --verifier-key FILE (the locker's verifier key, from a trusted source)")

@@ -44,7 +44,7 @@ def read_verifier(key: Path) -> NoteVerifier:
     The reason never repeats the file's content, nor a value that looks like an API key
     given where the verifier-key file was expected: either may be a secret.
     """
-    shown = _shown_path(key)
+    shown = shown_path(key)
     try:
         text = key.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -61,13 +61,14 @@ def read_verifier(key: Path) -> NoteVerifier:
         ) from None
 
 
-def _shown_path(key: Path) -> str:
-    if key.name.startswith(API_KEY_PREFIX):
+def shown_path(path: Path) -> str:
+    """A path for an error message; one that looks like an API key is not repeated."""
+    if path.name.startswith(API_KEY_PREFIX):
         return (
             f"'{API_KEY_PREFIX}…' (that looks like an API key, not shown: give the API key "
             "with --api-key or LOCKER_API_KEY, and the verifier key's file with --verifier-key)"
         )
-    return str(key)
+    return str(path)
 
 
 def verify(
@@ -115,7 +116,7 @@ def verify(
     if receipt is not None:
         _receipt(receipt, key, file, json_out, err)
     if bundle is None or not bundle.is_file():
-        _usage(err, f"no such bundle file: {bundle}")
+        _usage(err, f"no such bundle file: {shown_path(bundle) if bundle else None}")
     key_text = _verifier(key, "a bundle", err).to_text() if key is not None else None
     roots = None
     if tsa_ca is not None:

@@ -85,6 +85,8 @@ def test_an_api_key_given_as_the_verifier_key_is_never_printed(tmp_path: Path) -
         ["verify", "bundle.zip", "--verifier-key", secret],
         ["verify", "--receipt", "r.json", "--verifier-key", secret],
         ["upload", sample, "--server", "http://127.0.0.1:9", "--api-key", "x", "--key", secret],
+        ["upload", secret, "--server", "http://127.0.0.1:9", "--api-key", "x"],
+        ["verify", secret],
     ):
         (tmp_path / "bundle.zip").write_bytes(b"")
         done = _run(*args, cwd=tmp_path)
