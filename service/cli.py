@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from importlib.metadata import version as _version
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -18,11 +22,40 @@ from service.settings import load_settings
 if TYPE_CHECKING:
     from service.runtime import Runtime
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evidence locker.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Evidence locker.",
+    epilog="Exit status: 0 done, 1 a check failed, 2 a usage or reported error, 3 verified "
+    "intact but origin unproven (locker verify without --verifier-key), 70 a bug, "
+    "130 interrupted.",
+)
 admin = typer.Typer(no_args_is_help=True, help="Organisations, users and keys.")
 app.add_typer(admin, name="admin")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"locker {_version('evidence-locker')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _locker(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version; exit."
+        ),
+    ] = False,
+) -> None:
+    """Evidence locker: immutable evidence storage and a verifiable chain-of-custody log."""
+
+
 register_verify(app)  # `locker verify`: offline, imports only the pure core
 register_upload(app)  # `locker upload`: the field client, standard library + core
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]
 _err = Console(stderr=True, soft_wrap=True)
 _out = Console(highlight=False, soft_wrap=True)
 
@@ -80,9 +113,13 @@ def worker(
 
 
 @app.command()
-def migrate() -> None:
+def migrate(json_out: JsonOption = False) -> None:
     """Bring the database schema up to date."""
     with _runtime():
+        pass
+    if json_out:
+        _print_json({"database": "up to date"})
+    else:
         _out.print("database is up to date")
 
 
@@ -90,12 +127,18 @@ def migrate() -> None:
 def bootstrap(
     org: Annotated[str, typer.Option(help="Name of the new organisation.")],
     email: Annotated[str, typer.Option(help="E-mail of its first administrator.")],
+    json_out: JsonOption = False,
 ) -> None:
     """Create an organisation, its admin user and an API key (printed last, alone)."""
     from service.accounts.members import bootstrap as do_bootstrap
 
     with _runtime() as runtime:
         made = do_bootstrap(runtime, organisation=org, email=email)
+    if json_out:
+        _print_json(
+            {"organisation": made.organisation_id, "user": made.user_id, "api_key": made.api_key}
+        )
+        return
     _out.print(f"organisation {made.organisation_id}\nuser {made.user_id}")
     _out.print("API key (shown once; store it safely):")
     print(made.api_key)
@@ -106,6 +149,7 @@ def create_user(
     org: Annotated[str, typer.Option(help="Organisation name.")],
     email: Annotated[str, typer.Option(help="The member's e-mail.")],
     role: Annotated[str, typer.Option(help="admin, investigator, analyst or auditor.")],
+    json_out: JsonOption = False,
 ) -> None:
     """Add a member to an organisation with a role."""
     from service.accounts.members import add_member, operator_of
@@ -113,6 +157,9 @@ def create_user(
     with _runtime() as runtime:
         operator = operator_of(runtime, organisation=org)
         user = add_member(runtime, operator, email=email, role=role)
+    if json_out:
+        _print_json({"member": user.id, "email": user.email, "role": user.role})
+        return
     _out.print(f"member {user.id} {user.email} role {user.role}")
 
 
@@ -123,6 +170,7 @@ def create_key(
     name: Annotated[str, typer.Option(help="What the key is for (shown in list-keys).")] = "",
     role: Annotated[str | None, typer.Option(help="Lower than the member's role.")] = None,
     expires: Annotated[int | None, typer.Option(help="Days until the key expires.")] = None,
+    json_out: JsonOption = False,
 ) -> None:
     """Create an API key for a member (printed last, alone)."""
     from service.accounts.members import create_key as do_create_key
@@ -133,6 +181,17 @@ def create_key(
         issued = do_create_key(
             runtime, operator, name=name, role=role, expires_days=expires, email=email
         )
+    if json_out:
+        row = issued.row
+        _print_json(
+            {
+                "prefix": row.prefix,
+                "role": row.role,
+                "expires": row.expires_at,
+                "key": issued.secret,
+            }
+        )
+        return
     _out.print(f"key {issued.row.prefix} role {issued.row.role} (shown once; store it safely):")
     print(issued.secret)
 
@@ -141,6 +200,7 @@ def create_key(
 def revoke_key(
     org: Annotated[str, typer.Option(help="Organisation name.")],
     prefix: Annotated[str, typer.Argument(help="The key's prefix, as list-keys shows it.")],
+    json_out: JsonOption = False,
 ) -> None:
     """Revoke a key at once."""
     from service.accounts.members import operator_of
@@ -148,11 +208,16 @@ def revoke_key(
 
     with _runtime() as runtime:
         row = do_revoke_key(runtime, operator_of(runtime, organisation=org), prefix)
+    if json_out:
+        _print_json({"prefix": row.prefix, "revoked_at": row.revoked_at})
+        return
     _out.print(f"key {row.prefix} revoked at {row.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
 
 
 @admin.command("list-keys")
-def list_keys(org: Annotated[str, typer.Option(help="Organisation name.")]) -> None:
+def list_keys(
+    org: Annotated[str, typer.Option(help="Organisation name.")], json_out: JsonOption = False
+) -> None:
     """Every key of an organisation (never the secrets)."""
     from rich.table import Table
 
@@ -163,6 +228,23 @@ def list_keys(org: Annotated[str, typer.Option(help="Organisation name.")]) -> N
         operator = operator_of(runtime, organisation=org)
         keys = do_list_keys(runtime, operator)
         owners = {user.id: user.email for user in list_members(runtime, operator)}
+    if json_out:
+        _print_json(
+            [
+                {
+                    "prefix": key.prefix,
+                    "owner": owners[key.user_id],
+                    "role": key.role,
+                    "name": key.name,
+                    "created": key.created_at,
+                    "expires": key.expires_at,
+                    "last_used": key.last_used_at,
+                    "revoked": key.revoked_at,
+                }
+                for key in keys
+            ]
+        )
+        return
     table = Table()
     for heading in (
         "prefix",
@@ -210,12 +292,23 @@ def fsck(
     repair: Annotated[
         bool, typer.Option("--repair", help="Settle pending uploads; record orphan objects.")
     ] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Audit every object, leaf, tree node, checkpoint and record; exit 1 on any finding."""
     from service.operations.fsck import fsck as run_fsck
 
     with _runtime() as runtime:
         report = run_fsck(runtime, repair=repair)
+    if json_out:
+        _print_json(
+            {
+                "healthy": report.healthy,
+                "checked": report.checked,
+                "findings": report.findings,
+                "repairs": report.repairs,
+            }
+        )
+        raise typer.Exit(0 if report.healthy else 1)
     for line in report.repairs:
         _out.print(f"repaired: {line}")
     for what, count in report.checked.items():
@@ -229,7 +322,7 @@ def fsck(
 
 
 @app.command()
-def timestamp() -> None:
+def timestamp(json_out: JsonOption = False) -> None:
     """Sign a checkpoint over the whole log and get it RFC 3161 timestamps (LOCKER_TSA_URL)."""
     from service.custody.timestamps import timestamp_latest
 
@@ -238,48 +331,102 @@ def timestamp() -> None:
             _err.print("locker timestamp: LOCKER_TSA_URL is not set", markup=False)
             raise typer.Exit(2)
         tokens = timestamp_latest(runtime)
-    for token in tokens:
-        _out.print(
-            f"checkpoint of size {token.checkpoint_size} timestamped at "
-            f"{token.attested_at:%Y-%m-%dT%H:%M:%SZ} by {token.authority} ({token.tsa_url})",
-            markup=False,
+    if json_out:
+        _print_json(
+            {
+                "timestamped": bool(tokens),
+                "tokens": [
+                    {
+                        "checkpoint_size": token.checkpoint_size,
+                        "attested_at": token.attested_at,
+                        "authority": token.authority,
+                        "tsa_url": token.tsa_url,
+                    }
+                    for token in tokens
+                ],
+            }
         )
+    else:
+        for token in tokens:
+            _out.print(
+                f"checkpoint of size {token.checkpoint_size} timestamped at "
+                f"{token.attested_at:%Y-%m-%dT%H:%M:%SZ} by {token.authority} ({token.tsa_url})",
+                markup=False,
+            )
+        if not tokens:
+            _out.print("[red]no timestamp: every TSA failed (see the log)[/red]")
     if not tokens:
-        _out.print("[red]no timestamp: every TSA failed (see the log)[/red]")
         raise typer.Exit(1)
 
 
 @app.command()
-def analyse() -> None:
+def analyse(json_out: JsonOption = False) -> None:
     """Read the metadata and perceptual hashes of every item not yet analysed."""
     from service.evidence.extraction import analyse_evidence, pending_analysis
 
+    outcomes: dict[str, str] = {}
     with _runtime() as runtime:
         pending = pending_analysis(runtime)
         for evidence_id in pending:
             row = analyse_evidence(runtime, evidence_id)
             outcome = "done" if row is None or row.error is None else f"failed: {row.error}"
-            _out.print(f"evidence {evidence_id}: {outcome}", markup=False)
-    _out.print(f"analysed {len(pending)} item(s)")
+            outcomes[evidence_id] = outcome
+            if not json_out:
+                _out.print(f"evidence {evidence_id}: {outcome}", markup=False)
+    if json_out:
+        _print_json({"analysed": outcomes})
+    else:
+        _out.print(f"analysed {len(pending)} item(s)")
 
 
 @app.command()
-def reindex() -> None:
+def reindex(json_out: JsonOption = False) -> None:
     """Rebuild the search index of every incident and item (after an upgrade)."""
     from service.search.query import rebuild_search_index
 
     with _runtime() as runtime:
         done = rebuild_search_index(runtime)
+    if json_out:
+        _print_json({"incidents": done.incidents, "evidence": done.evidence})
+        return
     _out.print(f"reindexed {done.incidents} incident(s) and {done.evidence} item(s)")
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    samples: Annotated[
+        Path | None,
+        typer.Option(
+            "--samples",
+            help="Only write the walk-through's sample files (photos, a statement) into "
+            "this folder; load nothing.",
+        ),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
     """Fill the locker with a small, self-written sample (an organisation of its own)."""
-    from service.operations.demo import DEMO_EMAIL, DEMO_ORGANISATION, load_demo
+    from service.operations.demo import DEMO_EMAIL, DEMO_ORGANISATION, load_demo, write_samples
 
+    if samples is not None:
+        written = write_samples(samples)
+        if json_out:
+            _print_json({"samples": [str(path) for path in written]})
+        for path in [] if json_out else written:
+            print(path)
+        return
     with _runtime() as runtime:
         loaded = load_demo(runtime)
+    if json_out:
+        _print_json(
+            {
+                "organisation": DEMO_ORGANISATION,
+                "email": DEMO_EMAIL,
+                "incidents": loaded.incidents,
+                "evidence": loaded.evidence,
+                "api_key": loaded.api_key,
+            }
+        )
+        return
     _out.print(
         f"loaded {len(loaded.incidents)} incidents and {len(loaded.evidence)} items into "
         f"{DEMO_ORGANISATION!r} (admin {DEMO_EMAIL})",
@@ -289,20 +436,58 @@ def demo() -> None:
     print(loaded.api_key)
 
 
-def main() -> None:
-    """Entry point: run the CLI, printing our errors as one line, not a traceback."""
+def _print_json(document: object) -> None:
+    print(json.dumps(document, indent=2, ensure_ascii=False, default=_json_value))
+
+
+def _json_value(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BUG = 0, 1, 2, 130, 70
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point: every mistake or error is one line on stderr and an exit status.
+
+    Exit status: 0 done, 1 a check failed (fsck, verify), 2 a usage error or an error the
+    locker reports (bad option, missing file, bad configuration, refused request), 3
+    `locker verify` found the bundle intact but its origin unproven (no --verifier-key),
+    70 a bug in the locker (run with LOCKER_TRACEBACK=1 to see where), 130 interrupted.
+    """
     try:
-        code = app(standalone_mode=False)
+        code = app(args=argv, prog_name="locker", standalone_mode=False)
     except Error as exc:
-        _err.print(f"locker: {exc.diagnostics()}", markup=False)
-        raise SystemExit(2) from None
+        _fail(f"locker: {exc.diagnostics()}", EXIT_USAGE)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
-    except Exception as exc:  # click's usage errors
-        import click
+    except typer.Abort:
+        _fail("locker: interrupted", EXIT_INTERRUPTED)
+    except typer.TyperException as exc:  # click's usage errors, as typer bundles click
+        _fail(_usage_line(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("locker: interrupted", EXIT_INTERRUPTED)
+    except Exception as exc:
+        if os.environ.get("LOCKER_TRACEBACK"):
+            raise
+        _fail(
+            f"locker: unexpected {type(exc).__name__}: {exc} (a bug; LOCKER_TRACEBACK=1 "
+            "shows where)",
+            EXIT_BUG,
+        )
+    raise SystemExit(code if isinstance(code, int) else EXIT_OK)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
-    raise SystemExit(code if isinstance(code, int) else 0)
+
+def _usage_line(exc: typer.TyperException) -> str:
+    """One line: the command, what is wrong, and where help is."""
+    context = getattr(exc, "ctx", None)
+    command = context.command_path if context is not None else "locker"
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `locker`: its help is shown
+        return f"{command}: a command is needed (see {command} --help)"
+    message = " ".join(exc.format_message().split())
+    return f"{command}: {message} (see {command} --help)"
+
+
+def _fail(line: str, code: int) -> NoReturn:
+    _err.print(line, markup=False, highlight=False)
+    raise SystemExit(code)

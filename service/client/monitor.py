@@ -1,6 +1,6 @@
 """Watching a locker's log from outside: is today's checkpoint an extension of the last?
 
-A partner NGO runs `locker verify --server URL --key KEY --state FILE` from cron. It
+A partner NGO runs `locker verify --server URL --verifier-key KEY --state FILE` from cron. It
 fetches the latest signed checkpoint, checks the signature against the key it holds,
 and checks a consistency proof (RFC 9162 §2.1.4) from the checkpoint it saved last
 time; only then does it save the new one. A rewritten or forked log cannot pass.

@@ -142,11 +142,11 @@ def verify_path(
 
 
 _KEY_WARNING = (
-    "No --key was given, so the checkpoint was checked against the key INSIDE the bundle. "
+    "No --verifier-key was given, so the checkpoint was checked against the key INSIDE the bundle. "
     "This proves the bundle is intact and self-consistent (integrity), NOT that it comes "
     "from the locker it names (origin): anyone can re-sign a bundle with a key of their "
     "own. Obtain the locker's verifier key through a separate channel and run again "
-    "with --key."
+    "with --verifier-key."
 )
 
 
@@ -191,7 +191,9 @@ def render(verdict: Verdict, console: Console) -> None:
         console.print(Panel(Text(_KEY_WARNING, "bold yellow"), title="WARNING", style="yellow"))
     if verdict.timestamps and verdict.tsa_source == "bundle":
         console.print(Panel(Text(_TSA_WARNING, "bold yellow"), title="WARNING", style="yellow"))
-    if verdict.ok:
+    if verdict.ok and verdict.key_source == "bundle":
+        console.print(Text("INTACT, ORIGIN UNPROVEN (no --verifier-key)", "bold yellow"))
+    elif verdict.ok:
         console.print(Text("VERIFIED", "bold green"))
     else:
         console.print(Text(f"NOT VERIFIED: {len(verdict.findings)} finding(s)", "bold red"))

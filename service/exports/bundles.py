@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from service.accounts.access import visible_evidence, visible_incident
 from service.accounts.members import Principal
+from service.accounts.people import people_of
 from service.accounts.permissions import Permission
 from service.core import bagit, bundle
 from service.core.canonical import canonical_json
@@ -463,6 +464,7 @@ def _write_bag(
         i.evidence.id: [decoded[n] for n in by_subject.get(f"evidence:{i.evidence.id}", [])]
         for i in items
     }
+    people = people_of(runtime, export.organisation_id).by_reference()
     bag.tag_file(
         "report/report.html",
         render_report(
@@ -470,6 +472,7 @@ def _write_bag(
             records=[_evidence_record(i) for i in items],
             timelines=timelines,
             checkpoint=checkpoint_note,
+            people=people,
         ).encode(),
     )
     # fpdf2 assembles the whole PDF in memory before writing it out: spooled to a
@@ -481,6 +484,7 @@ def _write_bag(
             records=[_evidence_record(i) for i in items],
             timelines=timelines,
             checkpoint=checkpoint_note,
+            people=people,
         )
         pdf.seek(0)
         bag.tag_stream("report/report.pdf", iter(lambda: pdf.read(_COPY_CHUNK), b""))

@@ -15,6 +15,7 @@ import json
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw
@@ -156,6 +157,24 @@ def load_demo(runtime: Runtime) -> DemoResult:
         body="Forwarded copy: keep for the chain of forwarding, rely on the original.",
     )
     return result
+
+
+SAMPLE_FILES = ("مقبرة.jpg", "الموقع-2.jpg", "إفادة-W03.txt")
+
+
+def write_samples(directory: Path) -> list[Path]:
+    """Write the walk-through's sample files into `directory` (made if need be): two
+    generated photos whose EXIF places them at the site, and the witness statement.
+    Existing files are left as they are."""
+    contents = (sample_photo(seed=7), sample_photo(seed=11), _STATEMENT.encode())
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in zip(SAMPLE_FILES, contents, strict=True):
+        target = directory / name
+        if not target.exists():
+            target.write_bytes(content)
+        written.append(target)
+    return written
 
 
 def _asserted(

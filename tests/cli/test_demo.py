@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
+from PIL.ExifTags import IFD
 
 from service.errors import InvalidInput
 from service.operations.demo import load_demo
@@ -50,3 +53,15 @@ def test_locker_demo_command(tmp_path: Path) -> None:
     assert "Traceback" not in again.stderr
     healthy = _run(["fsck"], env)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+
+
+def test_demo_samples_are_the_walkthroughs_files(tmp_path: Path) -> None:
+    data = {"LOCKER_DATA_DIR": str(tmp_path / "data")}
+    done = _run(["demo", "--samples", str(tmp_path / "samples"), "--json"], data)
+    assert done.returncode == 0, done.stderr
+    written = [Path(p) for p in json.loads(done.stdout)["samples"]]
+    assert [p.name for p in written] == ["مقبرة.jpg", "الموقع-2.jpg", "إفادة-W03.txt"]
+    photo = Image.open(written[0])
+    assert photo.format == "JPEG" and photo.size == (1024, 768)
+    assert photo.getexif().get_ifd(IFD.GPSInfo)[1] == "N"  # it places itself at the site
+    assert not (tmp_path / "data").exists()  # no locker was opened, nothing loaded

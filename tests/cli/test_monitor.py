@@ -20,7 +20,7 @@ def _monitor(locker: Locker, key: Path, state: Path) -> tuple[int, str]:
             "verify",
             "--server",
             locker.base_url,
-            "--key",
+            "--verifier-key",
             str(key),
             "--state",
             str(state),

@@ -32,14 +32,16 @@ def key(locker: Locker, tmp_path: Path) -> Path:
 def _upload(locker: Locker, key: Path, file: Path, *extra: str) -> tuple[int, str]:
     result = runner.invoke(
         app,
-        ["upload", str(file), "--server", locker.base_url, "--key", str(key), *extra],
+        ["upload", str(file), "--server", locker.base_url, "--verifier-key", str(key), *extra],
         env={"LOCKER_API_KEY": locker.api_key},
     )
     return result.exit_code, result.output
 
 
 def _verify(key: Path, receipt: Path, *extra: str) -> tuple[int, str]:
-    result = runner.invoke(app, ["verify", "--receipt", str(receipt), "--key", str(key), *extra])
+    result = runner.invoke(
+        app, ["verify", "--receipt", str(receipt), "--verifier-key", str(key), *extra]
+    )
     return result.exit_code, result.output
 
 
@@ -105,7 +107,7 @@ def test_refusals_and_usage_errors_are_one_line(locker: Locker, key: Path, tmp_p
     bad_key = tmp_path / "bad-key.txt"
     bad_key.write_text("not a key\n")
     code, output = _upload(locker, bad_key, file)
-    assert code == 2 and "cannot use the key" in output
+    assert code == 2 and "holds no verifier key" in output and "not a key" not in output
     with pytest.raises(UploadError, match="HTTP 422"):
         upload(
             locker.base_url,
@@ -156,7 +158,7 @@ def test_the_command_says_why_it_sends_again(locker: Locker, key: Path, tmp_path
                 str(file),
                 "--server",
                 proxy.url,
-                "--key",
+                "--verifier-key",
                 str(key),
                 "--receipt",
                 str(tmp_path / "r.json"),

@@ -1,7 +1,8 @@
-"""Known-answer vectors from transparency-dev/merkle, read from ../shared/testdata/merkle.
+"""Known-answer vectors from transparency-dev/merkle (Apache-2.0), kept in testdata/merkle.
 
-Each good proof comes with corrupted variants that must be rejected. The files stay in
-the shared folder (CI has it); a missing folder fails the test rather than skipping it.
+Each good proof comes with corrupted variants that must be rejected. The vectors ship
+with the tests (testdata/merkle/README.md says where they came from); a missing folder
+fails the test rather than skipping it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from service.core import merkle
 from service.errors import VerificationError
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "merkle"
+VECTORS = Path(__file__).resolve().parent / "testdata" / "merkle"
 
 
 def _vector_files(kind: str) -> list[Any]:
@@ -29,7 +30,7 @@ def _vector_files(kind: str) -> list[Any]:
 
 def _load(path: Path | None) -> dict[str, Any]:
     if path is None:
-        pytest.fail(f"Merkle test vectors not found at {VECTORS} (shared folder)")
+        pytest.fail(f"Merkle test vectors not found at {VECTORS}")
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 

@@ -314,8 +314,9 @@ def test_cli_verified(built: Built, tmp_path: Path) -> None:
 
 def test_cli_without_key_warns(built: Built) -> None:
     code, out = _run(built.path)
-    assert code == 0
+    assert code == 3  # intact, origin unproven: never 0 without a trusted key
     assert "WARNING" in out and "integrity" in out
+    assert "ORIGIN UNPROVEN" in out and "VERIFIED" not in out.replace("NOT VERIFIED", "")
 
 
 def test_cli_integrity_failure(built: Built, tmp_path: Path) -> None:

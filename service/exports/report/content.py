@@ -1,18 +1,24 @@
 """What the chain-of-custody report says, once, for both its HTML and its PDF form.
 
 Text between backticks in the verification steps is a literal (a command, a path);
-each renderer sets it apart in its own way.
+each renderer sets it apart in its own way. People are named by e-mail (the People
+table pairs each with the id the custody log uses); metadata is `label: value`, one
+field a line; a value holding right-to-left letters is isolated (FSI…PDI), which the
+HTML renders as <bdi> and the PDF lays out with the bidirectional algorithm.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from service.core.readable import label, plain
 
 TITLE = "Chain of custody report"
 ACQUISITION_COLUMNS = ("received", "file name", "submitted by", "metadata")
 TIMELINE_COLUMNS = ("entry", "time (UTC)", "actor", "action")
+PEOPLE_HEADING = "People"
+PEOPLE_COLUMNS = ("who (e-mail)", "id in the custody log")
 VERIFY_HEADING = "How to verify this bundle by hand"
 VERIFY_STEPS = (
     "Unzip it, go into the bag folder and run `sha256sum -c manifest-sha256.txt` and"
@@ -28,7 +34,7 @@ VERIFY_STEPS = (
     " attested when the checkpoint existed (RFC 3161): `openssl ts -verify -in"
     " custody/checkpoint.tsr -data custody/checkpoint.txt -CAfile tsa-ca.pem`, with the"
     " authority's certificate obtained from the authority itself.",
-    "Or run `locker verify BUNDLE.zip --key verifier-key.txt`, which does all of this.",
+    "Or run `locker verify BUNDLE.zip --verifier-key verifier-key.txt`, which does all of this.",
 )
 
 Row = tuple[str, str, str, str]
@@ -45,9 +51,17 @@ class ItemSection:
 
 
 def item_section(
-    record: Mapping[str, object], entries: Sequence[Mapping[str, object]]
+    record: Mapping[str, object],
+    entries: Sequence[Mapping[str, object]],
+    people: Mapping[str, str] | None = None,
 ) -> ItemSection:
-    """The section of one evidence record (as exported) and its decoded custody entries."""
+    """The section of one evidence record (as exported) and its decoded custody entries;
+    `people` names the references (`user:<id>` to an e-mail)."""
+    names = people or {}
+
+    def who(reference: object) -> str:
+        return names.get(_reference(reference)) or str(reference)
+
     submissions = record.get("submissions")
     listed = submissions if isinstance(submissions, list) else []
     first = listed[0] if listed else {}
@@ -65,11 +79,38 @@ def item_section(
         heading=str(first.get("filename", record["id"])),
         identity=tuple((name, str(value)) for name, value in identity),
         acquisition=tuple(
-            _row(s.get("received_at"), s.get("filename"), s.get("submitted_by"), s.get("metadata"))
+            _row(s.get("received_at"), s.get("filename"), who(s.get("submitted_by")), fields(s))
             for s in listed
         ),
-        timeline=tuple(_row(e["index"], e["time"], e["actor"], e["action"]) for e in entries),
+        timeline=tuple(_row(e["index"], e["time"], who(e["actor"]), e["action"]) for e in entries),
     )
+
+
+def people_rows(
+    records: Sequence[Mapping[str, object]],
+    timelines: Mapping[str, Sequence[Mapping[str, object]]],
+    people: Mapping[str, str],
+) -> tuple[tuple[str, str], ...]:
+    """(e-mail, id) of everyone the report names, in the order they first appear."""
+    seen: dict[str, None] = {}
+    for record in records:
+        submissions = record.get("submissions")
+        for submission in submissions if isinstance(submissions, list) else []:
+            seen[_reference(submission.get("submitted_by"))] = None
+        for entry in timelines.get(str(record["id"]), ()):
+            seen[str(entry["actor"])] = None
+    return tuple((people[ref], ref) for ref in seen if ref in people)
+
+
+def _reference(actor: object) -> str:
+    """The custody log's reference for an actor; a submission keeps the bare user id."""
+    text = str(actor)
+    return text if ":" in text or text == "operator" else f"user:{text}"
+
+
+def fields(submission: Mapping[str, object]) -> str:
+    """A submission's metadata as labelled fields."""
+    return labelled(submission.get("metadata"))
 
 
 def _described(record: Mapping[str, object]) -> list[tuple[str, object]]:
@@ -80,12 +121,12 @@ def _described(record: Mapping[str, object]) -> list[tuple[str, object]]:
         rows.append(
             (
                 f"Asserted by the collector (version {description.get('version')})",
-                _compact(description.get("asserted")),
+                labelled(description.get("asserted")),
             )
         )
     extracted = record.get("extracted")
     if isinstance(extracted, Mapping):
-        read = _compact(extracted.get("metadata"))
+        read = labelled(extracted.get("metadata"))
         error = extracted.get("error")
         rows.append(
             ("Read from the file", f"{read} (extraction failed: {error})" if error else read)
@@ -93,8 +134,11 @@ def _described(record: Mapping[str, object]) -> list[tuple[str, object]]:
     return rows
 
 
-def _compact(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True) if value else "—"
+def labelled(value: object) -> str:
+    """A metadata object as `label: value` lines, in its keys' order; "—" if empty."""
+    if not isinstance(value, Mapping) or not value:
+        return plain(value) if value else "—"
+    return "\n".join(f"{label(k)}: {plain(v)}" for k, v in value.items())
 
 
 def _row(a: object, b: object, c: object, d: object) -> Row:

@@ -2,7 +2,8 @@
 
 A PDF viewer draws glyphs where the file says, so shaping (Arabic joined letter forms)
 and the Unicode bidirectional algorithm (UAX #9) are applied here, when the PDF is
-written: fpdf2's text shaping runs HarfBuzz on each run of text after reordering it.
+written: `bidi.visual_runs` puts each line's runs in visual order (fpdf2 alone draws
+them in logical order), and fpdf2's text shaping runs HarfBuzz on each run.
 The fonts ship with the locker, so a server with no system fonts renders the same
 report: IBM Plex Sans Arabic (SIL Open Font License 1.1, `fonts/OFL.txt`) covers
 Arabic, Persian and Urdu letters and basic Latin; a character it lacks is drawn from
@@ -21,14 +22,18 @@ from typing import BinaryIO
 from fpdf import FPDF
 from fpdf.enums import Align, MethodReturnValue, XPos, YPos
 
+from service.exports.report.bidi import base_rtl, visual_runs
 from service.exports.report.content import (
     ACQUISITION_COLUMNS,
+    PEOPLE_COLUMNS,
+    PEOPLE_HEADING,
     TIMELINE_COLUMNS,
     TITLE,
     VERIFY_HEADING,
     VERIFY_STEPS,
     ItemSection,
     item_section,
+    people_rows,
     spans,
 )
 
@@ -46,6 +51,7 @@ _PAGES = "{pages}"  # stands for the page count; wider than "99999", so it fits
 _FIRST_SHAPED = 0x0300
 _PAD = 1.0  # mm between a cell's rule and its text
 _KEEP_WITH_NEXT = 25  # mm: a heading is not left alone at the foot of a page
+_LRI, _RLI, _PDI = "\u2066", "\u2067", "\u2069"  # isolates, for runs in visual order
 
 
 class _Document(FPDF):
@@ -70,8 +76,7 @@ class _Document(FPDF):
         self.set_y(-12)
         self.set_font(_FAMILY, size=7)
         label = f"{TITLE} · export {self._export_id} · page {self.page_no()} of {_PAGES}"
-        _shape(self, label)
-        self.cell(0, 5, label, align=Align.C)
+        self.cell(0, 5, _shape(self, label), align=Align.C)
         self.set_font(_FAMILY, size=_BODY)
 
 
@@ -82,14 +87,20 @@ def write_pdf_report(
     records: Sequence[Mapping[str, object]],
     timelines: Mapping[str, Sequence[Mapping[str, object]]],
     checkpoint: str,
+    people: Mapping[str, str] | None = None,
 ) -> None:
     """Write the report (same content as the HTML one) to `out`."""
+    names = people or {}
     pdf = _Document(export_id)
     pdf.add_page()
     _heading(pdf, TITLE, size=16)
     _paragraph(pdf, f"Export {export_id}")
+    named = people_rows(records, timelines, names)
+    if named:
+        _heading(pdf, PEOPLE_HEADING, size=13)
+        _table(pdf, (90, 90), named, header=PEOPLE_COLUMNS)
     for record in records:
-        _item(pdf, item_section(record, timelines.get(str(record["id"]), ())))
+        _item(pdf, item_section(record, timelines.get(str(record["id"]), ()), names))
     _heading(pdf, "Checkpoint", size=13)
     _paragraph(pdf, checkpoint.rstrip("\n"))
     _how_to_verify(pdf)
@@ -98,22 +109,45 @@ def write_pdf_report(
 
 def _direction(text: str) -> Align:
     """Right-aligned when the first strong character is right-to-left (UAX #9 P2)."""
-    for char in text:
-        kind = unicodedata.bidirectional(char)
-        if kind in ("R", "AL"):
-            return Align.R
-        if kind == "L":
-            return Align.L
-    return Align.L
+    return Align.R if base_rtl(text) else Align.L
 
 
-def _shape(pdf: FPDF, text: str) -> None:
-    """Shape `text` with HarfBuzz only when it needs it (it is the costly part).
+def _shape(pdf: FPDF, text: str, width: float | None = None) -> str:
+    """The text to draw, with HarfBuzz shaping on only when it needs it (it is costly).
 
     Below U+0300 (Latin, IPA, spacing modifiers) each character is one glyph, left to
-    right; combining marks, right-to-left and complex scripts all lie above.
+    right; combining marks, right-to-left and complex scripts all lie above. Text with
+    right-to-left letters is first broken into lines `width` wide (UAX #9 reorders each
+    line after breaking), then each line comes back in visual order, each run isolated
+    in its direction (LRI or RLI … PDI), so that fpdf2, told the line is left to right,
+    draws the runs in the order given and shapes each one its own way.
     """
-    pdf.set_text_shaping(any(ord(char) >= _FIRST_SHAPED for char in text))
+    shaped = any(ord(char) >= _FIRST_SHAPED for char in text)
+    if not shaped or not any(unicodedata.bidirectional(c) in ("R", "AL") for c in text):
+        pdf.set_text_shaping(shaped)
+        return text
+    pdf.set_text_shaping(True, direction="ltr")
+    lines = text.split("\n")
+    if width is not None:
+        lines = [part for line in lines for part in _wrap(pdf, line, width - 2 * pdf.c_margin)]
+    return "\n".join(_visual(line) for line in lines)
+
+
+def _wrap(pdf: FPDF, line: str, width: float) -> list[str]:
+    """`line` broken at spaces into pieces no wider than `width`, in logical order."""
+    pieces: list[str] = []
+    current = ""
+    for word in line.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if current and pdf.get_string_width(_visual(candidate)) > width:
+            pieces.append(current)
+            candidate = word
+        current = candidate
+    return [*pieces, current]
+
+
+def _visual(line: str) -> str:
+    return "".join(f"{_RLI if run.rtl else _LRI}{run.text}{_PDI}" for run in visual_runs(line))
 
 
 def _heading(pdf: FPDF, text: str, *, size: float) -> None:
@@ -121,17 +155,16 @@ def _heading(pdf: FPDF, text: str, *, size: float) -> None:
         pdf.add_page()
     pdf.ln(2)
     pdf.set_font(_FAMILY, "B", size)
-    _shape(pdf, text)
+    drawn = _shape(pdf, text, pdf.epw)
     pdf.multi_cell(
-        0, size * 0.55, text, align=_direction(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        0, size * 0.55, drawn, align=_direction(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT
     )
     pdf.set_font(_FAMILY, "", _BODY)
     pdf.ln(1)
 
 
 def _paragraph(pdf: FPDF, text: str) -> None:
-    _shape(pdf, text)
-    pdf.multi_cell(0, _LINE, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.multi_cell(0, _LINE, _shape(pdf, text, pdf.epw), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(2)
 
 
@@ -184,9 +217,9 @@ def _row(
         pdf.set_xy(x + _PAD, y + _PAD)
         # One line is drawn with one shaping call; fpdf2's line breaker, which
         # multi_cell uses, shapes the text again for every character it adds.
-        _shape(pdf, value)
+        drawn = _shape(pdf, value, width - 2 * _PAD)
         draw = pdf.cell if lines[n] == 1 else pdf.multi_cell
-        draw(width - 2 * _PAD, _LINE, value, align=_direction(value))
+        draw(width - 2 * _PAD, _LINE, drawn, align=_direction(value))
         x += width
     pdf.set_font(_FAMILY, "", _BODY)
     pdf.set_xy(pdf.l_margin, y + height)
@@ -196,10 +229,10 @@ def _lines(pdf: FPDF, width: float, text: str, *, bold: bool) -> int:
     """How many lines `text` takes in a cell `width` wide."""
     pdf.set_font(_FAMILY, "B" if bold else "", _BODY)
     inner = width - 2 * _PAD
-    _shape(pdf, text)
-    if "\n" not in text and pdf.get_string_width(text) <= inner:
+    drawn = _shape(pdf, text, inner)
+    if "\n" not in drawn and pdf.get_string_width(drawn) <= inner:
         return 1
-    broken = pdf.multi_cell(inner, _LINE, text, dry_run=True, output=MethodReturnValue.LINES)
+    broken = pdf.multi_cell(inner, _LINE, drawn, dry_run=True, output=MethodReturnValue.LINES)
     assert isinstance(broken, list)
     return len(broken)
 
