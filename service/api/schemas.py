@@ -10,17 +10,16 @@ from pydantic import BaseModel, Field
 
 from service.api.bodies import RequestBody
 from service.api.documentation import DescriptionPublic
-from service.core.entry import decode_entry
 from service.db.models import (
     AccessGrant,
     ApiKey,
     CheckpointTimestamp,
-    CustodyEntry,
     Evidence,
     EvidenceAnalysis,
     Submission,
     User,
 )
+from service.evidence.reading import ProvenEntry, ShownEntry
 
 
 def b64(raw: bytes) -> str:
@@ -110,16 +109,30 @@ class EvidenceDetail(EvidencePublic):
 
 class EntryPublic(BaseModel):
     index: int
-    leaf_b64: str
+    leaf_b64: str | None = Field(description="The exact leaf bytes; null when withheld.")
+    leaf_hash: str = Field(description="RFC 9162 leaf hash (base64): proves a withheld entry.")
+    withheld: bool = Field(description="The entry names something hidden from the caller.")
     fields: dict[str, object]
 
     @classmethod
-    def of(cls, entry: CustodyEntry) -> EntryPublic:
-        return cls(index=entry.index, leaf_b64=b64(entry.leaf), fields=decode_entry(entry.leaf))
+    def of(cls, entry: ShownEntry) -> EntryPublic:
+        return cls(
+            index=entry.index,
+            leaf_b64=b64(entry.leaf) if entry.leaf is not None else None,
+            leaf_hash=b64(entry.leaf_hash),
+            withheld=entry.withheld,
+            fields=entry.fields,
+        )
 
 
 class ProvenEntryPublic(EntryPublic):
     inclusion_proof: list[str]
+
+    @classmethod
+    def proven(cls, entry: ProvenEntry) -> ProvenEntryPublic:
+        return cls(
+            **EntryPublic.of(entry).model_dump(), inclusion_proof=[b64(h) for h in entry.proof]
+        )
 
 
 class CustodyTrail(BaseModel):

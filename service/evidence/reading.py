@@ -1,21 +1,38 @@
-"""Reading evidence: records, content (each access a custody event) and custody trails."""
+"""Reading evidence: records, content (each access a custody event) and custody trails.
+
+A custody view shows each entry as its reader may see it: an entry that also names an
+item hidden from the reader keeps its place, its leaf hash and its inclusion proof, but
+not its leaf bytes, and every value naming the hidden item is withheld. Entries about
+hidden items alone are not shown at all.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, not_
+from sqlalchemy import exists, not_, or_
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from service.accounts.access import has_grant, visible_clause, visible_evidence, visible_item
+from service.accounts.access import (
+    ITEM_KINDS,
+    has_grant,
+    hidden_subjects,
+    identifying_strings,
+    visible_clause,
+    visible_evidence,
+    visible_item,
+)
 from service.accounts.members import Principal
 from service.accounts.permissions import Permission
 from service.core.digests import ContentDigests, digest_stream
+from service.core.entry import decode_entry
+from service.core.merkle import leaf_hash
 from service.db.models import CustodyEntry, CustodySubject, Evidence, SignedCheckpoint, Submission
+from service.documentation.incidents import WITHHELD
 from service.errors import DigestMismatch
 from service.storage import ObjectStore
 
@@ -30,8 +47,26 @@ class EvidenceView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ProvenEntry:
-    entry: CustodyEntry
+class ShownEntry:
+    """A custody entry as one reader may see it.
+
+    `leaf` is None when the entry names something hidden from the reader: `fields` then
+    has every value naming it replaced by "[withheld]", and `leaf_hash` (RFC 9162
+    §2.1.1) with the inclusion proof still shows the entry is in the log.
+    """
+
+    index: int
+    leaf: bytes | None
+    leaf_hash: bytes
+    fields: dict[str, object]
+
+    @property
+    def withheld(self) -> bool:
+        return self.leaf is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvenEntry(ShownEntry):
     proof: list[bytes]
 
 
@@ -111,20 +146,68 @@ def evidence_custody(
             .where(col(CustodyEntry.index) < checkpoint.size)
             .order_by(col(CustodyEntry.index))
         ).all()
-        proven = _prove(runtime, session, entries, checkpoint.size)
+        proven = _prove(runtime, session, principal, entries, checkpoint.size)
     return checkpoint, proven
 
 
+def shown_entries(
+    session: Session, principal: Principal, entries: Sequence[CustodyEntry]
+) -> list[ShownEntry]:
+    """The entries as the caller may see them, hidden items withheld."""
+    named: dict[int, list[str]] = {}
+    for index, subject in session.exec(
+        select(CustodySubject.entry_index, CustodySubject.subject).where(
+            col(CustodySubject.entry_index).in_([e.index for e in entries])
+        )
+    ):
+        named.setdefault(index, []).append(subject)
+    hidden = hidden_subjects(session, principal, {s for v in named.values() for s in v})
+    shown = []
+    for entry in entries:
+        withheld = hidden.intersection(named.get(entry.index, []))
+        fields = decode_entry(entry.leaf)
+        if withheld:
+            secrets = identifying_strings(session, withheld)
+            fields = _withhold(fields, secrets)
+        shown.append(
+            ShownEntry(
+                index=entry.index,
+                leaf=None if withheld else entry.leaf,
+                leaf_hash=leaf_hash(entry.leaf),
+                fields=fields,
+            )
+        )
+    return shown
+
+
+def _withhold(value: object, secrets: set[str]) -> Any:
+    """`value` with every string that names one of `secrets` replaced by WITHHELD."""
+    if isinstance(value, str):
+        return WITHHELD if any(secret in value for secret in secrets) else value
+    if isinstance(value, dict):
+        return {key: _withhold(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_withhold(item, secrets) for item in value]
+    return value
+
+
 def _prove(
-    runtime: Runtime, session: Session, entries: Iterable[CustodyEntry], tree_size: int
+    runtime: Runtime,
+    session: Session,
+    principal: Principal,
+    entries: Sequence[CustodyEntry],
+    tree_size: int,
 ) -> list[ProvenEntry]:
-    """Each entry with its inclusion proof in the tree of `tree_size`."""
+    """Each entry as the caller may see it, with its inclusion proof in the tree of `tree_size`."""
     return [
         ProvenEntry(
-            entry=entry,
-            proof=runtime.log.inclusion_proof(session, index=entry.index, tree_size=tree_size),
+            index=shown.index,
+            leaf=shown.leaf,
+            leaf_hash=shown.leaf_hash,
+            fields=shown.fields,
+            proof=runtime.log.inclusion_proof(session, index=shown.index, tree_size=tree_size),
         )
-        for entry in entries
+        for shown in shown_entries(session, principal, entries)
     ]
 
 
@@ -139,15 +222,24 @@ class EntryFilter:
 
 
 def _visible_entries(principal: Principal, wanted: EntryFilter) -> SelectOfScalar[CustodyEntry]:
-    """The caller's organisation's entries, minus those about items hidden from it."""
+    """The caller's organisation's entries, minus those naming only items hidden from it.
+
+    An entry that names a hidden item and a visible one is kept (and shown withheld).
+    """
+    subject = col(CustodySubject.subject)
     hidden = exists().where(
         col(CustodySubject.entry_index) == col(CustodyEntry.index),
-        not_(visible_clause(principal, col(CustodySubject.subject))),
+        not_(visible_clause(principal, subject)),
+    )
+    visible_item = exists().where(
+        col(CustodySubject.entry_index) == col(CustodyEntry.index),
+        or_(*(subject.startswith(f"{kind}:") for kind in ITEM_KINDS)),
+        visible_clause(principal, subject),
     )
     query = (
         select(CustodyEntry)
         .where(CustodyEntry.organisation_id == principal.organisation_id)
-        .where(not_(hidden))
+        .where(or_(not_(hidden), visible_item))
         .where(col(CustodyEntry.index) >= wanted.start)
     )
     if wanted.since is not None:
@@ -165,16 +257,16 @@ def _visible_entries(principal: Principal, wanted: EntryFilter) -> SelectOfScala
 
 def list_entries(
     runtime: Runtime, principal: Principal, *, start: int, limit: int
-) -> list[CustodyEntry]:
+) -> list[ShownEntry]:
     """The organisation's own log entries from index `start` on, in log order.
 
-    Entries about restricted items the caller holds no grant on are left out.
+    Entries only about restricted items the caller holds no grant on are left out;
+    those naming one beside a visible item are shown with it withheld.
     """
     principal.require(Permission.CUSTODY_READ)
     with runtime.database.session() as session:
-        return list(
-            session.exec(_visible_entries(principal, EntryFilter(start=start)).limit(limit))
-        )
+        rows = session.exec(_visible_entries(principal, EntryFilter(start=start)).limit(limit))
+        return shown_entries(session, principal, list(rows))
 
 
 def audit_trail(
@@ -200,7 +292,7 @@ def audit_trail(
                         .limit(batch)
                     )
                 )
-                proven = _prove(runtime, session, rows, checkpoint.size)
+                proven = _prove(runtime, session, principal, rows, checkpoint.size)
             yield from proven
             if len(rows) < batch:
                 return

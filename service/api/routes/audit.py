@@ -14,9 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import CustodyReader, RuntimeDep
 from service.api.filtering import Moment
-from service.api.schemas import b64
+from service.api.schemas import ProvenEntryPublic, b64
 from service.audit.case import case_jsonld
-from service.core.entry import decode_entry
 from service.db.models import SignedCheckpoint
 from service.errors import InvalidInput
 from service.evidence.reading import EntryFilter, ProvenEntry, audit_trail
@@ -32,17 +31,13 @@ _CSV_COLUMNS = [
     "sha256",
     "leaf_b64",
     "inclusion_proof",
+    "leaf_hash",
 ]
 
 
 def _jsonl(checkpoint: SignedCheckpoint, entries: Iterator[ProvenEntry]) -> Iterator[bytes]:
     for proven in entries:
-        line = {
-            "index": proven.entry.index,
-            "leaf_b64": b64(proven.entry.leaf),
-            "fields": decode_entry(proven.entry.leaf),
-            "inclusion_proof": [b64(h) for h in proven.proof],
-        }
+        line = ProvenEntryPublic.proven(proven).model_dump()
         yield json.dumps(line, ensure_ascii=False).encode() + b"\n"
     closing = {"checkpoint": checkpoint.note, "tree_size": checkpoint.size}
     yield json.dumps(closing, ensure_ascii=False).encode() + b"\n"
@@ -53,25 +48,26 @@ def _csv(checkpoint: SignedCheckpoint, entries: Iterator[ProvenEntry]) -> Iterat
     writer = csv.writer(buffer)
     writer.writerow(_CSV_COLUMNS)
     for proven in entries:
-        fields = decode_entry(proven.entry.leaf)
+        fields = proven.fields
         writer.writerow(
             [
-                proven.entry.index,
+                proven.index,
                 fields["time"],
                 fields["organisation"],
                 fields["actor"],
                 fields["action"],
                 fields["subject"],
                 fields.get("sha256", ""),
-                b64(proven.entry.leaf),
+                b64(proven.leaf) if proven.leaf is not None else "",  # empty: withheld
                 " ".join(b64(h) for h in proven.proof),
+                b64(proven.leaf_hash),
             ]
         )
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()
     # The checkpoint the proofs lead to closes the file (its note, base64, one line).
-    writer.writerow(["checkpoint", "", "", "", "", "", "", b64(checkpoint.note.encode()), ""])
+    writer.writerow(["checkpoint", "", "", "", "", "", "", b64(checkpoint.note.encode()), "", ""])
     yield buffer.getvalue().encode()
 
 

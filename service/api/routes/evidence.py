@@ -20,13 +20,11 @@ from service.api.multipart import boundary_of, form_events, idle_limited
 from service.api.schemas import (
     AnalysisPublic,
     CustodyTrail,
-    EntryPublic,
     EvidenceDetail,
     EvidencePublic,
     NearDuplicatePublic,
     ProvenEntryPublic,
     SubmissionPublic,
-    b64,
 )
 from service.core.digests import Digest
 from service.errors import TooLarge
@@ -164,11 +162,5 @@ def read_evidence_custody(
     return CustodyTrail(
         checkpoint=checkpoint.note,
         tree_size=checkpoint.size,
-        entries=[
-            ProvenEntryPublic(
-                **EntryPublic.of(p.entry).model_dump(),
-                inclusion_proof=[b64(h) for h in p.proof],
-            )
-            for p in proven
-        ],
+        entries=[ProvenEntryPublic.proven(p) for p in proven],
     )
