@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from service.accounts.access import (
+    hidden_subjects,
     restrict_in_session,
     subject_column,
     visible_clause,
@@ -98,8 +99,11 @@ def update_incident(
                 f"incident {incident_id} is at version {current.version}, not {base_version}; "
                 "read it again and reapply the change"
             )
-        document = parse_document(edited(json.loads(current.document_json), changes))
-        _check_references(runtime, session, principal, document, incident_id)
+        before = json.loads(current.document_json)
+        # Relations already recorded stay, even to incidents this editor cannot see.
+        kept = frozenset(before.get("related_incidents", []))
+        document = parse_document(edited(before, changes))
+        _check_references(runtime, session, principal, document, incident_id, kept=kept)
         if canonical_json(_dump(document)) == canonical_json(json.loads(current.document_json)):
             raise InvalidInput("the change leaves the incident as it is")
         return _record_version(
@@ -125,6 +129,8 @@ def _check_references(
     principal: Principal,
     document: IncidentDocument,
     incident_id: str,
+    *,
+    kept: frozenset[str] = frozenset(),
 ) -> None:
     for category in document.categories:
         if category not in runtime.vocabulary:
@@ -134,6 +140,8 @@ def _check_references(
     for related in document.related_incidents:
         if related == incident_id:
             raise InvalidInput("related_incidents: an incident cannot relate to itself")
+        if related in kept:
+            continue
         try:
             visible_incident(session, principal, related)
         except NotFound:
@@ -221,12 +229,26 @@ def reindex_incident(
     )
 
 
-def document_for(principal: Principal, document_json: str) -> dict[str, Any]:
-    """The document as the caller may see it: restricted identities withheld from readers."""
+def document_for(runtime: Runtime, principal: Principal, document_json: str) -> dict[str, Any]:
+    """The document as the caller may see it: related incidents hidden from the caller
+    withheld, and restricted identities withheld from readers."""
     document: dict[str, Any] = json.loads(document_json)
+    if document.get("related_incidents"):
+        with runtime.database.session() as session:
+            document = withhold_relations(session, principal, document)
     if allows(principal.role, Permission.INCIDENT_WRITE):
         return document
     return withhold_identities(document)
+
+
+def withhold_relations(
+    session: Session, principal: Principal, document: dict[str, Any]
+) -> dict[str, Any]:
+    """The document with each related incident the caller cannot see withheld."""
+    related = [str(i) for i in document.get("related_incidents", [])]
+    hidden = hidden_subjects(session, principal, [f"incident:{i}" for i in related])
+    document["related_incidents"] = [WITHHELD if f"incident:{i}" in hidden else i for i in related]
+    return document
 
 
 def withhold_identities(document: dict[str, Any]) -> dict[str, Any]:

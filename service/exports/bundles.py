@@ -49,7 +49,7 @@ from service.db.models import (
     Submission,
     User,
 )
-from service.documentation.incidents import withhold_identities
+from service.documentation.incidents import withhold_identities, withhold_relations
 from service.errors import DigestMismatch, Hidden, InvalidInput, NotFound
 from service.evidence.descriptions import latest_version
 from service.evidence.reading import logged_read
@@ -320,7 +320,9 @@ def _incident_record(session: Session, requester: Principal, incident_id: str) -
         "version": incident.version,
         # The digest is of the full record; restricted identities are withheld below.
         "document_sha256": version.document_sha256,
-        "document": withhold_identities(json.loads(incident.document_json)),
+        "document": withhold_identities(
+            withhold_relations(session, requester, json.loads(incident.document_json))
+        ),
         "created_at": _iso(incident.created_at),
         "updated_at": _iso(incident.updated_at),
         "custody_index": incident.custody_index,
