@@ -19,7 +19,7 @@ from service.db.models import (
     Submission,
     User,
 )
-from service.evidence.reading import ProvenEntry, ShownEntry
+from service.evidence.trails import ProvenEntry, ShownEntry
 
 
 def b64(raw: bytes) -> str:

@@ -25,7 +25,7 @@ from service.accounts.access import hidden_subjects
 from service.accounts.members import Principal
 from service.accounts.permissions import Permission, allows
 from service.db.models import CustodySubject, Evidence, Incident, SignedCheckpoint, Submission
-from service.evidence.reading import ProvenEntry
+from service.evidence.trails import ProvenEntry
 
 if TYPE_CHECKING:
     from service.runtime import Runtime

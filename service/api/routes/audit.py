@@ -18,7 +18,7 @@ from service.api.schemas import ProvenEntryPublic, b64
 from service.audit.case import case_jsonld
 from service.db.models import SignedCheckpoint
 from service.errors import InvalidInput
-from service.evidence.reading import EntryFilter, ProvenEntry, audit_trail
+from service.evidence.trails import EntryFilter, ProvenEntry, audit_trail
 
 router = APIRouter(prefix="/v1/custody", tags=["custody"])
 _CSV_COLUMNS = [

@@ -36,7 +36,8 @@ from service.evidence.descriptions import (
 )
 from service.evidence.extraction import analyse_later, wants_analysis
 from service.evidence.intake import ingest
-from service.evidence.reading import evidence_custody, get_evidence, open_content
+from service.evidence.reading import get_evidence, open_content
+from service.evidence.trails import evidence_custody
 
 router = APIRouter(prefix="/v1/evidence", tags=["evidence"])
 # Room for the multipart framing and the small metadata parts around the file.
