@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from service.operations.fsck import fsck
 from tests.api.test_visibility import SECRET_BYTES, SECRET_NAME, _ok, build_scene
 from tests.harness import Locker
 
@@ -37,3 +38,5 @@ def test_uploading_a_restricted_items_bytes_neither_reveals_nor_changes_it(
     assert [s["filename"] for s in secret["submissions"]] == [SECRET_NAME]
     assert [link["evidence_id"] for link in incident["evidence"]] == [answer["id"]]
     assert content.content == SECRET_BYTES
+    # Two records over one stored object: the audit finds nothing wrong with either.
+    assert fsck(locker.runtime).findings == []
