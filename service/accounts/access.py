@@ -8,6 +8,7 @@ attempt for the owner). Grants and restrictions are custody events.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -101,6 +102,47 @@ def visible_clause(
         )
     )
     return or_(not_(restricted), granted)
+
+
+ITEM_KINDS = ("evidence", "incident")
+
+
+def hidden_subjects(session: Session, principal: Principal, subjects: Iterable[str]) -> set[str]:
+    """Of `subjects`, the items the caller cannot see (another organisation's, or
+    restricted without a grant). Other subjects (users, notes, exports) are not items."""
+    items = {s for s in subjects if s.partition(":")[0] in ITEM_KINDS}
+    if not items:
+        return set()
+    hidden = set(
+        session.exec(
+            select(Restriction.subject)
+            .where(col(Restriction.subject).in_(items))
+            .where(not_(visible_clause(principal, col(Restriction.subject))))
+        )
+    )
+    for kind, model in (("evidence", Evidence), ("incident", Incident)):
+        ids = [s.partition(":")[2] for s in items if s.startswith(f"{kind}:")]
+        if ids:
+            hidden |= {
+                f"{kind}:{i}"
+                for i in session.exec(
+                    select(model.id)
+                    .where(col(model.id).in_(ids))
+                    .where(model.organisation_id != principal.organisation_id)
+                )
+            }
+    return hidden
+
+
+def identifying_strings(session: Session, subjects: Iterable[str]) -> set[str]:
+    """What names each item: its id and, for evidence, its SHA-256 and SHA-512."""
+    ids = {s.partition(":")[2] for s in subjects}
+    found = set(ids)
+    for sha256_hex, sha512_hex in session.exec(
+        select(Evidence.sha256, Evidence.sha512).where(col(Evidence.id).in_(ids))
+    ):
+        found |= {sha256_hex, sha512_hex}
+    return found
 
 
 def restrict_in_session(

@@ -21,11 +21,11 @@ from urllib.parse import quote
 
 from sqlmodel import Session, col, select
 
+from service.accounts.access import hidden_subjects
 from service.accounts.members import Principal
 from service.accounts.permissions import Permission, allows
-from service.core.entry import decode_entry
 from service.db.models import CustodySubject, Evidence, Incident, SignedCheckpoint, Submission
-from service.evidence.reading import ProvenEntry
+from service.evidence.trails import ProvenEntry
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -125,12 +125,18 @@ def _action(
     subjects: list[str],
     checkpoint: str,
 ) -> Node:
-    """The entry as an investigative action, with its exact leaf and inclusion proof."""
-    index, action, actor = proven.entry.index, str(fields["action"]), str(fields["actor"])
-    produced = subjects[:1] if action in _CREATING else []
+    """The entry as an investigative action, with its exact leaf (or, when withheld, its
+    leaf hash) and inclusion proof."""
+    index, action, actor = proven.index, str(fields["action"]), str(fields["actor"])
+    produced = subjects[:1] if action in _CREATING and subjects else []
     results = [iris.ref(s) for s in produced]
-    if action == "evidence.ingested":
+    if action == "evidence.ingested" and produced:
         results.append({"@id": iris.part(iris.of(subjects[0]), "provenance-record")})
+    evidence: Node = (
+        {"locker:leafHash": _typed(_b64(proven.leaf_hash), "base64Binary")}
+        if proven.leaf is None
+        else {"locker:leaf": _typed(_b64(proven.leaf), "base64Binary")}
+    )
     return {
         "@id": iris.of(f"custody-entry:{index}"),
         "@type": "case-investigation:InvestigativeAction",
@@ -141,7 +147,7 @@ def _action(
         "uco-action:object": [iris.ref(s) for s in subjects[len(produced) :]],
         "uco-action:result": results,
         "locker:logIndex": _typed(str(index), "nonNegativeInteger"),
-        "locker:leaf": _typed(_b64(proven.entry.leaf), "base64Binary"),
+        **evidence,
         # An RDF list keeps the proof's order (RFC 9162 §2.1.3.2 consumes it in order).
         "locker:inclusionProof": {"@list": [_typed(_b64(h), "base64Binary") for h in proven.proof]},
         "locker:provenBy": {"@id": checkpoint},
@@ -229,13 +235,17 @@ class _Graph:
         self._described: set[str] = set()
 
     def batch(self, session: Session, entries: list[ProvenEntry]) -> list[Node]:
-        subjects = _subjects(session, [p.entry.index for p in entries])
+        subjects = _subjects(session, [p.index for p in entries])
+        named_anywhere = {s for v in subjects.values() for s in v}
+        hidden = hidden_subjects(session, self._principal, named_anywhere)
         nodes: list[Node] = []
         named: dict[str, None] = {}
         for proven in entries:
-            fields = decode_entry(proven.entry.leaf)
+            fields = proven.fields
+            seen = set(subjects.get(proven.index, [])) - hidden
             own = str(fields["subject"])  # the leaf's subject: what a creating action made
-            about = [own, *sorted(set(subjects.get(proven.entry.index, [])) - {own})]
+            about = [own] if own in seen else []
+            about += sorted(seen - {own})
             nodes.append(_action(self._iris, proven, fields, about, self._checkpoint))
             named |= dict.fromkeys([str(fields["actor"]), *about])
         new = [n for n in named if n not in self._described]

@@ -3,7 +3,10 @@
 Both hold the same entries, each with its inclusion proof, and close with the signed
 checkpoint the proofs lead to. In the CSV the reader's columns come first (people by
 e-mail beside their ids, the entry's details as labelled fields) and the machine's
-columns last: the exact leaf and the proof, base64.
+columns last: the exact leaf, the proof and the leaf hash, base64. An entry that names
+something hidden from the reader is withheld: its leaf is left out (empty, or null) and
+every value naming the hidden thing reads "[withheld]"; its leaf hash and proof still
+show it is in the log.
 """
 
 from __future__ import annotations
@@ -15,10 +18,9 @@ import json
 from collections.abc import Iterator, Mapping
 
 from service.accounts.people import People
-from service.core.entry import decode_entry
 from service.core.readable import label, plain
 from service.db.models import SignedCheckpoint
-from service.evidence.reading import ProvenEntry
+from service.evidence.trails import ProvenEntry
 
 CSV_COLUMNS = (
     "index",
@@ -33,6 +35,7 @@ CSV_COLUMNS = (
     "details",
     "leaf_b64",
     "inclusion_proof",
+    "leaf_hash",
 )
 # Fields every entry has, shown in their own columns; the rest are the entry's details.
 _OWN_COLUMNS = frozenset({"format", "index", "time", "organisation", "actor", "action"})
@@ -48,10 +51,12 @@ def jsonl_lines(
 ) -> Iterator[bytes]:
     """One JSON object per entry (its fields, names, leaf and proof), then the checkpoint."""
     for proven in entries:
-        fields = decode_entry(proven.entry.leaf)
+        fields = proven.fields
         line = {
-            "index": proven.entry.index,
-            "leaf_b64": _b64(proven.entry.leaf),
+            "index": proven.index,
+            "leaf_b64": _b64(proven.leaf) if proven.leaf is not None else None,
+            "leaf_hash": _b64(proven.leaf_hash),
+            "withheld": proven.withheld,
             "fields": fields,
             "names": _names(fields, people),
             "inclusion_proof": [_b64(h) for h in proven.proof],
@@ -79,11 +84,11 @@ def csv_rows(
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for proven in entries:
-        fields = decode_entry(proven.entry.leaf)
+        fields = proven.fields
         actor, subject = str(fields["actor"]), str(fields["subject"])
         writer.writerow(
             [
-                proven.entry.index,
+                proven.index,
                 fields["time"],
                 people.organisation or fields["organisation"],
                 people.name(actor) or actor,
@@ -93,8 +98,9 @@ def csv_rows(
                 subject,
                 fields.get("sha256", ""),
                 labelled(fields),
-                _b64(proven.entry.leaf),
+                _b64(proven.leaf) if proven.leaf is not None else "",  # empty: withheld
                 " ".join(_b64(h) for h in proven.proof),
+                _b64(proven.leaf_hash),
             ]
         )
         yield buffer.getvalue().encode()
@@ -102,7 +108,7 @@ def csv_rows(
         buffer.truncate()
     # The checkpoint the proofs lead to closes the file, in its machine column (base64).
     closing = ["checkpoint", "", "", "", "", "", "", "", "", f"tree size {checkpoint.size}"]
-    writer.writerow([*closing, _b64(checkpoint.note.encode()), ""])
+    writer.writerow([*closing, _b64(checkpoint.note.encode()), "", ""])
     yield buffer.getvalue().encode()
 
 

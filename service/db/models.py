@@ -66,9 +66,14 @@ class ApiKey(SQLModel, table=True):
 
 
 class Evidence(SQLModel, table=True):
-    """One stored object: content identity and where exactly it lives. Never changes."""
+    """One stored object: content identity and where exactly it lives. Never changes.
 
-    __table_args__ = (UniqueConstraint("organisation_id", "sha256"),)
+    `copy_number` is 0 for the first record of some bytes in an organisation; a later
+    record of the same bytes (n > 0) exists only because its uploader could see none of
+    the earlier ones (docs/design.md, "Visibility").
+    """
+
+    __table_args__ = (UniqueConstraint("organisation_id", "sha256", "copy_number"),)
 
     id: str = Field(primary_key=True, max_length=36)
     organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
@@ -80,6 +85,9 @@ class Evidence(SQLModel, table=True):
     object_version: str | None = Field(default=None, max_length=255)
     received_at: datetime
     ingest_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+    copy_number: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
+    )
 
 
 class Submission(SQLModel, table=True):

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from service.accounts.access import (
+    hidden_subjects,
     restrict_in_session,
     subject_column,
     visible_clause,
@@ -102,8 +103,10 @@ def update_incident(
         record = f"incident {incident_id}"
         require_latest(record, latest=current.version, base_version=base_version)
         latest = json.loads(current.document_json)
+        # Relations already recorded stay, even to incidents this editor cannot see.
+        kept = frozenset(latest.get("related_incidents", []))
         document = parse_document(edited(latest, changes))
-        _check_references(runtime, session, principal, document, incident_id)
+        _check_references(runtime, session, principal, document, incident_id, kept=kept)
         require_change(
             "the incident",
             latest_sha256=canonical_sha256(latest),
@@ -132,6 +135,8 @@ def _check_references(
     principal: Principal,
     document: IncidentDocument,
     incident_id: str,
+    *,
+    kept: frozenset[str] = frozenset(),
 ) -> None:
     for category in document.categories:
         if category not in runtime.vocabulary:
@@ -141,6 +146,8 @@ def _check_references(
     for related in document.related_incidents:
         if related == incident_id:
             raise InvalidInput("related_incidents: an incident cannot relate to itself")
+        if related in kept:
+            continue
         try:
             visible_incident(session, principal, related)
         except NotFound:
@@ -228,12 +235,26 @@ def reindex_incident(
     )
 
 
-def document_for(principal: Principal, document_json: str) -> dict[str, Any]:
-    """The document as the caller may see it: restricted identities withheld from readers."""
+def document_for(runtime: Runtime, principal: Principal, document_json: str) -> dict[str, Any]:
+    """The document as the caller may see it: related incidents hidden from the caller
+    withheld, and restricted identities withheld from readers."""
     document: dict[str, Any] = json.loads(document_json)
+    if document.get("related_incidents"):
+        with runtime.database.session() as session:
+            document = withhold_relations(session, principal, document)
     if allows(principal.role, Permission.INCIDENT_WRITE):
         return document
     return withhold_identities(document)
+
+
+def withhold_relations(
+    session: Session, principal: Principal, document: dict[str, Any]
+) -> dict[str, Any]:
+    """The document with each related incident the caller cannot see withheld."""
+    related = [str(i) for i in document.get("related_incidents", [])]
+    hidden = hidden_subjects(session, principal, [f"incident:{i}" for i in related])
+    document["related_incidents"] = [WITHHELD if f"incident:{i}" in hidden else i for i in related]
+    return document
 
 
 def withhold_identities(document: dict[str, Any]) -> dict[str, Any]:

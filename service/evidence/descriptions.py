@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, and_, func
+from sqlalchemy import ColumnElement, and_, func, literal
 from sqlmodel import Session, col, select
 
 from service.accounts.access import subject_column, visible_clause, visible_evidence
@@ -272,7 +272,9 @@ def evidence_filter(
         else:
             clauses.append(col(Evidence.media_type) == media)
     if filters.incident is not None:
+        # A hidden incident filters like an unknown one: to nothing.
         clauses.append(linked_clause(filters.incident, col(Evidence.id)))
+        clauses.append(visible_clause(principal, literal(f"incident:{filters.incident}")))
     if filters.category is not None or filters.status is not None:
         raise InvalidInput("category and status filter incidents, not evidence")
     return and_(*clauses)

@@ -25,9 +25,14 @@ from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import Field, ValidationError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from service.accounts.access import restrict_in_session, visible_incident
+from service.accounts.access import (
+    restrict_in_session,
+    subject_column,
+    visible_clause,
+    visible_incident,
+)
 from service.accounts.members import Principal
 from service.accounts.permissions import Permission, Role
 from service.core.canonical import canonical_sha256
@@ -446,6 +451,28 @@ def _evidence_by_digest(session: Session, organisation_id: str, sha256_hex: str)
     ).first()
 
 
+def _visible_by_digest(session: Session, principal: Principal, sha256_hex: str) -> Evidence | None:
+    """The first record of these bytes the uploader can see, if any."""
+    return session.exec(
+        select(Evidence)
+        .where(Evidence.organisation_id == principal.organisation_id)
+        .where(Evidence.sha256 == sha256_hex)
+        .where(visible_clause(principal, subject_column("evidence", col(Evidence.id))))
+        .order_by(col(Evidence.copy_number))
+    ).first()
+
+
+def _copies(session: Session, organisation_id: str, sha256_hex: str) -> int:
+    """How many records of these bytes the organisation holds (the next copy number)."""
+    return len(
+        session.exec(
+            select(Evidence.id)
+            .where(Evidence.organisation_id == organisation_id)
+            .where(Evidence.sha256 == sha256_hex)
+        ).all()
+    )
+
+
 def _commit_object(runtime: Runtime, staged: _Staged, key: str) -> tuple[str, str | None]:
     try:
         stored = runtime.store.commit(staged.staged, key, retain_until=runtime.retain_until())
@@ -493,9 +520,14 @@ def finish_intent(
             "size": intent.size,
             "submission_sha256": canonical_sha256(submitted),
         }
-        evidence = _evidence_by_digest(session, intent.organisation_id, intent.sha256)
+        # Dedupe only within what the uploader sees (docs/design.md, "Visibility").
+        evidence = _visible_by_digest(session, principal, intent.sha256)
         duplicate = evidence is not None
         if evidence is None:
+            stored = _evidence_by_digest(session, intent.organisation_id, intent.sha256)
+            copies = _copies(session, intent.organisation_id, intent.sha256)
+            if stored is not None and not object_key:  # the same bytes, already locked
+                object_key, object_version = stored.object_key, stored.object_version
             evidence_id = str(uuid.uuid4())
             details |= {
                 "sha512": intent.sha512,
@@ -521,6 +553,7 @@ def finish_intent(
                 object_version=object_version,
                 received_at=entry.time,
                 ingest_index=entry.index,
+                copy_number=copies,
             )
             session.add(evidence)
             session.flush()

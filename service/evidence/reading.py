@@ -1,21 +1,21 @@
-"""Reading evidence: records, content (each access a custody event) and custody trails."""
+"""Reading evidence: records, content (each access a custody event), proofs.
+
+Custody trails as each reader may see them are in service.evidence.trails.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exists, not_
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
-from service.accounts.access import has_grant, visible_clause, visible_evidence, visible_item
+from service.accounts.access import has_grant, visible_evidence
 from service.accounts.members import Principal
 from service.accounts.permissions import Permission
 from service.core.digests import ContentDigests, digest_stream
-from service.db.models import CustodyEntry, CustodySubject, Evidence, SignedCheckpoint, Submission
+from service.db.models import Evidence, Submission
 from service.errors import DigestMismatch
 from service.storage import ObjectStore
 
@@ -27,12 +27,6 @@ if TYPE_CHECKING:
 class EvidenceView:
     evidence: Evidence
     submissions: list[Submission]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProvenEntry:
-    entry: CustodyEntry
-    proof: list[bytes]
 
 
 def get_evidence(runtime: Runtime, principal: Principal, evidence_id: str) -> EvidenceView:
@@ -95,118 +89,6 @@ def logged_read(
             close()
         raise
     return chunks
-
-
-def evidence_custody(
-    runtime: Runtime, principal: Principal, evidence_id: str
-) -> tuple[SignedCheckpoint, list[ProvenEntry]]:
-    """Every entry concerning an item, each with its proof against the latest checkpoint."""
-    get_evidence(runtime, principal, evidence_id)
-    checkpoint = runtime.log.latest_checkpoint(runtime.database)
-    with runtime.database.session() as session:
-        entries = session.exec(
-            select(CustodyEntry)
-            .join(CustodySubject, col(CustodySubject.entry_index) == col(CustodyEntry.index))
-            .where(CustodySubject.subject == f"evidence:{evidence_id}")
-            .where(col(CustodyEntry.index) < checkpoint.size)
-            .order_by(col(CustodyEntry.index))
-        ).all()
-        proven = _prove(runtime, session, entries, checkpoint.size)
-    return checkpoint, proven
-
-
-def _prove(
-    runtime: Runtime, session: Session, entries: Iterable[CustodyEntry], tree_size: int
-) -> list[ProvenEntry]:
-    """Each entry with its inclusion proof in the tree of `tree_size`."""
-    return [
-        ProvenEntry(
-            entry=entry,
-            proof=runtime.log.inclusion_proof(session, index=entry.index, tree_size=tree_size),
-        )
-        for entry in entries
-    ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EntryFilter:
-    """Which of the organisation's entries an audit export holds."""
-
-    start: int = 0
-    since: datetime | None = None
-    until: datetime | None = None
-    subject: str | None = None
-
-
-def _visible_entries(principal: Principal, wanted: EntryFilter) -> SelectOfScalar[CustodyEntry]:
-    """The caller's organisation's entries, minus those about items hidden from it."""
-    hidden = exists().where(
-        col(CustodySubject.entry_index) == col(CustodyEntry.index),
-        not_(visible_clause(principal, col(CustodySubject.subject))),
-    )
-    query = (
-        select(CustodyEntry)
-        .where(CustodyEntry.organisation_id == principal.organisation_id)
-        .where(not_(hidden))
-        .where(col(CustodyEntry.index) >= wanted.start)
-    )
-    if wanted.since is not None:
-        query = query.where(col(CustodyEntry.recorded_at) >= wanted.since)
-    if wanted.until is not None:
-        query = query.where(col(CustodyEntry.recorded_at) < wanted.until)
-    if wanted.subject is not None:
-        about = exists().where(
-            col(CustodySubject.entry_index) == col(CustodyEntry.index),
-            col(CustodySubject.subject) == wanted.subject,
-        )
-        query = query.where(about)
-    return query.order_by(col(CustodyEntry.index))
-
-
-def list_entries(
-    runtime: Runtime, principal: Principal, *, start: int, limit: int
-) -> list[CustodyEntry]:
-    """The organisation's own log entries from index `start` on, in log order.
-
-    Entries about restricted items the caller holds no grant on are left out.
-    """
-    principal.require(Permission.CUSTODY_READ)
-    with runtime.database.session() as session:
-        return list(
-            session.exec(_visible_entries(principal, EntryFilter(start=start)).limit(limit))
-        )
-
-
-def audit_trail(
-    runtime: Runtime, principal: Principal, wanted: EntryFilter, *, batch: int = 500
-) -> tuple[SignedCheckpoint, Iterator[ProvenEntry]]:
-    """Entries for an audit export, each proven against one checkpoint, in batches."""
-    principal.require(Permission.CUSTODY_READ)
-    if wanted.subject is not None:
-        kind, _, item_id = wanted.subject.partition(":")
-        with runtime.database.session() as session:
-            visible_item(session, principal, kind, item_id)
-    checkpoint = runtime.log.latest_checkpoint(runtime.database)
-
-    def entries() -> Iterator[ProvenEntry]:
-        start = wanted.start
-        while True:
-            page = replace(wanted, start=start)
-            with runtime.database.session() as session:
-                rows = list(
-                    session.exec(
-                        _visible_entries(principal, page)
-                        .where(col(CustodyEntry.index) < checkpoint.size)
-                        .limit(batch)
-                    )
-                )
-                proven = _prove(runtime, session, rows, checkpoint.size)
-            yield from proven
-            if len(rows) < batch:
-                return
-            start = rows[-1].index + 1
-
-    return checkpoint, entries()
 
 
 def verify_object(

@@ -17,12 +17,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
+from sqlalchemy import exists, not_
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from service.accounts.access import visible_evidence, visible_incident
+from service.accounts.access import (
+    hidden_subjects,
+    subject_column,
+    visible_clause,
+    visible_evidence,
+    visible_incident,
+)
 from service.accounts.members import Principal
 from service.accounts.people import people_of
-from service.accounts.permissions import Permission
+from service.accounts.permissions import Permission, Role
 from service.core import bagit, bundle
 from service.core.canonical import canonical_json
 from service.core.digests import ContentDigester, sha256
@@ -40,9 +48,10 @@ from service.db.models import (
     IncidentVersion,
     LinkEnd,
     Submission,
+    User,
 )
-from service.documentation.incidents import withhold_identities
-from service.errors import DigestMismatch, InvalidInput, NotFound
+from service.documentation.incidents import withhold_identities, withhold_relations
+from service.errors import DigestMismatch, Hidden, InvalidInput, NotFound
 from service.evidence.descriptions import latest_version
 from service.evidence.reading import logged_read
 from service.exports.report import render_report, write_pdf_report
@@ -130,12 +139,27 @@ def _resolve(
 
 
 def get_export(runtime: Runtime, principal: Principal, export_id: str) -> Export:
-    """The caller's organisation's export, or NotFound."""
+    """The export if the caller may see everything in it; otherwise NotFound.
+
+    A bundle is built for its requester's visibility: another member who cannot see one
+    of its items or incidents cannot tell that it exists.
+    """
     principal.require(Permission.EVIDENCE_CONTENT)
     with runtime.database.session() as session:
         export = session.get(Export, export_id)
-    if export is None or export.organisation_id != principal.organisation_id:
-        raise NotFound(f"no export {export_id}")
+        if export is None:
+            raise NotFound(f"no export {export_id}")
+        request = json.loads(export.request_json)
+        held = [f"evidence:{e}" for e in request["evidence"]]
+        held += [f"incident:{i}" for i in request["incidents"]]
+        if export.organisation_id != principal.organisation_id or hidden_subjects(
+            session, principal, held
+        ):
+            raise Hidden(
+                f"no export {export_id}",
+                subject=f"export:{export_id}",
+                organisation_id=export.organisation_id,
+            )
     return export
 
 
@@ -206,8 +230,9 @@ def _build(runtime: Runtime, export_id: str) -> tuple[str, str | None, int, str]
         export = session.get(Export, export_id)
         assert export is not None
         request = json.loads(export.request_json)
+        requester = _requester(session, export)
         items = _items(session, request["evidence"])
-        incidents = [_incident_record(session, i) for i in request["incidents"]]
+        incidents = [_incident_record(session, requester, i) for i in request["incidents"]]
     checkpoint = runtime.log.latest_checkpoint(runtime.database)
     timestamps = timestamp_files(runtime, timestamp_checkpoint(runtime, checkpoint))
     subjects = (
@@ -216,7 +241,7 @@ def _build(runtime: Runtime, export_id: str) -> tuple[str, str | None, int, str]
         + [f"export:{export_id}"]
     )
     with runtime.database.session() as session:
-        entries, by_subject = _entries(session, subjects, checkpoint.size)
+        entries, by_subject = _entries(session, requester, subjects, checkpoint.size)
         proofs = {
             e.index: runtime.log.inclusion_proof(session, index=e.index, tree_size=checkpoint.size)
             for e in entries
@@ -277,15 +302,24 @@ def _items(session: Session, evidence_ids: Sequence[str]) -> list[_Item]:
     return items
 
 
-def _incident_record(session: Session, incident_id: str) -> dict[str, object]:
+def _requester(session: Session, export: Export) -> Principal:
+    """Who asked for the export: the bundle shows only what they may see."""
+    user = session.get(User, export.requested_by)
+    assert user is not None
+    return Principal(user_id=user.id, organisation_id=user.organisation_id, role=Role(user.role))
+
+
+def _incident_record(session: Session, requester: Principal, incident_id: str) -> dict[str, object]:
     incident = session.get(Incident, incident_id)
     assert incident is not None
     version = session.get(IncidentVersion, (incident_id, incident.version))
     assert version is not None
+    linked = subject_column("evidence", col(IncidentEvidence.evidence_id))
     links = session.exec(
         select(IncidentEvidence, LinkEnd)
         .join(LinkEnd, col(LinkEnd.link_id) == col(IncidentEvidence.id), isouter=True)
         .where(IncidentEvidence.incident_id == incident_id)
+        .where(visible_clause(requester, linked))
         .order_by(col(IncidentEvidence.custody_index))
     ).all()
     return {
@@ -293,7 +327,9 @@ def _incident_record(session: Session, incident_id: str) -> dict[str, object]:
         "version": incident.version,
         # The digest is of the full record; restricted identities are withheld below.
         "document_sha256": version.document_sha256,
-        "document": withhold_identities(json.loads(incident.document_json)),
+        "document": withhold_identities(
+            withhold_relations(session, requester, json.loads(incident.document_json))
+        ),
         "created_at": _iso(incident.created_at),
         "updated_at": _iso(incident.updated_at),
         "custody_index": incident.custody_index,
@@ -356,13 +392,23 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _entries(
-    session: Session, subjects: list[str], tree_size: int
+    session: Session, requester: Principal, subjects: list[str], tree_size: int
 ) -> tuple[list[CustodyEntry], dict[str, list[int]]]:
-    """Entries concerning any of `subjects` in the tree, and each subject's entries."""
+    """Entries concerning any of `subjects` in the tree, and each subject's entries.
+
+    An entry that also names something hidden from the requester is left out: a bundle
+    holds exact leaves, and such a leaf would name it.
+    """
+    other = aliased(CustodySubject)
+    hidden = exists().where(
+        col(other.entry_index) == col(CustodySubject.entry_index),
+        not_(visible_clause(requester, col(other.subject))),
+    )
     rows = session.exec(
         select(CustodySubject)
         .where(col(CustodySubject.subject).in_(subjects))
         .where(col(CustodySubject.entry_index) < tree_size)
+        .where(not_(hidden))
     ).all()
     by_subject: dict[str, list[int]] = {}
     for row in rows:

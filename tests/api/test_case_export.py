@@ -21,7 +21,7 @@ from service.accounts.members import Principal
 from service.accounts.permissions import Role
 from service.audit.case import case_jsonld
 from service.db.models import User
-from service.evidence.reading import EntryFilter, audit_trail
+from service.evidence.trails import EntryFilter, audit_trail
 from tests.api.test_access import _member_key
 from tests.harness import Locker, analysed
 from tests.independent import verifier as independent

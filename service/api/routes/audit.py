@@ -14,7 +14,7 @@ from service.api.filtering import Moment
 from service.audit.case import case_jsonld
 from service.audit.formats import csv_rows, jsonl_lines
 from service.errors import InvalidInput
-from service.evidence.reading import EntryFilter, audit_trail
+from service.evidence.trails import EntryFilter, audit_trail
 
 router = APIRouter(prefix="/v1/custody", tags=["custody"])
 

@@ -17,7 +17,8 @@ from service.api.schemas.custody import (
     InclusionProof,
 )
 from service.custody.timestamps import list_timestamps
-from service.evidence.reading import list_entries, prove_consistency, prove_inclusion
+from service.evidence.reading import prove_consistency, prove_inclusion
+from service.evidence.trails import list_entries
 from service.search.catalogue import MAX_POSITION
 
 router = APIRouter(prefix="/v1/custody", tags=["custody"])

@@ -36,7 +36,8 @@ from service.evidence.descriptions import (
 )
 from service.evidence.extraction import wants_analysis
 from service.evidence.intake import ingest
-from service.evidence.reading import evidence_custody, get_evidence, open_content
+from service.evidence.reading import get_evidence, open_content
+from service.evidence.trails import evidence_custody
 from service.jobs.work import ANALYSE
 
 router = APIRouter(prefix="/v1/evidence", tags=["evidence"])
@@ -162,5 +163,5 @@ def read_evidence_custody(
     return CustodyTrail(
         checkpoint=checkpoint.note,
         tree_size=checkpoint.size,
-        entries=[ProvenEntryPublic.of(p.entry, p.proof) for p in proven],
+        entries=[ProvenEntryPublic.model_validate(p) for p in proven],
     )

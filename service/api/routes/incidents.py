@@ -36,7 +36,7 @@ def post_incident(
 ) -> IncidentPublic:
     """Record an incident (its version 1)."""
     incident = create_incident(runtime, principal, body, restricted=body.restricted)
-    return IncidentPublic.of(incident, document_for(principal, incident.document_json))
+    return IncidentPublic.of(incident, document_for(runtime, principal, incident.document_json))
 
 
 @router.get("", response_model=IncidentPage)
@@ -49,7 +49,10 @@ def get_incidents(
     """The organisation's incidents in log order, filtered; follow `next_cursor` for more."""
     page = list_incidents(runtime, principal, filters, paging)
     return IncidentPage(
-        items=[IncidentPublic.of(i, document_for(principal, i.document_json)) for i in page.items],
+        items=[
+            IncidentPublic.of(i, document_for(runtime, principal, i.document_json))
+            for i in page.items
+        ],
         next_cursor=page.next_cursor,
     )
 
@@ -62,7 +65,7 @@ def get_incident(
 ) -> IncidentDetail:
     """An incident's latest version with the evidence linked to it (ended links marked)."""
     incident, links = read_incident(runtime, principal, incident_id)
-    shown = IncidentPublic.of(incident, document_for(principal, incident.document_json))
+    shown = IncidentPublic.of(incident, document_for(runtime, principal, incident.document_json))
     evidence = [LinkPublic.of(v.link, v.evidence, v.ended) for v in links]
     return IncidentDetail.model_validate(shown.model_dump() | {"evidence": evidence})
 
@@ -83,7 +86,7 @@ def patch_incident(
         reason=body.reason,
         base_version=body.base_version,
     )
-    return IncidentPublic.of(incident, document_for(principal, incident.document_json))
+    return IncidentPublic.of(incident, document_for(runtime, principal, incident.document_json))
 
 
 @router.get("/{incident_id}/history", response_model=list[IncidentVersionPublic])
@@ -94,7 +97,7 @@ def get_incident_history(
 ) -> list[IncidentVersionPublic]:
     """Every version of the incident, oldest first, each with its digest in the log."""
     return [
-        IncidentVersionPublic.of(v, document_for(principal, v.document_json))
+        IncidentVersionPublic.of(v, document_for(runtime, principal, v.document_json))
         for v in incident_history(runtime, principal, incident_id)
     ]
 

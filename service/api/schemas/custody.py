@@ -3,32 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field
 
 from service.api.schemas.base import Base64, PublicModel
-from service.core.entry import decode_entry
-from service.db.models import CustodyEntry
-
-
-def _decoded(value: object) -> object:
-    return decode_entry(value) if isinstance(value, bytes) else value
 
 
 class EntryPublic(PublicModel):
+    """A custody entry as the caller may see it (built from `evidence.trails.ShownEntry`)."""
+
     index: int
-    leaf_b64: Base64 = Field(validation_alias="leaf")
-    fields: Annotated[dict[str, object], BeforeValidator(_decoded)] = Field(validation_alias="leaf")
+    leaf_b64: Base64 | None = Field(
+        validation_alias="leaf", description="The exact leaf bytes; null when withheld."
+    )
+    leaf_hash: Base64 = Field(description="RFC 9162 leaf hash (base64): proves a withheld entry.")
+    withheld: bool = Field(description="The entry names something hidden from the caller.")
+    fields: dict[str, object]
 
 
 class ProvenEntryPublic(EntryPublic):
-    inclusion_proof: list[Base64]
+    """An entry with its inclusion proof (the sibling hashes, leaf to root)."""
 
-    @classmethod
-    def of(cls, entry: CustodyEntry, proof: list[bytes]) -> ProvenEntryPublic:
-        """An entry with its inclusion proof (the sibling hashes, leaf to root)."""
-        return cls.model_validate(entry.model_dump() | {"inclusion_proof": proof})
+    inclusion_proof: list[Base64] = Field(validation_alias="proof")
 
 
 class CustodyTrail(BaseModel):
