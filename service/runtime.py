@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 
 from service.core.timestamp import load_certificates
-from service.custody import CustodyLog, load_or_create_signer
+from service.custody import CustodyLog, open_signer
 from service.db import Database, open_database
 from service.documentation.vocabulary import DEFAULT_CATEGORIES, load_vocabulary
 from service.errors import ConfigurationError, FormatError
@@ -82,8 +82,8 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
             database.migrate()
         tsa = open_tsa(settings)
         store = open_store(settings)
-        signer = load_or_create_signer(
-            settings.effective_signing_key_file, name=settings.log_origin
+        signer = open_signer(
+            database, settings.effective_signing_key_file, name=settings.log_origin
         )
     except BaseException:
         database.dispose()
