@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -74,6 +75,7 @@ def open_store(settings: Settings) -> ObjectStore:
 
 def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     """Open the database (migrating it), the object store and the log key."""
+    _private_directory(settings.data_dir)
     vocabulary = load_vocabulary(settings.vocabulary_file)
     database = open_database(settings.effective_database_url)
     try:
@@ -98,6 +100,16 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         tsa=tsa,
         vocabulary=vocabulary,
     )
+
+
+def _private_directory(directory: Path) -> None:
+    """The data directory, owner-only (0700) whatever the umask: it holds the log key,
+    and with the embedded defaults the database and every object."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
+    except OSError as exc:
+        raise ConfigurationError(f"LOCKER_DATA_DIR {directory}: {exc.strerror}") from None
 
 
 def open_tsa(settings: Settings) -> Tsa | None:

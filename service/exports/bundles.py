@@ -26,6 +26,7 @@ from service.core import bagit, bundle
 from service.core.canonical import canonical_json
 from service.core.digests import ContentDigester, sha256
 from service.core.entry import decode_entry
+from service.core.names import safe_filename
 from service.custody.timestamps import timestamp_checkpoint
 from service.db.models import (
     CustodyEntry,
@@ -257,7 +258,7 @@ def _items(session: Session, evidence_ids: Sequence[str]) -> list[_Item]:
                 .order_by(col(Submission.custody_index))
             )
         )
-        name = bagit.safe_filename(submissions[0].filename)
+        name = safe_filename(submissions[0].filename)
         items.append(
             _Item(
                 evidence=evidence,

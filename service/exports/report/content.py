@@ -10,6 +10,8 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from service.core.names import safe_filename
+
 TITLE = "Chain of custody report"
 ACQUISITION_COLUMNS = ("received", "file name", "submitted by", "metadata")
 TIMELINE_COLUMNS = ("entry", "time (UTC)", "actor", "action")
@@ -52,7 +54,7 @@ def item_section(
     listed = submissions if isinstance(submissions, list) else []
     first = listed[0] if listed else {}
     identity = (
-        ("File name", first.get("filename", "")),
+        ("File name", _shown(first.get("filename", ""))),
         ("SHA-256", record["sha256"]),
         ("SHA-512", record["sha512"]),
         ("Size (bytes)", record["size"]),
@@ -62,14 +64,24 @@ def item_section(
         *_described(record),
     )
     return ItemSection(
-        heading=str(first.get("filename", record["id"])),
+        heading=_shown(first.get("filename", record["id"])),
         identity=tuple((name, str(value)) for name, value in identity),
         acquisition=tuple(
-            _row(s.get("received_at"), s.get("filename"), s.get("submitted_by"), s.get("metadata"))
+            _row(
+                s.get("received_at"),
+                _shown(s.get("filename", "")),
+                s.get("submitted_by"),
+                s.get("metadata"),
+            )
             for s in listed
         ),
         timeline=tuple(_row(e["index"], e["time"], e["actor"], e["action"]) for e in entries),
     )
+
+
+def _shown(filename: object) -> str:
+    """A filename as the report shows it: its safe form, which cannot display as another."""
+    return safe_filename(str(filename))
 
 
 def _described(record: Mapping[str, object]) -> list[tuple[str, object]]:
