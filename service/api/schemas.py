@@ -98,6 +98,14 @@ class NearDuplicatePublic(BaseModel):
     distance: int = Field(description="Differing bits of the 256-bit PDQ perceptual hashes.")
 
 
+class QuarantinePublic(BaseModel):
+    """Why the item's stored bytes are no longer trusted (see `evidence.integrity_failure`)."""
+
+    detected_at: datetime
+    custody_index: int
+    reason: str
+
+
 class EvidenceDetail(EvidencePublic):
     ingest_index: int
     submissions: list[SubmissionPublic]
@@ -106,6 +114,10 @@ class EvidenceDetail(EvidencePublic):
         description="Extracted metadata; null until the background analysis has run."
     )
     near_duplicates: list[NearDuplicatePublic]
+    quarantine: QuarantinePublic | None = Field(
+        default=None,
+        description="Set when a read found the stored bytes changed; null while they match.",
+    )
 
 
 class EntryPublic(BaseModel):

@@ -44,6 +44,7 @@ from service.db.models import (
 from service.documentation.incidents import withhold_identities
 from service.errors import DigestMismatch, InvalidInput, NotFound
 from service.evidence.descriptions import latest_version
+from service.evidence.integrity import Expected
 from service.evidence.reading import logged_read
 from service.exports.report import render_report, write_pdf_report
 
@@ -162,6 +163,7 @@ def open_export(
             subjects=subjects,
             details={"sha256": export.sha256 or ""},
         ),
+        expected=Expected(sha256=export.sha256 or "", size=export.size or 0),
     )
     return export, chunks
 

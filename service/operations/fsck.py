@@ -22,6 +22,7 @@ from service.db.models import (
     CheckpointTimestamp,
     CustodyEntry,
     Evidence,
+    EvidenceQuarantine,
     Export,
     OrphanObject,
     SignedCheckpoint,
@@ -71,10 +72,21 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
         report.checked["documentation records"] = checked
         pending = session.exec(select(UploadIntent).where(UploadIntent.status == "pending")).all()
         report.findings += [f"upload intent {i.id} is still pending" for i in pending]
+        report.findings += _quarantined(session)
     _check_objects(runtime, evidence, report, repair=repair)
     _check_orphans(runtime, evidence, report, record=repair)
     _check_staging(runtime, report, repair=repair)
     return report
+
+
+def _quarantined(session: Session) -> list[str]:
+    """Every item whose stored bytes a download found changed: restore its object."""
+    rows = session.exec(select(EvidenceQuarantine).order_by(col(EvidenceQuarantine.custody_index)))
+    return [
+        f"evidence {q.evidence_id} is quarantined since entry {q.custody_index} "
+        f"({q.detected_at:%Y-%m-%dT%H:%M:%SZ}): {q.reason}"
+        for q in rows
+    ]
 
 
 def _check_leaves(session: Session, report: Report) -> list[bytes]:

@@ -23,6 +23,7 @@ from service.api.schemas import (
     EvidencePublic,
     NearDuplicatePublic,
     ProvenEntryPublic,
+    QuarantinePublic,
     SubmissionPublic,
     b64,
 )
@@ -100,6 +101,9 @@ def read_evidence(
             NearDuplicatePublic(evidence_id=n.similar_id, distance=n.distance)
             for n in described.near_duplicates
         ],
+        quarantine=QuarantinePublic.model_validate(view.quarantine, from_attributes=True)
+        if view.quarantine
+        else None,
     )
 
 
