@@ -35,6 +35,7 @@ def serve(
     """Run the HTTP API (embedded SQLite and filesystem store unless configured)."""
     import uvicorn
 
+    from service.api.server import uvicorn_options
     from service.app import create_app
     from service.runtime import open_runtime
 
@@ -47,6 +48,7 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             log_level="info",
+            **uvicorn_options(settings),
         )
     finally:
         runtime.close()

@@ -7,6 +7,7 @@ with one line naming the setting.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Self
 
@@ -65,6 +66,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=64 * 1024**3, ge=1)
     # A client that sends nothing for this long has gone (it would hold its upload open).
     upload_idle_timeout_seconds: float = Field(default=120, gt=0, le=3600)
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto the server believes: comma-separated
+    # addresses or networks. None by default: a client's own headers never pick its address.
+    trusted_proxies: str = ""
+    # A client must send a request's whole header within this many seconds (slow-header
+    # clients would otherwise hold connections open indefinitely).
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
@@ -95,9 +102,21 @@ class Settings(BaseSettings):
             ("postgresql", "sqlite")
         ):
             raise ValueError("LOCKER_DATABASE_URL must be a postgresql:// or sqlite:// URL")
+        for proxy in self.trusted_proxy_list:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"LOCKER_TRUSTED_PROXIES: {proxy!r} is not an IP address or network"
+                ) from None
         if not self.log_origin or _KEY_NAME_FORBIDDEN & set(self.log_origin):
             raise ValueError("LOCKER_LOG_ORIGIN must be non-empty, without spaces or '+'")
         return self
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """LOCKER_TRUSTED_PROXIES as a list (empty: trust no forwarded header)."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @property
     def effective_database_url(self) -> str:
