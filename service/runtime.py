@@ -14,6 +14,7 @@ from cryptography import x509
 
 from service.core.timestamp import load_certificates
 from service.custody import CustodyLog, open_signer
+from service.custody.rotation import co_signers, finish_rotation
 from service.db import Database, open_database
 from service.documentation.vocabulary import DEFAULT_CATEGORIES, load_vocabulary
 from service.errors import ConfigurationError, FormatError
@@ -84,13 +85,14 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
             database.migrate()
         tsa = open_tsa(settings)
         store = open_store(settings)
-        signer = open_signer(
-            database, settings.effective_signing_key_file, name=settings.log_origin
-        )
+        key_file, origin = settings.effective_signing_key_file, settings.log_origin
+        finish_rotation(database, key_file, name=origin)
+        signer = open_signer(database, key_file, name=origin)
+        cosigners = co_signers(database, key_file, name=origin)
     except BaseException:
         database.dispose()
         raise
-    log = CustodyLog(signer=signer, origin=settings.log_origin)
+    log = CustodyLog(signer=signer, origin=settings.log_origin, co_signers=cosigners)
     return Runtime(
         settings=settings,
         database=database,

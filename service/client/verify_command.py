@@ -19,7 +19,7 @@ from rich.markup import escape
 from service.client.monitor import check_server
 from service.client.uploader import file_sha256
 from service.client.verifier import render, to_json, verify_path
-from service.core.checkpoint import NoteVerifier
+from service.core.checkpoint import KeyHistory, NoteVerifier, parse_verifier_keys
 from service.core.receipt import Receipt, verify_receipt
 from service.core.timestamp import load_certificates
 from service.errors import Error
@@ -31,10 +31,11 @@ class KeyUnusable(Exception):
     """The key file cannot be read or holds no verifier key (a usage error)."""
 
 
-def read_verifier(key: Path) -> NoteVerifier:
-    """The verifier key in the file `key`, or a one-line reason it cannot be used."""
+def read_verifier(key: Path) -> NoteVerifier | KeyHistory:
+    """The verifier key (or the published key history) in the file `key`, or a one-line
+    reason it cannot be used."""
     try:
-        return NoteVerifier.from_text(key.read_text(encoding="utf-8").strip())
+        return parse_verifier_keys(key.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, Error) as exc:
         raise KeyUnusable(f"cannot use the key in {key}: {exc}") from None
 
@@ -107,7 +108,7 @@ def _monitor(
     raise typer.Exit(EXIT_VERIFIED if result.ok else EXIT_FAILED)
 
 
-def _verifier(key: Path | None, option: str, err: Console) -> NoteVerifier:
+def _verifier(key: Path | None, option: str, err: Console) -> NoteVerifier | KeyHistory:
     if key is None:
         _usage(err, f"{option} needs --key")
     try:

@@ -28,16 +28,21 @@ def load_or_create_signer(path: Path, *, name: str) -> NoteSigner:
     Only for an empty log; `open_signer` decides that.
     """
     if path.exists():
-        return _load(path, name=name)
+        return load_key(path, name=name)
     path.parent.mkdir(parents=True, exist_ok=True)
     signer = NoteSigner.generate(name)
+    write_key(path, signer)
+    return signer
+
+
+def write_key(path: Path, signer: NoteSigner) -> None:
+    """Write a new key file, mode 0600, durably; never over an existing file."""
     # O_EXCL: two processes starting at once must not each write a different key.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(base64.b64encode(signer.private_bytes()).decode() + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    return signer
 
 
 def open_signer(database: Database, path: Path, *, name: str) -> NoteSigner:
@@ -59,7 +64,7 @@ def open_signer(database: Database, path: Path, *, name: str) -> NoteSigner:
             f"LOCKER_SIGNING_KEY_FILE: {path} is missing but the log has {size} entries; "
             + _RESTORE
         )
-    signer = _load(path, name=name)
+    signer = load_key(path, name=name)
     if latest is not None:
         try:
             signer.verifier().open(latest.note)
@@ -71,7 +76,8 @@ def open_signer(database: Database, path: Path, *, name: str) -> NoteSigner:
     return signer
 
 
-def _load(path: Path, *, name: str) -> NoteSigner:
+def load_key(path: Path, *, name: str) -> NoteSigner:
+    """The key in `path`; ConfigurationError if it cannot be read."""
     try:
         raw = base64.b64decode(path.read_text().strip(), validate=True)
         return NoteSigner.from_private_bytes(name, raw)

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session, col, select
 
 from service.core import merkle
-from service.core.checkpoint import open_checkpoint
+from service.core.checkpoint import open_checkpoint, parse_verifier_keys
 from service.core.digests import ContentDigests, Digest
 from service.core.entry import decode_entry
 from service.core.timestamp import TimestampInvalid, verify_timestamp
+from service.custody.rotation import key_history
 from service.db.models import (
     CheckpointTimestamp,
     CustodyEntry,
@@ -127,13 +128,14 @@ def _check_checkpoints(
     runtime: Runtime, session: Session, leaf_hashes: list[bytes], report: Report
 ) -> None:
     checkpoints = session.exec(select(SignedCheckpoint).order_by(col(SignedCheckpoint.size)))
+    # Every key the log has had (one, unless it was rotated) may have signed a checkpoint.
+    history = key_history(session, runtime.log.verifier.to_text())
+    verifier = parse_verifier_keys("\n".join(history))
     count = 0
     for stored in checkpoints:
         count += 1
         try:
-            checkpoint = open_checkpoint(
-                stored.note, runtime.log.verifier, origin=runtime.log.origin
-            )
+            checkpoint = open_checkpoint(stored.note, verifier, origin=runtime.log.origin)
         except Error as exc:
             report.findings.append(f"checkpoint {stored.size}: {exc.diagnostics()}")
             continue
