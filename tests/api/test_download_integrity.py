@@ -14,12 +14,14 @@ How the stored object is changed, per backend, and why that is honest:
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from service.db.models import Evidence, Export
 from service.operations.fsck import fsck
 from service.runtime import Runtime
 from service.storage import ObjectStore
@@ -46,7 +48,7 @@ class _FlippingStore:
         if not self.tampered or not key.startswith("org/"):
             return chunks
         data = bytearray(b"".join(chunks))
-        data[FLIPPED_AT] ^= 0x01
+        data[min(FLIPPED_AT, len(data) - 1)] ^= 0x01
         pieces = iter([bytes(data[i : i + 1024 * 1024]) for i in range(0, len(data), 1024 * 1024)])
         return ClosingChunks(
             read=lambda _size: next(pieces, b""), close=lambda: None, errors=(), what=key
@@ -56,14 +58,13 @@ class _FlippingStore:
 @pytest.fixture
 def tampering(
     backend: str, make_runtime: Callable[..., Runtime]
-) -> Iterator[tuple[Locker, Callable[[dict[str, object]], None]]]:
-    """A locker, and a function that changes one stored item's bytes."""
+) -> Iterator[tuple[Locker, Callable[[str], None]]]:
+    """A locker, and a function that changes the stored object at a key."""
     runtime = make_runtime()
     if backend == "sqlite-fs":
 
-        def flip_file(item: dict[str, object]) -> None:
-            path = runtime.settings.data_dir / "store" / "objects" / str(item["object_key"])
-            _flip(path)
+        def flip_file(key: str) -> None:
+            _flip(runtime.settings.data_dir / "store" / "objects" / key)
 
         with serve(runtime) as locker:
             yield locker, flip_file
@@ -71,7 +72,7 @@ def tampering(
     flipping = _FlippingStore(runtime.store)
     served = dataclasses.replace(runtime, store=flipping)  # type: ignore[arg-type]
 
-    def flip_reads(_item: dict[str, object]) -> None:
+    def flip_reads(_key: str) -> None:
         flipping.tampered = True
 
     with serve(served) as locker:
@@ -80,16 +81,16 @@ def tampering(
 
 def _flip(path: Path) -> None:
     data = bytearray(path.read_bytes())
-    data[FLIPPED_AT] ^= 0x01
+    data[min(FLIPPED_AT, len(data) - 1)] ^= 0x01
     path.chmod(0o600)
     path.write_bytes(bytes(data))
     path.chmod(0o444)
 
 
-def _download(client: httpx.Client, evidence_id: str) -> tuple[int, int, bool]:
+def _download(client: httpx.Client, path: str) -> tuple[int, int, bool]:
     """Status, bytes received, and whether the transfer broke before its end."""
     received = 0
-    with client.stream("GET", f"/v1/evidence/{evidence_id}/content") as response:
+    with client.stream("GET", path) as response:
         try:
             for chunk in response.iter_raw():
                 received += len(chunk)
@@ -99,7 +100,7 @@ def _download(client: httpx.Client, evidence_id: str) -> tuple[int, int, bool]:
 
 
 def test_changed_bytes_abort_the_download_and_quarantine_the_item(
-    tampering: tuple[Locker, Callable[[dict[str, object]], None]],
+    tampering: tuple[Locker, Callable[[str], None]],
 ) -> None:
     locker, tamper = tampering
     with locker.client() as client:
@@ -109,8 +110,8 @@ def test_changed_bytes_abort_the_download_and_quarantine_the_item(
         intact = client.get(f"/v1/evidence/{item_id}/content")
         assert intact.status_code == 200 and intact.content == CONTENT
         assert client.get(f"/v1/evidence/{item_id}").json()["quarantine"] is None
-        tamper(_stored(locker, item_id))
-        status, received, broken = _download(client, item_id)
+        tamper(_object_key(locker, Evidence, item_id))
+        status, received, broken = _download(client, f"/v1/evidence/{item_id}/content")
         detail = client.get(f"/v1/evidence/{item_id}").json()
         trail = client.get(f"/v1/evidence/{item_id}/custody").json()
     assert broken, f"status {status}: {received} bytes arrived as a complete response"
@@ -125,10 +126,27 @@ def test_changed_bytes_abort_the_download_and_quarantine_the_item(
     assert any(f"evidence {item_id} is quarantined" in f for f in findings), findings
 
 
-def _stored(locker: Locker, evidence_id: str) -> dict[str, object]:
-    from service.db.models import Evidence
+def test_a_changed_bundle_is_never_a_clean_download(
+    tampering: tuple[Locker, Callable[[str], None]],
+) -> None:
+    locker, tamper = tampering
+    with locker.client() as client:
+        uploaded = client.post("/v1/evidence", files=[("file", ("a.png", CONTENT, "image/png"))])
+        requested = client.post("/v1/exports", json={"evidence_ids": [uploaded.json()["id"]]})
+        export_id = requested.json()["id"]
+        for _ in range(600):
+            if client.get(f"/v1/exports/{export_id}").json()["status"] != "pending":
+                break
+            time.sleep(0.1)
+        path = f"/v1/exports/{export_id}/content"
+        assert _download(client, path)[2] is False  # intact: a complete transfer
+        tamper(_object_key(locker, Export, export_id))
+        status, received, broken = _download(client, path)
+    assert broken, f"status {status}: {received} bytes arrived as a complete response"
 
+
+def _object_key(locker: Locker, table: type[Evidence] | type[Export], row_id: str) -> str:
     with locker.runtime.database.session() as session:
-        evidence = session.get(Evidence, evidence_id)
-        assert evidence is not None
-        return {"object_key": evidence.object_key}
+        row = session.get(table, row_id)
+        assert row is not None and row.object_key is not None
+        return row.object_key
