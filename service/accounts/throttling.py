@@ -89,8 +89,10 @@ class FailureThrottle:
         return int(failures[-self._limit] + self._window - now) + 1
 
     def _prune(self, now: float) -> None:
-        for key in [k for k in self._failures if self._wait(k, now) is None]:
-            if not self._failures[key] or self._failures[key][-1] <= now - self._window:
+        """Forget clients and prefixes with no failure left in the window."""
+        for key in list(self._failures):
+            self._wait(key, now)  # drops the failures older than the window
+            if not self._failures[key]:
                 del self._failures[key]
         for client in [c for c, at in self._opened.items() if now - at >= 2 * self._window]:
             del self._opened[client]

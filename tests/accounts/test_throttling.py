@@ -6,10 +6,14 @@ presented key prefix; repeated failures are one security-log row per window.
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import select
 
+from service.accounts import throttling
 from service.accounts.throttling import FailureThrottle
 from service.db.models import SecurityEvent
+from service.errors import ConfigurationError
+from service.settings import load_settings
 from tests.harness import Locker
 
 
@@ -44,6 +48,28 @@ def test_failures_of_a_client_are_one_row_per_window() -> None:
     clock.now += 61
     later = throttle.failed(client="10.0.0.1", key_prefix=None)
     assert later.record and later.earlier == 24  # the rest of the last window, counted
+
+
+def test_memory_is_bounded_by_recent_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(throttling, "_PRUNE_ABOVE", 5)
+    clock = _Clock()
+    throttle = FailureThrottle(limit=3, window=60, now=clock)
+    for n in range(5):
+        throttle.failed(client=f"10.0.0.{n}", key_prefix=None)
+    clock.now += 61
+    throttle.failed(client="10.1.1.1", key_prefix="p")  # 7 tracked: the old 5 are dropped
+    assert throttle.failed(client="10.0.0.1", key_prefix=None).retry_after is None
+    assert len(throttle._failures) == 3  # 10.1.1.1, its prefix, and 10.0.0.1 again
+
+
+@pytest.mark.parametrize("proxies", ["10.0.0.1,not-an-address", "*"])
+def test_trusted_proxies_must_be_addresses_or_networks(proxies: str) -> None:
+    with pytest.raises(ConfigurationError, match="LOCKER_TRUSTED_PROXIES"):
+        load_settings(trusted_proxies=proxies)
+    assert load_settings(trusted_proxies=" 10.0.0.1, 172.16.0.0/12 ").trusted_proxy_list == [
+        "10.0.0.1",
+        "172.16.0.0/12",
+    ]
 
 
 def test_a_valid_key_authenticates_from_a_throttled_address(locker: Locker) -> None:
