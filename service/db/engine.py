@@ -135,7 +135,10 @@ def _private_sqlite_files(database: Path) -> None:
     SQLite gives the WAL and shared-memory files it creates the database file's mode.
     """
     database.parent.mkdir(mode=_PRIVATE_DIR, parents=True, exist_ok=True)
-    descriptor = os.open(database, os.O_RDWR | os.O_CREAT, _PRIVATE_FILE)
+    try:
+        descriptor = os.open(database, os.O_RDWR | os.O_CREAT, _PRIVATE_FILE)
+    except OSError:
+        return  # SQLite cannot open it either, and says so on first use (readiness reports it)
     try:
         os.fchmod(descriptor, _PRIVATE_FILE)
     finally:
