@@ -68,6 +68,7 @@ def serve(
     """Run the HTTP API (embedded SQLite and filesystem store unless configured)."""
     import uvicorn
 
+    from service.api.server import uvicorn_options
     from service.app import create_app
     from service.runtime import open_runtime
 
@@ -80,6 +81,7 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             log_level="info",
+            **uvicorn_options(settings),
         )
     finally:
         runtime.close()
@@ -270,6 +272,31 @@ def list_keys(
         )
     # Keys must print whole even into a pipe, where rich would assume 80 columns.
     Console(highlight=False, width=None if _out.is_terminal else 240).print(table)
+
+
+@admin.command("rotate-key")
+def rotate_key(
+    overlap_days: Annotated[
+        int, typer.Option(min=0, help="Days checkpoints stay co-signed by the old key.")
+    ] = 30,
+) -> None:
+    """Replace the log's signing key: a log entry the old key signs; prints the new key."""
+    from datetime import timedelta
+
+    from service.custody.rotation import rotate_key as do_rotate
+
+    with _runtime() as runtime:
+        rotation = do_rotate(runtime, overlap=timedelta(days=overlap_days))
+    _out.print(
+        f"entry {rotation.index}: the log key is rotated; checkpoints are co-signed by the "
+        f"old key until {rotation.overlap_until:%Y-%m-%dT%H:%M:%SZ}",
+        markup=False,
+    )
+    _out.print(
+        "Back up the new key file now. Publish the key history (GET /v1/custody/key-history)."
+    )
+    _out.print("new verifier key:")
+    print(rotation.new_key)
 
 
 def _when(moment: datetime | None) -> str:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from service.core.timestamp import authority_name, load_certificates
-from service.custody import CustodyLog, load_or_create_signer
+from service.custody import CustodyLog, open_signer
+from service.custody.rotation import co_signers, finish_rotation
 from service.db import Database, open_database
 from service.documentation.vocabulary import DEFAULT_CATEGORIES, load_vocabulary
 from service.errors import ConfigurationError, FormatError
@@ -90,6 +92,7 @@ def open_store(settings: Settings) -> ObjectStore:
 
 def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     """Open the database (migrating it), the object store and the log key."""
+    _private_directory(settings.data_dir)
     vocabulary = load_vocabulary(settings.vocabulary_file)
     database = open_database(settings.effective_database_url)
     try:
@@ -98,13 +101,14 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
             database.migrate()
         tsa = open_tsa(settings)
         store = open_store(settings)
-        signer = load_or_create_signer(
-            settings.effective_signing_key_file, name=settings.log_origin
-        )
+        key_file, origin = settings.effective_signing_key_file, settings.log_origin
+        finish_rotation(database, key_file, name=origin)
+        signer = open_signer(database, key_file, name=origin)
+        cosigners = co_signers(database, key_file, name=origin)
     except BaseException:
         database.dispose()
         raise
-    log = CustodyLog(signer=signer, origin=settings.log_origin)
+    log = CustodyLog(signer=signer, origin=settings.log_origin, co_signers=cosigners)
     return Runtime(
         settings=settings,
         database=database,
@@ -114,6 +118,16 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         tsa=tsa,
         vocabulary=vocabulary,
     )
+
+
+def _private_directory(directory: Path) -> None:
+    """The data directory, owner-only (0700) whatever the umask: it holds the log key,
+    and with the embedded defaults the database and every object."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
+    except OSError as exc:
+        raise ConfigurationError(f"LOCKER_DATA_DIR {directory}: {exc.strerror}") from None
 
 
 def open_tsa(settings: Settings) -> Tsa | None:

@@ -7,6 +7,7 @@ with one line naming the setting.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -88,6 +89,12 @@ class Settings(BaseSettings):
     job_heartbeat_seconds: float = Field(default=10.0, gt=0, le=600)
     job_backoff_seconds: float = Field(default=2.0, ge=0, le=3600)
     job_reconcile_seconds: float = Field(default=60.0, ge=0)
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto the server believes: comma-separated
+    # addresses or networks. None by default: a client's own headers never pick its address.
+    trusted_proxies: str = ""
+    # A client must send a request's whole header within this many seconds (slow-header
+    # clients would otherwise hold connections open indefinitely).
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
@@ -111,6 +118,13 @@ class Settings(BaseSettings):
             ("postgresql", "sqlite")
         ):
             raise ValueError("LOCKER_DATABASE_URL must be a postgresql:// or sqlite:// URL")
+        for proxy in self.trusted_proxy_list:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"LOCKER_TRUSTED_PROXIES: {proxy!r} is not an IP address or network"
+                ) from None
         if not self.log_origin or _KEY_NAME_FORBIDDEN & set(self.log_origin):
             raise ValueError("LOCKER_LOG_ORIGIN must be non-empty, without spaces or '+'")
         return self
@@ -144,6 +158,11 @@ class Settings(BaseSettings):
         """Each authority's CA certificate file, in the order of `tsa_urls`."""
         files = tuple(Path(f) for f in _words(self.tsa_ca_file))
         return files * len(self.tsa_urls) if len(files) == 1 else files
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """LOCKER_TRUSTED_PROXIES as a list (empty: trust no forwarded header)."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @property
     def effective_database_url(self) -> str:

@@ -15,6 +15,19 @@ if TYPE_CHECKING:
 _MISSING = "missing or malformed bearer credentials"
 
 
+def presented_key_prefix(authorization: str | None) -> str | None:
+    """The prefix of the API key an Authorization header presents (valid or not), if any.
+
+    Failures are counted per prefix, so many addresses guessing at one key get no further
+    than one address would.
+    """
+    scheme, _, credential = (authorization or "").partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential.startswith("lk_"):
+        return None
+    return credential.removeprefix("lk_").split("_", 1)[0][:32] or None
+
+
 def authenticate(runtime: Runtime, authorization: str | None) -> Principal:
     """Resolve `Bearer <API key or OIDC token>`, or raise Unauthenticated."""
     scheme, _, credential = (authorization or "").partition(" ")

@@ -12,11 +12,11 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.accounts.authentication import authenticate
+from service.accounts.authentication import authenticate, presented_key_prefix
 from service.accounts.members import Principal
 from service.accounts.permissions import Permission
 from service.accounts.throttling import FailureThrottle, record_security_event
-from service.errors import Unauthenticated
+from service.errors import Throttled, Unauthenticated
 from service.jobs.queue import JobQueue
 from service.runtime import Runtime
 
@@ -42,25 +42,40 @@ def _client(request: Request) -> str:
 
 
 async def _authenticated(request: Request, runtime: RuntimeDep) -> Principal:
+    """The caller, if its credential is valid: checked before any throttle, so a valid
+    key always authenticates; only failures are counted and throttled."""
+    authorization = request.headers.get("authorization")
+    try:
+        principal = await run_in_threadpool(authenticate, runtime, authorization)
+    except Unauthenticated as exc:
+        await _count_failure(request, runtime, authorization, exc)
+        raise
+    request.state.principal = principal
+    return principal
+
+
+async def _count_failure(
+    request: Request, runtime: Runtime, authorization: str | None, exc: Unauthenticated
+) -> None:
+    """Count a failed authentication; log it (once per client per window); maybe throttle."""
     throttle: FailureThrottle = request.app.state.throttle
     client = _client(request)
-    throttle.check(client)
-    try:
-        principal = await run_in_threadpool(
-            authenticate, runtime, request.headers.get("authorization")
-        )
-    except Unauthenticated as exc:
-        throttle.failed(client)
+    verdict = throttle.failed(client=client, key_prefix=presented_key_prefix(authorization))
+    if verdict.record:
+        detail = f"{request.method} {request.url.path}: {exc.diagnostics()}"
+        if verdict.earlier:
+            detail += f" (and {verdict.earlier} more failure(s) in the previous window)"
         await run_in_threadpool(
             record_security_event,
             runtime,
             client=client,
             kind="authentication.failed",
-            detail=f"{request.method} {request.url.path}: {exc.diagnostics()}",
+            detail=detail,
         )
-        raise
-    request.state.principal = principal
-    return principal
+    if verdict.retry_after is not None:
+        raise Throttled(
+            "too many failed authentications; try later", retry_after=verdict.retry_after
+        ) from None
 
 
 def Allowed(permission: Permission) -> Callable[..., Awaitable[Principal]]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.core import merkle
-from service.core.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
+from service.core.checkpoint import Checkpoint, KeyHistory, NoteVerifier, open_checkpoint
 from service.errors import Error
 
 _TIMEOUT = 30
@@ -49,7 +49,7 @@ def fetch(url: str, api_key: str | None) -> bytes:
 
 
 def check_server(
-    server: str, verifier: NoteVerifier, state: Path, *, api_key: str | None = None
+    server: str, verifier: NoteVerifier | KeyHistory, state: Path, *, api_key: str | None = None
 ) -> MonitorResult:
     """Compare the server's latest checkpoint with the one saved in `state`."""
     result = MonitorResult()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from service.client.monitor import fetch
-from service.core.checkpoint import NoteVerifier
+from service.core.checkpoint import KeyHistory, NoteVerifier
 from service.core.receipt import Receipt, ReceiptFacts, verify_receipt
 from service.errors import CONTROL_CHARACTERS, Error
 
@@ -113,7 +113,7 @@ def upload(
     path: Path,
     *,
     api_key: str,
-    verifier: NoteVerifier,
+    verifier: NoteVerifier | KeyHistory,
     metadata: dict[str, Any] | None = None,
     sha256: str | None = None,
     retries: int = 5,

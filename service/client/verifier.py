@@ -25,6 +25,7 @@ from rich.text import Text
 
 from service.core.bagit import PATHS, Finding, unsafe_path
 from service.core.bundle import Verdict, verify_bundle
+from service.core.names import visible_text
 from service.core.timestamp import AttestedTime
 from service.errors import FormatError
 
@@ -186,7 +187,8 @@ def render(verdict: Verdict, console: Console) -> None:
     for path, attested in verdict.timestamps.items():
         console.print(Text(_timestamp_line(verdict, path, attested), "green"))
     for finding in verdict.findings:
-        console.print(Text(f"✗ {finding.check}: {finding.subject}: {finding.message}", "red"))
+        line = f"✗ {finding.check}: {finding.subject}: {finding.message}"
+        console.print(Text(visible_text(line), "red"))  # member names come from the bundle
     if verdict.key_source == "bundle":
         console.print(Panel(Text(_KEY_WARNING, "bold yellow"), title="WARNING", style="yellow"))
     if verdict.timestamps and verdict.tsa_source == "bundle":

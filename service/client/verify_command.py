@@ -19,7 +19,7 @@ from service.client.monitor import MonitorResult, check_server
 from service.client.uploader import file_sha256
 from service.client.verifier import render, to_json, verify_path
 from service.core.bundle import Verdict
-from service.core.checkpoint import NoteVerifier
+from service.core.checkpoint import KeyHistory, NoteVerifier, parse_verifier_keys
 from service.core.receipt import Receipt, ReceiptFacts, verify_receipt
 from service.core.timestamp import load_certificates
 from service.errors import Error
@@ -38,8 +38,9 @@ class KeyUnusable(Exception):
     """The key file cannot be read or holds no verifier key (a usage error)."""
 
 
-def read_verifier(key: Path) -> NoteVerifier:
-    """The verifier key in the file `key`, or a one-line reason it cannot be used.
+def read_verifier(key: Path) -> NoteVerifier | KeyHistory:
+    """The verifier key (or the published key history) in the file `key`, or a one-line
+    reason it cannot be used.
 
     The reason never repeats the file's content, nor a value that looks like an API key
     given where the verifier-key file was expected: either may be a secret.
@@ -53,11 +54,12 @@ def read_verifier(key: Path) -> NoteVerifier:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise KeyUnusable(f"cannot read the verifier-key file {shown}: {reason}") from None
     try:
-        return NoteVerifier.from_text(text)
+        return parse_verifier_keys(text)
     except (ValueError, Error):
         raise KeyUnusable(
             f"{shown} holds no verifier key (one line '<name>+<8 hex digits>+<base64 key>', "
-            "as GET /v1/custody/verifier-key returns it)"
+            "as GET /v1/custody/verifier-key returns it, or the key history of "
+            "GET /v1/custody/key-history)"
         ) from None
 
 
@@ -191,7 +193,7 @@ def _monitor_document(result: MonitorResult) -> dict[str, Any]:
     }
 
 
-def _verifier(key: Path | None, what: str, err: Console) -> NoteVerifier:
+def _verifier(key: Path | None, what: str, err: Console) -> NoteVerifier | KeyHistory:
     if key is None:
         _usage(err, f"{what} needs --verifier-key FILE")
     try:

@@ -9,12 +9,12 @@ adds on top of the bag (custody entries, proofs, checkpoint) is checked in `bund
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from service.core.digests import ContentDigests, digest_stream
+from service.core.names import safe_filename as safe_filename  # re-exported for writers
 from service.errors import Error, FormatError
 
 BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"  # RFC 8493 §2.1.1
@@ -31,8 +31,6 @@ PATHS, BAGIT, BAG_INFO, MANIFESTS, PAYLOAD, TAGS = (
     "tag manifest",
 )
 
-_MAX_NAME = 200  # bytes of UTF-8
-_MAX_EXTENSION = 16
 _TAG_MANIFEST = re.compile(r"tagmanifest-[^/]*\.txt")
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}
 _MANIFEST_LINE = re.compile(r"([0-9a-fA-F]+)[ \t]+(.+)")  # RFC 8493 §2.1.3
@@ -44,26 +42,6 @@ _DRIVE = re.compile(r"[A-Za-z]:")
 
 
 # --- Writing (the exporter) ---------------------------------------------------------
-
-
-def safe_filename(name: str) -> str:
-    """`name` as one harmless path segment: NFC, no separators, controls or leading dots."""
-    text = unicodedata.normalize("NFC", name)
-    text = "".join("_" if c in "/\\" or unicodedata.category(c) == "Cc" else c for c in text)
-    body = text.lstrip(".")
-    return _shortened("_" * (len(text) - len(body)) + body) or "_"
-
-
-def _shortened(name: str) -> str:
-    """At most _MAX_NAME bytes of UTF-8 (filesystems count bytes, mostly 255), keeping
-    a short extension so the file still opens with the right program."""
-    if len(name.encode()) <= _MAX_NAME:
-        return name
-    stem, dot, suffix = name.rpartition(".")
-    extension = f".{suffix}" if dot and stem and len(suffix.encode()) <= _MAX_EXTENSION else ""
-    room = _MAX_NAME - len(extension.encode())
-    kept = name[: len(name) - len(extension)].encode()[:room].decode("utf-8", "ignore")
-    return kept + extension
 
 
 def _encode_path(path: str) -> str:

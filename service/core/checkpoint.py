@@ -213,6 +213,58 @@ class NoteSigner:
         return f"{body}\n{_SIGNATURE_PREFIX}{self.name} {_b64encode(key_hash + signature)}\n"
 
 
+class KeyHistory:
+    """The verifier keys a log has had, oldest first, as its operator publishes them.
+
+    After a key rotation (`log.key_rotated`, whose checkpoint the old key signs) a
+    checkpoint is valid when any key of the history signed it. Opens notes like a
+    `NoteVerifier`.
+    """
+
+    def __init__(self, verifiers: tuple[NoteVerifier, ...]) -> None:
+        if not verifiers:
+            raise FormatError("a key history needs at least one verifier key")
+        names = {v.name for v in verifiers}
+        if len(names) != 1:
+            raise FormatError(f"a key history names one log, got keys for {sorted(names)}")
+        self.verifiers = verifiers
+        self.name = verifiers[0].name
+
+    def to_text(self) -> str:
+        """One verifier key per line, oldest first."""
+        return "".join(v.to_text() + "\n" for v in self.verifiers)
+
+    def open(self, note: str) -> str:
+        """The note's text if some key of the history signed it; else SignatureError.
+
+        A signature line by a key of the history that does not verify is refused, as
+        `NoteVerifier.open` refuses it.
+        """
+        text, signatures = _split_note(note)
+        known = {v.key_hash: v for v in self.verifiers}
+        if not any(name == self.name and key_hash in known for name, key_hash, _ in signatures):
+            raise SignatureError(f"note has no signature by any key of {self.name}'s history")
+        for name, key_hash, _ in signatures:
+            if name == self.name and key_hash in known:
+                known[key_hash].open(note)
+        return text
+
+
+def parse_verifier_keys(text: str) -> NoteVerifier | KeyHistory:
+    """One verifier key, or a key history (one key per line, oldest first)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) == 1:
+        return NoteVerifier.from_text(lines[0])
+    return KeyHistory(tuple(NoteVerifier.from_text(line) for line in lines))
+
+
+def cosign(note: str, signer: NoteSigner) -> str:
+    """`note` with one more signature line, by `signer`, over the same text."""
+    text, _ = _split_note(note)
+    signed = signer.sign(text)
+    return note + signed[len(text) + 1 :]
+
+
 def _split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
     """Split a signed note into its text and (key name, key hash, signature) triples."""
     _check_text(note, "signed note")
@@ -245,7 +297,9 @@ def sign_checkpoint(checkpoint: Checkpoint, signer: NoteSigner) -> str:
     return signer.sign(checkpoint.to_text())
 
 
-def open_checkpoint(note: str, verifier: NoteVerifier, *, origin: str | None = None) -> Checkpoint:
+def open_checkpoint(
+    note: str, verifier: NoteVerifier | KeyHistory, *, origin: str | None = None
+) -> Checkpoint:
     """Verify a signed checkpoint and parse it; if `origin` is given the log must match."""
     checkpoint = Checkpoint.from_text(verifier.open(note))
     if origin is not None and checkpoint.origin != origin:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from service.core import merkle
-from service.core.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
+from service.core.checkpoint import Checkpoint, KeyHistory, NoteVerifier, open_checkpoint
 from service.core.digests import sha256_hex_valid
 from service.core.entry import decode_entry
 from service.errors import DigestMismatch, FormatError
@@ -88,7 +88,7 @@ class ReceiptFacts:
 
 
 def verify_receipt(
-    receipt: Receipt, verifier: NoteVerifier, *, content_sha256: str | None = None
+    receipt: Receipt, verifier: NoteVerifier | KeyHistory, *, content_sha256: str | None = None
 ) -> ReceiptFacts:
     """Check a receipt against the log's key (and the file's digest, if given).
 

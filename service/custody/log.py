@@ -18,7 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from service.core import merkle
-from service.core.checkpoint import Checkpoint, NoteSigner, NoteVerifier, sign_checkpoint
+from service.core.checkpoint import (
+    Checkpoint,
+    NoteSigner,
+    NoteVerifier,
+    cosign,
+    sign_checkpoint,
+)
 from service.core.entry import encode_entry
 from service.db.engine import Database
 from service.db.models import CustodyEntry, CustodySubject, LogHead, SignedCheckpoint, TreeNode
@@ -42,8 +48,11 @@ def rfc3339(moment: datetime) -> str:
 class CustodyLog:
     """The deployment's single append-only log."""
 
-    def __init__(self, *, signer: NoteSigner, origin: str) -> None:
+    def __init__(
+        self, *, signer: NoteSigner, origin: str, co_signers: Sequence[NoteSigner] = ()
+    ) -> None:
         self._signer = signer
+        self._co_signers = tuple(co_signers)  # a rotated-out key, during its overlap
         self.origin = origin
 
     @property
@@ -133,7 +142,7 @@ class CustodyLog:
         signed = SignedCheckpoint(
             size=size,
             root_hash=root,
-            note=sign_checkpoint(checkpoint, self._signer),
+            note=self._sign(checkpoint),
             signed_at=datetime.now(UTC),
         )
         try:
@@ -146,6 +155,12 @@ class CustodyLog:
                 assert found is not None
                 return found
         return signed
+
+    def _sign(self, checkpoint: Checkpoint) -> str:
+        note = sign_checkpoint(checkpoint, self._signer)
+        for co_signer in self._co_signers:
+            note = cosign(note, co_signer)
+        return note
 
     def _check_size(self, session: Session, tree_size: int) -> None:
         size = self.size(session)

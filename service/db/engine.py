@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from sqlmodel import Session
 from service.errors import ConfigurationError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_PRIVATE_DIR = 0o700
+_PRIVATE_FILE = 0o600
 # synchronous_commit levels at least as strong as "on" (PostgreSQL docs, §20.5.1).
 _DURABLE_COMMIT = {"on", "remote_apply"}
 # libpq connection options (PostgreSQL docs, §32.1.2). Without connect_timeout an
@@ -126,12 +129,32 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _private_sqlite_files(database: Path) -> None:
+    """Create the database owner-only (0600), whatever the umask, and tighten old files.
+
+    SQLite gives the WAL and shared-memory files it creates the database file's mode.
+    """
+    database.parent.mkdir(mode=_PRIVATE_DIR, parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(database, os.O_RDWR | os.O_CREAT, _PRIVATE_FILE)
+    except OSError:
+        return  # SQLite cannot open it either, and says so on first use (readiness reports it)
+    try:
+        os.fchmod(descriptor, _PRIVATE_FILE)
+    finally:
+        os.close(descriptor)
+    for suffix in ("-wal", "-shm", "-journal"):
+        companion = database.with_name(database.name + suffix)
+        if companion.exists():
+            companion.chmod(_PRIVATE_FILE)
+
+
 def open_database(url: str) -> Database:
     """Create the engine for `url` (sqlite:/// or postgresql+psycopg://)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_files(Path(parsed.database))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)

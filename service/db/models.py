@@ -451,3 +451,20 @@ class Export(SQLModel, table=True):
     size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     sha256: str | None = Field(default=None, max_length=64)
     error: str | None = Field(default=None, max_length=1024)
+
+
+class EvidenceQuarantine(SQLModel, table=True):
+    """An item whose stored bytes were found not to match their digests. Never removed.
+
+    Written with the `evidence.integrity_failure` entry that records the finding, when
+    a download or a re-read caught it; the item stays readable as a record, and its
+    content is never again served as if it were intact.
+    """
+
+    __tablename__ = "evidence_quarantine"
+
+    evidence_id: str = Field(primary_key=True, foreign_key="evidence.id", max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    detected_at: datetime
+    custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+    reason: str = Field(max_length=1024)

@@ -15,8 +15,18 @@ from service.accounts.access import has_grant, visible_evidence
 from service.accounts.members import Principal
 from service.accounts.permissions import Permission
 from service.core.digests import ContentDigests, digest_stream
-from service.db.models import Evidence, Submission
+from service.db.models import (
+    Evidence,
+    EvidenceQuarantine,
+    Submission,
+)
 from service.errors import DigestMismatch
+from service.evidence.integrity import (
+    Expected,
+    VerifiedChunks,
+    log_mismatch,
+    record_integrity_failure,
+)
 from service.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -27,6 +37,7 @@ if TYPE_CHECKING:
 class EvidenceView:
     evidence: Evidence
     submissions: list[Submission]
+    quarantine: EvidenceQuarantine | None = None
 
 
 def get_evidence(runtime: Runtime, principal: Principal, evidence_id: str) -> EvidenceView:
@@ -38,7 +49,8 @@ def get_evidence(runtime: Runtime, principal: Principal, evidence_id: str) -> Ev
             .where(Submission.evidence_id == evidence_id)
             .order_by(col(Submission.custody_index))
         ).all()
-    return EvidenceView(evidence=evidence, submissions=list(submissions))
+        quarantine = session.get(EvidenceQuarantine, evidence_id)
+    return EvidenceView(evidence=evidence, submissions=list(submissions), quarantine=quarantine)
 
 
 def open_content(
@@ -47,7 +59,8 @@ def open_content(
     """Open the exact stored version, record the access in the log, then stream.
 
     Reading the bytes needs the content permission, or (for an auditor) a grant on
-    the item itself.
+    the item itself. The stream checks the bytes against the record as they pass
+    (see `VerifiedChunks`): changed bytes abort the download and quarantine the item.
     """
     subject = f"evidence:{evidence_id}"
     with runtime.database.session() as session:
@@ -66,29 +79,37 @@ def open_content(
             subjects=[subject],
             details={"sha256": evidence.sha256},
         ),
+        expected=Expected(sha256=evidence.sha256, sha512=evidence.sha512, size=evidence.size),
+        on_mismatch=lambda difference: record_integrity_failure(
+            runtime, evidence, actor=principal.actor, difference=difference
+        ),
     )
     return evidence, chunks
 
 
 def logged_read(
-    runtime: Runtime, key: str, version: str | None, record: Callable[[Session], object]
-) -> Iterator[bytes]:
+    runtime: Runtime,
+    key: str,
+    version: str | None,
+    record: Callable[[Session], object],
+    *,
+    expected: Expected,
+    on_mismatch: Callable[[str], None] = log_mismatch,
+) -> VerifiedChunks:
     """Open a stored object, then `record` the read in its own transaction.
 
     In that order: a read the store cannot serve is no access, and the log must not say
-    bytes were handed out when they were not.
+    bytes were handed out when they were not. The stream is checked against `expected`
+    while it is read; `on_mismatch` records a difference before the stream aborts.
     """
     chunks = runtime.store.open(key, version)
     try:
         with runtime.database.session() as session:
             record(session)
     except BaseException:
-        # Both stores hand out closable streams; release the connection or file now.
-        close = getattr(chunks, "close", None)
-        if callable(close):
-            close()
+        chunks.close()  # release the connection or file now, not when collected
         raise
-    return chunks
+    return VerifiedChunks(chunks, expected=expected, what=f"object {key}", on_mismatch=on_mismatch)
 
 
 def verify_object(

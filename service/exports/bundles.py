@@ -35,6 +35,7 @@ from service.core import bagit, bundle
 from service.core.canonical import canonical_json
 from service.core.digests import ContentDigester, sha256
 from service.core.entry import decode_entry
+from service.core.names import safe_filename
 from service.custody.timestamps import timestamp_checkpoint, timestamp_files
 from service.db.models import (
     CustodyEntry,
@@ -53,6 +54,7 @@ from service.db.models import (
 from service.documentation.incidents import withhold_identities, withhold_relations
 from service.errors import DigestMismatch, Hidden, InvalidInput, NotFound
 from service.evidence.descriptions import latest_version
+from service.evidence.integrity import Expected
 from service.evidence.reading import logged_read
 from service.exports.report import render_report, write_pdf_report
 
@@ -186,6 +188,7 @@ def open_export(
             subjects=subjects,
             details={"sha256": export.sha256 or ""},
         ),
+        expected=Expected(sha256=export.sha256 or "", size=export.size or 0),
     )
     return export, chunks
 
@@ -289,7 +292,7 @@ def _items(session: Session, evidence_ids: Sequence[str]) -> list[_Item]:
                 .order_by(col(Submission.custody_index))
             )
         )
-        name = bagit.safe_filename(submissions[0].filename)
+        name = safe_filename(submissions[0].filename)
         items.append(
             _Item(
                 evidence=evidence,

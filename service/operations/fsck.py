@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session, col, select
 
 from service.core import merkle
-from service.core.checkpoint import open_checkpoint
+from service.core.checkpoint import open_checkpoint, parse_verifier_keys
 from service.core.digests import ContentDigests, Digest
 from service.core.entry import decode_entry
 from service.core.timestamp import TimestampInvalid, verify_timestamp
+from service.custody.rotation import key_history
 from service.db.models import (
     CheckpointTimestamp,
     CustodyEntry,
     Evidence,
+    EvidenceQuarantine,
     Export,
     OrphanObject,
     SignedCheckpoint,
@@ -71,10 +73,21 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
         report.checked["documentation records"] = checked
         pending = session.exec(select(UploadIntent).where(UploadIntent.status == "pending")).all()
         report.findings += [f"upload intent {i.id} is still pending" for i in pending]
+        report.findings += _quarantined(session)
     _check_objects(runtime, evidence, report, repair=repair)
     _check_orphans(runtime, evidence, report, record=repair)
     _check_staging(runtime, report, repair=repair)
     return report
+
+
+def _quarantined(session: Session) -> list[str]:
+    """Every item whose stored bytes a download found changed: restore its object."""
+    rows = session.exec(select(EvidenceQuarantine).order_by(col(EvidenceQuarantine.custody_index)))
+    return [
+        f"evidence {q.evidence_id} is quarantined since entry {q.custody_index} "
+        f"({q.detected_at:%Y-%m-%dT%H:%M:%SZ}): {q.reason}"
+        for q in rows
+    ]
 
 
 def _check_leaves(session: Session, report: Report) -> list[bytes]:
@@ -115,13 +128,14 @@ def _check_checkpoints(
     runtime: Runtime, session: Session, leaf_hashes: list[bytes], report: Report
 ) -> None:
     checkpoints = session.exec(select(SignedCheckpoint).order_by(col(SignedCheckpoint.size)))
+    # Every key the log has had (one, unless it was rotated) may have signed a checkpoint.
+    history = key_history(session, runtime.log.verifier.to_text())
+    verifier = parse_verifier_keys("\n".join(history))
     count = 0
     for stored in checkpoints:
         count += 1
         try:
-            checkpoint = open_checkpoint(
-                stored.note, runtime.log.verifier, origin=runtime.log.origin
-            )
+            checkpoint = open_checkpoint(stored.note, verifier, origin=runtime.log.origin)
         except Error as exc:
             report.findings.append(f"checkpoint {stored.size}: {exc.diagnostics()}")
             continue

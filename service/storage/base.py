@@ -88,8 +88,11 @@ class ObjectStore(Protocol):
         """The original object committed at `key`, or None."""
         ...
 
-    def open(self, key: str, version_id: str | None) -> Iterator[bytes]:
-        """Stream exactly that version's bytes; raises `ObjectMissing` at once if absent."""
+    def open(self, key: str, version_id: str | None) -> ClosingChunks:
+        """Stream exactly that version's bytes; raises `ObjectMissing` at once if absent.
+
+        The caller closes the stream (or exhausts it) to release the file or connection.
+        """
         ...
 
     def iter_objects(self) -> Iterator[StoredObject]:

@@ -104,7 +104,7 @@ class FilesystemStore:
             return None
         return StoredObject(key=key, version_id=None, size=status.st_size)
 
-    def open(self, key: str, version_id: str | None) -> Iterator[bytes]:
+    def open(self, key: str, version_id: str | None) -> ClosingChunks:
         """Stream the file at `key`; a version id cannot match here (no versions)."""
         path = self._object_path(key)
         if version_id is not None:

@@ -232,7 +232,7 @@ class S3Store:
         """The original version at `key`; later versions and delete markers are ignored."""
         return self._original(check_key(key))
 
-    def open(self, key: str, version_id: str | None) -> Iterator[bytes]:
+    def open(self, key: str, version_id: str | None) -> ClosingChunks:
         """Stream that version (the original if None), releasing the connection at the end."""
         version = version_id or self._required(key).version_id
         with _provider_errors(f"reading {key} version {version}"):

@@ -204,6 +204,10 @@ CASES: dict[tuple[str, str], tuple[tuple[str, ...], Request]] = {
         OWN,
         lambda c, i, r, w: c.get("/v1/custody/verifier-key"),
     ),
+    ("GET", "/v1/custody/key-history"): (
+        OWN,
+        lambda c, i, r, w: c.get("/v1/custody/key-history"),
+    ),
     ("GET", "/v1/custody/entries"): (OWN, lambda c, i, r, w: c.get("/v1/custody/entries")),
     ("GET", "/v1/custody/proof/inclusion"): (
         OWN,

@@ -16,6 +16,7 @@ from service.api.schemas.custody import (
     EntryPublic,
     InclusionProof,
 )
+from service.custody.rotation import published_key_history
 from service.custody.timestamps import list_timestamps
 from service.evidence.reading import prove_consistency, prove_inclusion
 from service.evidence.trails import list_entries
@@ -45,6 +46,19 @@ def get_checkpoint_timestamps(
 def get_verifier_key(runtime: RuntimeDep) -> PlainTextResponse:
     """The C2SP verifier key that checks the checkpoints' signatures (public)."""
     return PlainTextResponse(runtime.log.verifier.to_text() + "\n", media_type=_NOTE)
+
+
+@router.get("/key-history", response_class=PlainTextResponse, dependencies=[Depends(Public())])
+def get_key_history(runtime: RuntimeDep) -> PlainTextResponse:
+    """Every verifier key the log has had, oldest first, one per line (public).
+
+    `locker verify --key` accepts this file: a checkpoint signed by any of them verifies.
+    """
+    current = runtime.log.verifier.to_text()
+    return PlainTextResponse(
+        "".join(f"{key}\n" for key in published_key_history(runtime.database, current)),
+        media_type=_NOTE,
+    )
 
 
 @router.get("/entries", response_model=list[EntryPublic])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from fastapi import APIRouter, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +25,7 @@ from service.api.schemas.evidence import (
     EvidenceSummary,
 )
 from service.core.digests import Digest
+from service.core.names import attachment_disposition
 from service.errors import TooLarge
 from service.evidence.descriptions import (
     describe,
@@ -98,6 +97,7 @@ def read_evidence(
             "description": described.latest,
             "analysis": described.analysis,
             "near_duplicates": described.near_duplicates,
+            "quarantine": view.quarantine,
         }
     )
 
@@ -142,11 +142,10 @@ async def download_evidence(
     evidence, chunks = await run_in_threadpool(open_content, runtime, principal, evidence_id)
     view = await run_in_threadpool(get_evidence, runtime, principal, evidence_id)
     digest = Digest(algorithm="sha256", hex=evidence.sha256)
-    filename = view.submissions[0].filename.replace("/", "_").replace("\\", "_")
     headers = {
         "Repr-Digest": f"sha-256=:{digest.b64}:",
         "Content-Length": str(evidence.size),
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
+        "Content-Disposition": attachment_disposition(view.submissions[0].filename),
         "X-Content-Type-Options": "nosniff",
     }
     return StreamingResponse(chunks, media_type=evidence.media_type, headers=headers)

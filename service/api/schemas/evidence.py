@@ -63,6 +63,14 @@ class NearDuplicatePublic(PublicModel):
     distance: int = Field(description="Differing bits of the 256-bit PDQ perceptual hashes.")
 
 
+class QuarantinePublic(PublicModel):
+    """Why the item's stored bytes are no longer trusted (see `evidence.integrity_failure`)."""
+
+    detected_at: datetime
+    custody_index: int
+    reason: str
+
+
 class DescriptionPublic(PublicModel):
     """One version of what the collector asserts about the item."""
 
@@ -89,6 +97,10 @@ class EvidenceDetail(EvidencePublic):
         description="Extracted metadata; null until the background analysis has run."
     )
     near_duplicates: list[NearDuplicatePublic]
+    quarantine: QuarantinePublic | None = Field(
+        default=None,
+        description="Set when a read found the stored bytes changed; null while they match.",
+    )
 
 
 class EvidenceSummary(PublicModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from service.core.names import safe_filename
 from service.core.readable import label, plain
 
 TITLE = "Chain of custody report"
@@ -66,7 +67,7 @@ def item_section(
     listed = submissions if isinstance(submissions, list) else []
     first = listed[0] if listed else {}
     identity = (
-        ("File name", first.get("filename", "")),
+        ("File name", _shown(first.get("filename", ""))),
         ("SHA-256", record["sha256"]),
         ("SHA-512", record["sha512"]),
         ("Size (bytes)", record["size"]),
@@ -76,10 +77,15 @@ def item_section(
         *_described(record),
     )
     return ItemSection(
-        heading=str(first.get("filename", record["id"])),
+        heading=_shown(first.get("filename", record["id"])),
         identity=tuple((name, str(value)) for name, value in identity),
         acquisition=tuple(
-            _row(s.get("received_at"), s.get("filename"), who(s.get("submitted_by")), fields(s))
+            _row(
+                s.get("received_at"),
+                _shown(s.get("filename", "")),
+                who(s.get("submitted_by")),
+                fields(s),
+            )
             for s in listed
         ),
         timeline=tuple(_row(e["index"], e["time"], who(e["actor"]), e["action"]) for e in entries),
@@ -111,6 +117,11 @@ def _reference(actor: object) -> str:
 def fields(submission: Mapping[str, object]) -> str:
     """A submission's metadata as labelled fields."""
     return labelled(submission.get("metadata"))
+
+
+def _shown(filename: object) -> str:
+    """A filename as the report shows it: its safe form, which cannot display as another."""
+    return safe_filename(str(filename))
 
 
 def _described(record: Mapping[str, object]) -> list[tuple[str, object]]:
