@@ -269,9 +269,16 @@ def _build(runtime: Runtime, export_id: str) -> tuple[str, str | None, int, str]
         spool.seek(0)
         digester = ContentDigester()
         staged = runtime.store.stage(_chunks(spool, digester))
-        key = f"org/{export.organisation_id}/exports/{export_id}.zip"
+        # A key of its own per attempt: an attempt that died after storing its bundle
+        # (locked, never overwritten) must not stop the retry from storing another.
+        key = f"{export_prefix(export.organisation_id, export_id)}{uuid.uuid4()}.zip"
         stored = runtime.store.commit(staged, key, retain_until=runtime.retain_until())
     return stored.key, stored.version_id, size, digester.finish().sha256.hex
+
+
+def export_prefix(organisation_id: str, export_id: str) -> str:
+    """Where an export's bundles are stored: one object per build attempt below it."""
+    return f"org/{organisation_id}/exports/{export_id}/"
 
 
 def _chunks(handle: IO[bytes], digester: ContentDigester) -> Iterator[bytes]:

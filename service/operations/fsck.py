@@ -34,6 +34,7 @@ from service.db.models import (
 from service.errors import Error
 from service.evidence.intake import abandon_intent, finish_intent
 from service.evidence.reading import verify_object
+from service.exports.bundles import export_prefix
 from service.operations.record_checks import record_findings
 from service.storage import StagedObject
 from service.storage.base import STAGING_PREFIX
@@ -282,7 +283,15 @@ def _check_orphans(
     with runtime.database.session() as session:
         known |= set(session.exec(select(OrphanObject.object_key)))
         known |= {k for k in session.exec(select(Export.object_key)) if k is not None}
-    orphans = [o for o in runtime.store.iter_objects() if o.key not in known]
+        exports = session.exec(select(Export.organisation_id, Export.id)).all()
+    # An export's build attempts each store a bundle below its prefix; one that died
+    # after storing is explained by its export, not an orphan.
+    attempts = tuple(export_prefix(organisation, export) for organisation, export in exports)
+    orphans = [
+        o
+        for o in runtime.store.iter_objects()
+        if o.key not in known and not (attempts and o.key.startswith(attempts))
+    ]
     for orphan in orphans:
         report.findings.append(f"object {orphan.key}: stored but no evidence record explains it")
     if record and orphans:

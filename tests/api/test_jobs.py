@@ -196,3 +196,8 @@ def test_an_export_survives_the_sigkill_of_its_worker(
                 )
             ]
         assert "succeeded" in states and "doing" not in states, states
+        # Whatever the killed attempt left behind is explained: fsck finds nothing.
+        audit = subprocess.run(
+            [*_LOCKER, "fsck"], env=env, cwd=ROOT, capture_output=True, text=True
+        )
+        assert audit.returncode == 0, audit.stdout + audit.stderr
