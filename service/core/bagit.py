@@ -199,6 +199,8 @@ def _read_manifest(run: BagCheck, check: str, name: str, algorithm: str) -> dict
         return None
     payload = not name.startswith("tag")
     listed: dict[str, str] = {}
+    if text and not text.endswith(("\n", "\r")):  # RFC 8493 §2.1.3: every line ends
+        run.fail(check, name, "the last line has no line ending: the file was cut short")
     for number, line in enumerate(_lines(text), start=1):
         match = _MANIFEST_LINE.fullmatch(line)
         path = _decode_path(match[2]) if match else ""

@@ -158,6 +158,8 @@ def _check_checkpoint(run: BagCheck, given: str | None, origin: str | None) -> C
     except (Error, ValueError) as exc:
         run.fail(CHECKPOINT, subject, f"malformed verifier key: {exc}")
         return None
+    if bundled is not None and bundled != bundled.strip() + "\n":
+        run.fail(CHECKPOINT, KEY_PATH, "not one key on one line ending in a newline")
     if given is not None and bundled is not None and bundled.strip() != given.strip():
         run.fail(CHECKPOINT, KEY_PATH, f"the bundled key is not the given key {given.strip()}")
     if note is None:
@@ -199,9 +201,14 @@ def _decode_proof(value: object) -> list[bytes]:
     if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
         raise FormatError("a proof must be a list of base64 strings")
     try:
-        return [base64.b64decode(h, validate=True) for h in value]
+        hashes = [base64.b64decode(h, validate=True) for h in value]
     except binascii.Error:
         raise FormatError("a proof hash is not base64") from None
+    # Canonical base64 only: unused low bits of the last character must be zero, so no
+    # two spellings of one proof exist (each would be a bundle edit left unnoticed).
+    if [base64.b64encode(h).decode("ascii") for h in hashes] != value:
+        raise FormatError("a proof hash is not canonical base64")
+    return hashes
 
 
 def _check_proofs(

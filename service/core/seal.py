@@ -33,11 +33,13 @@ CREATED, SEALED = "export.created", "export.sealed"
 # The names of the checks, as findings and `Verdict.checked` report them.
 SEAL, EXPORT, ORGANISATION = ("seal", "export entries", "organisation")
 
+# Exactly these names: any other file is refused unless sealed, so nothing can be
+# planted beside the seal under a name the verifier would not look at.
 _UNSEALED = re.compile(
     r"tagmanifest-[^/]*\.txt"
-    r"|custody/(checkpoint\.txt|verifier-key\.txt|proofs\.json|seal\.json)"
+    r"|custody/(checkpoint\.txt|checkpoint\.tsr|tsa-ca\.pem|verifier-key\.txt)"
+    r"|custody/(proofs\.json|seal\.json)"
     r"|custody/entries/[^/]*"
-    r"|custody/.*\.(tsr|pem)"
 )
 
 Entries = Mapping[int, tuple[bytes, dict[str, object]]]

@@ -304,20 +304,27 @@ def add_member(source: Path, target: Path, name: str, data: bytes) -> Path:
     return write_members(target, [*read_members(source).items(), (name, data)])
 
 
-def reseal(source: Path, target: Path, top: str, *, seal_too: bool = False) -> Path:
-    """Recompute manifests, Payload-Oxum and tag manifest, as a careful forger would;
-    with `seal_too`, custody/seal.json as well (which export.sealed no longer signs)."""
-    members = {n.removeprefix(f"{top}/"): d for n, d in read_members(source).items()}
+def reseal_files(members: Mapping[str, bytes], *, seal_too: bool = False) -> dict[str, bytes]:
+    """The bag's files (by bag path) with manifests, Payload-Oxum and tag manifest
+    recomputed, as a careful forger would; with `seal_too`, custody/seal.json as well
+    (which export.sealed then no longer signs)."""
     payload = {p: d for p, d in members.items() if p.startswith("data/")}
     generated = {"bagit.txt", "bag-info.txt", "tagmanifest-sha256.txt"}
     generated |= {f"manifest-{a}.txt" for a in bagit.PAYLOAD_ALGORITHMS}
     tags = {p: d for p, d in members.items() if p not in payload and p not in generated}
-    lines = members["bag-info.txt"].decode().splitlines()
-    info = dict(line.split(": ", 1) for line in lines if not line.startswith("Payload-Oxum"))
+    lines = members["bag-info.txt"].decode(errors="replace").splitlines()
+    info = dict(line.split(": ", 1) for line in lines if ": " in line)
+    info.pop("Payload-Oxum", None)
     files = bag_files(payload, tags, info)
     if seal_too:
         files[seal.SEAL_PATH] = seal_document(
-            files, info["External-Identifier"], info["Source-Organization"]
+            files, info.get("External-Identifier", ""), info.get("Source-Organization", "")
         )
-    sealed = with_tag_manifest(files)
+    return with_tag_manifest(files)
+
+
+def reseal(source: Path, target: Path, top: str, *, seal_too: bool = False) -> Path:
+    """A copy of the zip resealed by `reseal_files`."""
+    members = {n.removeprefix(f"{top}/"): d for n, d in read_members(source).items()}
+    sealed = reseal_files(members, seal_too=seal_too)
     return write_members(target, [(f"{top}/{rel}", data) for rel, data in sealed.items()])
