@@ -22,6 +22,7 @@ from service.core.canonical import canonical_json
 from service.db.models import CustodySubject
 from service.operations.fsck import fsck
 from tests.harness import Locker
+from tests.independent import verifier as independent
 from tests.verifier.bundles import read_members, reseal, write_members
 
 CONTENTS = [(f"item-{n}.txt", f"statement {n}: what the witness saw\n".encode()) for n in range(3)]
@@ -87,8 +88,9 @@ def _refused(path: Path, key: str) -> set[str]:
 def test_the_bundle_signs_its_items_and_its_files(
     locker: Locker, exported: tuple[Path, str, str, list[str]]
 ) -> None:
-    path, _, top, ids = exported
+    path, key, top, ids = exported
     files = _bag(path, top)
+    independent.check_bundle_claims(files, key.strip())  # the claims, checked from the docs
     leaves = [json.loads(d) for r, d in files.items() if r.startswith("custody/entries/")]
     [created] = [e for e in leaves if e["action"] == seal.CREATED]
     [sealed] = [e for e in leaves if e["action"] == seal.SEALED]
