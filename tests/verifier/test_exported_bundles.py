@@ -20,8 +20,9 @@ from service.client.verifier import verify_path
 from service.core import bundle, seal
 from service.core.canonical import canonical_json
 from service.db.models import CustodySubject
+from service.operations.demo import forwarded_copy, sample_photo
 from service.operations.fsck import fsck
-from tests.harness import Locker
+from tests.harness import Locker, analysed
 from tests.independent import verifier as independent
 from tests.verifier.bundles import read_members, reseal, write_members
 
@@ -193,6 +194,19 @@ def test_every_party_of_an_entry_is_signed(locker: Locker) -> None:
         e for e in leaves if e["action"] == "key.created" and e["subject"].endswith(key["prefix"])
     ]
     assert created["subjects"] == [f"key:{key['prefix']}", grantee]
+
+
+def test_a_near_duplicate_signs_both_items(locker: Locker) -> None:
+    """Finding 5: evidence.near_duplicate names (and signs) the new item and its match."""
+    photo = sample_photo(seed=11)
+    with locker.client() as client:
+        original = _upload(client, "original.jpg", photo)
+        analysed(client, original)
+        copy = _upload(client, "forwarded.jpg", forwarded_copy(photo))
+        analysed(client, copy)
+        leaves = _leaves(client)
+    [flag] = [e for e in leaves if e["action"] == "evidence.near_duplicate"]
+    assert flag["subjects"] == [f"evidence:{copy}", f"evidence:{original}"]
 
 
 def test_fsck_finds_a_subject_index_that_differs_from_the_leaf(locker: Locker) -> None:
