@@ -253,3 +253,50 @@ def test_zip_reader_round_trip(built: Built, tmp_path: Path) -> None:
             reader.read("custody/items.json", 10)
         with pytest.raises(FormatError):
             list(reader.open("no/such/file"))
+
+
+# --- The seal and the export entries -----------------------------------------------------
+
+
+def test_the_seal_covers_only_what_is_not_checked_on_its_own() -> None:
+    assert seal.is_sealed("report/report.html") and seal.is_sealed("custody/items.json")
+    assert not seal.is_sealed("custody/entries/000000000001.json")
+    with pytest.raises(FormatError, match="not sealed"):
+        seal.seal_json(export_id="e", organisation="o", files={bundle.CHECKPOINT_PATH: "00"})
+
+
+def _findings_of(files: dict[str, bytes], built: Built, check: str) -> list[str]:
+    verdict = _verify(files, built.key)
+    return [f"{f.subject}|{f.message}" for f in verdict.findings if f.check == check]
+
+
+def test_a_seal_that_lists_no_files_is_refused(built: Built, files: dict[str, bytes]) -> None:
+    files[seal.SEAL_PATH] = canonical_json({"export": "x", "organisation": "y", "files": []})
+    assert any("needs a files object" in m for m in _findings_of(files, built, seal.SEAL))
+
+
+def test_a_proof_that_is_not_a_list_is_refused(built: Built, files: dict[str, bytes]) -> None:
+    proofs = json.loads(files[bundle.PROOFS_PATH])
+    index = next(iter(proofs["proofs"]))
+    proofs["proofs"][index] = "AAAA"
+    files[bundle.PROOFS_PATH] = canonical_json(proofs)
+    found = _findings_of(files, built, bundle.PROOFS)
+    assert any("list of base64 strings" in m for m in found), found
+
+
+def test_incidents_other_than_the_signed_ones_are_refused(
+    built: Built, files: dict[str, bytes]
+) -> None:
+    items = json.loads(files[bundle.ITEMS_PATH])
+    items["incidents"] = []
+    files[bundle.ITEMS_PATH] = canonical_json(items)
+    found = _findings_of(files, built, seal.EXPORT)
+    assert any("incidents [], export.created signs" in m for m in found), found
+
+
+def test_an_item_listed_twice_is_refused(built: Built, files: dict[str, bytes]) -> None:
+    items = json.loads(files[bundle.ITEMS_PATH])
+    items["evidence"].append(items["evidence"][0])
+    files[bundle.ITEMS_PATH] = canonical_json(items)
+    found = _findings_of(files, built, seal.EXPORT)
+    assert any("3 items, export.created signs 2" in m for m in found), found
