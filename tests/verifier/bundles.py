@@ -21,7 +21,7 @@ from pathlib import Path
 from service.core import bagit, bundle, merkle, seal
 from service.core.canonical import canonical_json
 from service.core.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
-from service.core.entry import encode_entry, entry_fields
+from service.core.entry import ENTRY_FORMAT_V1, encode_entry, entry_fields
 
 ORIGIN = "locker.example/custody"
 ORG = "org-0001"
@@ -79,8 +79,9 @@ class Built:
 class _Log:
     """An in-memory custody log: the leaves and their hashes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, v1: bool = False) -> None:
         self.leaves: list[bytes] = []
+        self.v1 = v1  # write entries as before format v2 (the export's own stay v2)
 
     def append(
         self,
@@ -99,7 +100,11 @@ class _Log:
             subjects=[subjects] if isinstance(subjects, str) else subjects,
             details=details,
         )
-        self.leaves.append(encode_entry(fields))
+        if self.v1 and not action.startswith("export."):
+            del fields["subjects"]
+            self.leaves.append(encode_entry(fields, entry_format=ENTRY_FORMAT_V1))
+        else:
+            self.leaves.append(encode_entry(fields))
         return index
 
     def proof(self, index: int) -> list[bytes]:
@@ -169,11 +174,12 @@ def build(
     evidence: Iterable[tuple[str, bytes]] = DEFAULT_EVIDENCE,
     signer: NoteSigner | None = None,
     name: str = "bundle.zip",
+    v1: bool = False,
 ) -> Built:
     """Write a valid bundle of `evidence` (file name, content) linked to one incident,
     sealed as the exporter seals it (export.created, files, seal.json, export.sealed)."""
     signer = signer or NoteSigner.generate(ORIGIN)
-    log, items, payload = _Log(), [], {}
+    log, items, payload = _Log(v1=v1), [], {}
     log.append("organisation.created", "organisation:other", OTHER_ORG)
     outsiders = [_outsider(log, 0, OTHER_ORG), _outsider(log, 1, ORG)]
     included = [log.append("incident.created", f"incident:{INCIDENT}", title="Shelling")]

@@ -16,6 +16,7 @@ from service.client.verifier import ZipBundle, verify_path
 from service.core import bagit, bundle, seal
 from service.core.canonical import canonical_json
 from service.errors import FormatError
+from tests.independent import verifier as independent
 from tests.verifier.bundles import TOP, Built, build, read_members
 
 
@@ -300,3 +301,14 @@ def test_an_item_listed_twice_is_refused(built: Built, files: dict[str, bytes]) 
     files[bundle.ITEMS_PATH] = canonical_json(items)
     found = _findings_of(files, built, seal.EXPORT)
     assert any("3 items, export.created signs 2" in m for m in found), found
+
+
+def test_a_log_of_v1_entries_before_the_export_still_verifies(tmp_path: Path) -> None:
+    """Entries written before format v2 keep verifying, by both verifiers."""
+    built = build(tmp_path, v1=True)
+    files = {n.removeprefix(f"{TOP}/"): d for n, d in read_members(built.path).items()}
+    formats = {json.loads(d)["format"] for p, d in files.items() if p.startswith("custody/ent")}
+    assert formats == {"locker.custody.v1", "locker.custody.v2"}
+    verdict = _verify(files, built.key)
+    assert verdict.ok, verdict.findings
+    independent.check_bundle_claims(files, built.key)
