@@ -215,6 +215,11 @@ def _read_manifest(run: BagCheck, check: str, name: str, algorithm: str) -> dict
             run.fail(check, where, f"{path!r} is listed twice")
         else:
             listed[path] = match[1].lower()
+    # Nothing signs a tag manifest (it lists the seal), so it must be the one spelling
+    # of its listing the exporter writes: sorted "<lowercase hex>  <path>" lines. Then
+    # it holds no byte that the signed files it lists do not determine.
+    if not payload and text != manifest_text(listed.items()):
+        run.fail(check, name, "not sorted '<lowercase hex>  <path>' lines, one per tag file")
     return listed
 
 

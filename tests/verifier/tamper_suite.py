@@ -315,6 +315,16 @@ def structure(files: Files) -> Iterator[Mutation]:
     ):
         mutation = {**files, "tagmanifest-sha256.txt": edited}
         yield Mutation("malformed tag manifest", description, True, mutation)
+    lines = tagmanifest.decode().splitlines(keepends=True)
+    for description, text in (
+        ("lines reversed", "".join(reversed(lines))),
+        ("uppercase hex", "".join(x[:64].upper() + x[64:] for x in lines)),
+        ("one space", "".join(x.replace("  ", " ", 1) for x in lines)),
+        ("a tab", "".join(x.replace("  ", "\t", 1) for x in lines)),
+        ("CRLF line endings", "".join(x.replace("\n", "\r\n") for x in lines)),
+    ):
+        mutation = {**files, "tagmanifest-sha256.txt": text.encode()}
+        yield Mutation("reformat the tag manifest", description, True, mutation)
 
 
 def zip_level(built: Built) -> Iterator[Mutation]:
