@@ -41,6 +41,7 @@ def _entry(index: int) -> tuple[bytes, str, datetime]:
             "actor": f"user:{uuid.UUID(int=index % 97 + 10, version=4)}",
             "action": "evidence.ingested",
             "subject": _subject(index),
+            "subjects": [_subject(index)],
             "sha256": digest,
             "sha512": digest + digest,
             "size": 1000 + index,

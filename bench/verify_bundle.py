@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from service.client.verifier import verify_path
-from service.core import bagit, bundle, merkle
+from service.core import bagit, bundle, merkle, seal
 from service.core.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from service.core.digests import ContentDigester
 from service.core.entry import encode_entry
@@ -68,7 +68,7 @@ def build(directory: Path, *, total: int, files: int) -> tuple[Path, str, list[P
             fields = {"index": len(leaves), "time": "2025-03-01T00:00:00Z", "organisation": "o"}
             fields |= {"actor": "user:1", "action": "evidence.ingested"}
             fields |= {"subject": f"evidence:{evidence_id}", "sha256": digests.sha256.hex}
-            leaves.append(encode_entry(fields))
+            leaves.append(encode_entry(fields | {"subjects": [fields["subject"]]}))
             items.append(
                 {
                     "id": evidence_id,
@@ -103,6 +103,25 @@ def _write_tags(
     items: list[dict[str, object]],
     payload: list[tuple[str, str, str, int]],
 ) -> None:
+    export_id = top.removeprefix("export-")
+    oxum = f"{sum(p[3] for p in payload)}.{len(payload)}"
+    info = {"Source-Organization": "o", "Bagging-Date": "2025-03-02"}
+    info |= {"External-Identifier": export_id, "Payload-Oxum": oxum}
+    info |= {"Bag-Software-Agent": "bench", "Locker-Log-Origin": ORIGIN}
+    tags = {
+        "bagit.txt": bagit.BAGIT_TXT.encode(),
+        "bag-info.txt": bagit.bag_info_text(info).encode(),
+        "manifest-sha256.txt": bagit.manifest_text((p, s) for p, s, _, _ in payload).encode(),
+        "manifest-sha512.txt": bagit.manifest_text((p, s) for p, _, s, _ in payload).encode(),
+        "custody/items.json": bundle.items_json(items, []),
+    }
+    signed = [{"id": i["id"], "sha256": i["sha256"]} for i in items]
+    leaves.append(_export_leaf(len(leaves), export_id, evidence=signed, incidents=[]))
+    files = {p: s for p, s, _, _ in payload}
+    files |= {rel: hashlib.sha256(data).hexdigest() for rel, data in tags.items()}
+    tags[seal.SEAL_PATH] = seal.seal_json(export_id=export_id, organisation="o", files=files)
+    sealed = hashlib.sha256(tags[seal.SEAL_PATH]).hexdigest()
+    leaves.append(_export_leaf(len(leaves), export_id, seal_sha256=sealed))
     hashes = [merkle.leaf_hash(leaf) for leaf in leaves]
     checkpoint = Checkpoint(
         origin=ORIGIN, size=len(leaves), root_hash=merkle.root_from_leaf_hashes(hashes)
@@ -114,24 +133,24 @@ def _write_tags(
         ]
         for i in range(len(leaves))
     }
-    oxum = f"{sum(p[3] for p in payload)}.{len(payload)}"
-    info = {"Source-Organization": "o", "Bagging-Date": "2025-03-02", "External-Identifier": top}
-    info |= {"Payload-Oxum": oxum, "Bag-Software-Agent": "bench", "Locker-Log-Origin": ORIGIN}
-    tags = {
-        "bagit.txt": bagit.BAGIT_TXT.encode(),
-        "bag-info.txt": bagit.bag_info_text(info).encode(),
-        "manifest-sha256.txt": bagit.manifest_text((p, s) for p, s, _, _ in payload).encode(),
-        "manifest-sha512.txt": bagit.manifest_text((p, s) for p, _, s, _ in payload).encode(),
+    tags |= {
         "custody/checkpoint.txt": sign_checkpoint(checkpoint, signer).encode(),
         "custody/verifier-key.txt": (signer.verifier().to_text() + "\n").encode(),
         "custody/proofs.json": bundle.proofs_json(len(leaves), proofs),
-        "custody/items.json": bundle.items_json(items, []),
     }
     tags |= {bundle.entry_path(i): leaf for i, leaf in enumerate(leaves)}
     for rel, data in tags.items():
         archive.writestr(f"{top}/{rel}", data)
     listing = ((rel, hashlib.sha256(data).hexdigest()) for rel, data in tags.items())
     archive.writestr(f"{top}/tagmanifest-sha256.txt", bagit.manifest_text(listing))
+
+
+def _export_leaf(index: int, export_id: str, **details: object) -> bytes:
+    """The export's signed entry: export.created with its items, or export.sealed."""
+    action = seal.SEALED if "seal_sha256" in details else seal.CREATED
+    fields = {"index": index, "time": "2025-03-01T00:00:00Z", "organisation": "o"}
+    fields |= {"actor": "user:1", "action": action, "subject": f"export:{export_id}"}
+    return encode_entry(fields | {"subjects": [fields["subject"]], **details})
 
 
 def _best(repeat: int, run: Callable[[], object]) -> float:

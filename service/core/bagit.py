@@ -177,6 +177,8 @@ def _read_manifest(run: BagCheck, check: str, name: str, algorithm: str) -> dict
         return None
     payload = not name.startswith("tag")
     listed: dict[str, str] = {}
+    if text and not text.endswith(("\n", "\r")):  # RFC 8493 §2.1.3: every line ends
+        run.fail(check, name, "the last line has no line ending: the file was cut short")
     for number, line in enumerate(_lines(text), start=1):
         match = _MANIFEST_LINE.fullmatch(line)
         path = _decode_path(match[2]) if match else ""
@@ -191,6 +193,11 @@ def _read_manifest(run: BagCheck, check: str, name: str, algorithm: str) -> dict
             run.fail(check, where, f"{path!r} is listed twice")
         else:
             listed[path] = match[1].lower()
+    # Nothing signs a tag manifest (it lists the seal), so it must be the one spelling
+    # of its listing the exporter writes: sorted "<lowercase hex>  <path>" lines. Then
+    # it holds no byte that the signed files it lists do not determine.
+    if not payload and text != manifest_text(listed.items()):
+        run.fail(check, name, "not sorted '<lowercase hex>  <path>' lines, one per tag file")
     return listed
 
 

@@ -7,15 +7,15 @@ expert's offline verifier. It never raises on bad input: every problem becomes a
 `Finding` naming the file, entry or item concerned.
 
 What the signature proves: the checkpoint is signed; its root commits to every custody
-entry (RFC 9162 inclusion proofs); each ingest entry commits to its evidence's SHA-256.
-The manifests, records and report are checked for consistency, but are not signed.
+entry (RFC 9162 inclusion proofs); each ingest entry commits to its evidence's SHA-256;
+the export's own entries commit to its organisation, its exact items and (through
+custody/seal.json, see `seal`) the digest of every file a reader relies on.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +37,8 @@ from service.core.bagit import (
 from service.core.canonical import canonical_json
 from service.core.checkpoint import Checkpoint, open_checkpoint, parse_verifier_keys
 from service.core.digests import ContentDigests
-from service.core.entry import decode_entry
+from service.core.entry import decode_entry, entry_subjects
+from service.core.seal import check_export, check_organisation, check_seal, read_document
 from service.core.timestamp import (
     AttestedTime,
     TimestampMismatch,
@@ -131,13 +132,19 @@ def verify_bundle(
     check_bagit(run)
     payload = check_payload(run)
     fields = check_bag_info(run, payload, required=BAG_INFO_LABELS)
-    origins = (fields or {}).get("Locker-Log-Origin", [])
-    origin = origins[0] if len(origins) == 1 else None
+    origin = _single(fields, "Locker-Log-Origin")
     check_tag_manifests(run)
     checkpoint = _check_checkpoint(run, verifier_key, origin)
     entries = _check_entries(run)
     _check_proofs(run, checkpoint, entries)
-    _check_items(run, payload, entries)
+    evidence, incidents = _check_items(run, payload, entries)
+    organisation, export_id = (
+        _single(fields, "Source-Organization"),
+        _single(fields, "External-Identifier"),
+    )
+    check_organisation(run, organisation, entries)
+    check_export(run, export_id, evidence, incidents, entries)
+    check_seal(run, payload, (export_id, organisation), entries)
     timestamps = _check_timestamps(run, tsa_roots)
     first = next(iter(timestamps.values()), None)
     key_source: Literal["given", "bundle"] = "bundle" if verifier_key is None else "given"
@@ -145,22 +152,10 @@ def verify_bundle(
     return Verdict(run.findings, run.checked, key_source, checkpoint, first, tsa_source, timestamps)
 
 
-def _document(run: BagCheck, check: str, name: str) -> dict[str, object] | None:
-    """A canonical JSON object (RFC 8785) tag file, or None after a finding."""
-    raw = run.read(check, name)
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw.decode("utf-8"))
-        if canonical_json(value) != raw:
-            raise FormatError("not canonical JSON (RFC 8785)")
-    except (ValueError, RecursionError, FormatError) as exc:
-        run.fail(check, name, f"not a canonical JSON document: {exc}")
-        return None
-    if not isinstance(value, dict):
-        run.fail(check, name, "not a JSON object")
-        return None
-    return value
+def _single(fields: Mapping[str, list[str]] | None, label: str) -> str | None:
+    """bag-info's one value for `label`, or None (a bag-info finding says why)."""
+    values = (fields or {}).get(label, [])
+    return values[0] if len(values) == 1 else None
 
 
 def _check_checkpoint(run: BagCheck, given: str | None, origin: str | None) -> Checkpoint | None:
@@ -175,6 +170,9 @@ def _check_checkpoint(run: BagCheck, given: str | None, origin: str | None) -> C
     except (Error, ValueError) as exc:
         run.fail(CHECKPOINT, subject, f"malformed verifier key: {exc}")
         return None
+    if bundled is not None and bundled != bundled.strip() + "\n":
+        run.fail(CHECKPOINT, KEY_PATH, "not one key on one line ending in a newline")
+    # The given key may be the published key history: the bundled key must be one of it.
     if given is not None and bundled is not None and bundled.strip() not in given.split():
         run.fail(CHECKPOINT, KEY_PATH, f"the bundled key is not the given key {given.strip()}")
     if note is None:
@@ -216,16 +214,21 @@ def _decode_proof(value: object) -> list[bytes]:
     if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
         raise FormatError("a proof must be a list of base64 strings")
     try:
-        return [base64.b64decode(h, validate=True) for h in value]
+        hashes = [base64.b64decode(h, validate=True) for h in value]
     except binascii.Error:
         raise FormatError("a proof hash is not base64") from None
+    # Canonical base64 only: unused low bits of the last character must be zero, so no
+    # two spellings of one proof exist (each would be a bundle edit left unnoticed).
+    if [base64.b64encode(h).decode("ascii") for h in hashes] != value:
+        raise FormatError("a proof hash is not canonical base64")
+    return hashes
 
 
 def _check_proofs(
     run: BagCheck, checkpoint: Checkpoint | None, entries: Mapping[int, tuple[bytes, object]]
 ) -> None:
     """Each entry's RFC 9162 §2.1.3.2 inclusion proof leads to the checkpoint's root."""
-    document = _document(run, PROOFS, PROOFS_PATH)
+    document = read_document(run, PROOFS, PROOFS_PATH)
     proofs, size = (document or {}).get("proofs"), (document or {}).get("tree_size")
     if document is not None and (not isinstance(proofs, dict) or not isinstance(size, int)):
         run.fail(PROOFS, PROOFS_PATH, "needs an integer tree_size and a proofs object")
@@ -267,16 +270,17 @@ def _check_items(
     run: BagCheck,
     payload: Mapping[str, ContentDigests],
     entries: Mapping[int, tuple[bytes, dict[str, object]]],
-) -> None:
-    """Each evidence item: its file's digests, its ingest entry; each incident's record."""
-    document = _document(run, ITEMS, ITEMS_PATH)
+) -> tuple[list[dict[str, object]] | None, list[object] | None]:
+    """Each evidence item: its file's digests, its ingest entry; each incident's record.
+    The well-formed items and the incidents, or Nones after a finding."""
+    document = read_document(run, ITEMS, ITEMS_PATH)
     if document is None:
-        return
+        return None, None
     evidence, incidents = document.get("evidence"), document.get("incidents")
     if not isinstance(evidence, list) or not isinstance(incidents, list):
         run.fail(ITEMS, ITEMS_PATH, "needs an evidence list and an incidents list")
-        return
-    described = set()
+        return None, None
+    described, wellformed = set(), []
     for position, item in enumerate(evidence):
         if not isinstance(item, dict) or any(
             not isinstance(item.get(k), t) or isinstance(item.get(k), bool)
@@ -286,6 +290,7 @@ def _check_items(
             continue
         _check_item(run, item, payload, entries)
         described.add(item["path"])
+        wellformed.append(item)
     for path in sorted(payload.keys() - described):
         if path.startswith("data/evidence/"):
             run.fail(ITEMS, path, f"evidence file not described in {ITEMS_PATH}")
@@ -294,6 +299,7 @@ def _check_items(
         if not isinstance(incident, str) or record not in run.names:
             run.fail(ITEMS, f"incident:{incident}", f"no record file {record}")
     run.count(ITEMS, len(evidence) + len(incidents))
+    return wellformed, incidents
 
 
 def _check_item(
@@ -325,6 +331,8 @@ def _check_item(
     for field, value in want.items():
         if fields.get(field) != value:
             run.fail(ITEMS, subject, f"ingest entry {index} {field} is {fields.get(field)!r}")
+    if entry_subjects(fields) != [subject]:
+        run.fail(ITEMS, subject, f"ingest entry {index} signs {entry_subjects(fields)}")
 
 
 def _check_timestamps(

@@ -25,7 +25,7 @@ from service.core.checkpoint import (
     cosign,
     sign_checkpoint,
 )
-from service.core.entry import encode_entry
+from service.core.entry import decode_entry, encode_entry, entry_fields, entry_subjects
 from service.db.engine import Database
 from service.db.models import CustodyEntry, CustodySubject, LogHead, SignedCheckpoint, TreeNode
 from service.errors import InvalidInput
@@ -69,19 +69,23 @@ class CustodyLog:
         subjects: Sequence[str],
         details: Mapping[str, object] | None = None,
     ) -> AppendedEntry:
-        """Append one entry inside the caller's transaction; it commits with it."""
+        """Append one entry inside the caller's transaction; it commits with it.
+
+        Every one of `subjects` is signed (entry format v2); FormatError if a key of
+        `details` would shadow a signed field.
+        """
         head = session.exec(select(LogHead).where(LogHead.id == 1).with_for_update()).one()
         index = head.size
         now = datetime.now(UTC)
-        fields: dict[str, object] = {
-            "index": index,
-            "time": rfc3339(now),
-            "organisation": organisation_id,
-            "actor": actor,
-            "action": action,
-            "subject": subjects[0],
-            **(details or {}),
-        }
+        fields = entry_fields(
+            index=index,
+            time=rfc3339(now),
+            organisation=organisation_id,
+            actor=actor,
+            action=action,
+            subjects=subjects,
+            details=details,
+        )
         leaf = encode_entry(fields)
         siblings = _fetch_nodes(session, merkle.append_siblings(index))
         new_nodes = merkle.hashes_for_append(index, merkle.leaf_hash(leaf), siblings)
@@ -94,8 +98,9 @@ class CustodyLog:
                 recorded_at=now,
             )
         )
+        # The table indexes what the leaf signs: every subject, none added beside it.
         session.add_all(
-            CustodySubject(entry_index=index, subject=s) for s in dict.fromkeys(subjects)
+            CustodySubject(entry_index=index, subject=s) for s in entry_subjects(decode_entry(leaf))
         )
         session.add_all(
             TreeNode(level=n.level, index=n.index, hash=h) for n, h in new_nodes.items()

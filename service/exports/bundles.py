@@ -8,6 +8,7 @@ zip is written to a temporary file and streamed into the store.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import tempfile
 import uuid
@@ -31,11 +32,12 @@ from service.accounts.access import (
 from service.accounts.members import Principal
 from service.accounts.people import people_of
 from service.accounts.permissions import Permission, Role
-from service.core import bagit, bundle
+from service.core import bagit, bundle, seal
 from service.core.canonical import canonical_json
 from service.core.digests import ContentDigester, sha256
 from service.core.entry import decode_entry
 from service.core.names import safe_filename
+from service.custody.log import AppendedEntry
 from service.custody.timestamps import timestamp_checkpoint, timestamp_files
 from service.db.models import (
     CustodyEntry,
@@ -48,11 +50,12 @@ from service.db.models import (
     IncidentEvidence,
     IncidentVersion,
     LinkEnd,
+    SignedCheckpoint,
     Submission,
     User,
 )
 from service.documentation.incidents import withhold_identities, withhold_relations
-from service.errors import DigestMismatch, Hidden, InvalidInput, NotFound
+from service.errors import DigestMismatch, Hidden, InvalidInput, NotFound, describe
 from service.evidence.descriptions import latest_version
 from service.evidence.integrity import Expected
 from service.evidence.reading import logged_read
@@ -63,6 +66,8 @@ if TYPE_CHECKING:
 
 _MAX_ITEMS = 10_000
 _COPY_CHUNK = 1024 * 1024
+_BUILDER = "system:exporter"  # the actor of the seal: the background build, not a person
+_VERSION = importlib.metadata.version("evidence-locker")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,9 +207,8 @@ def build_export(runtime: Runtime, export_id: str, *, final: bool = True) -> Non
     try:
         key, version, size, digest = _build(runtime, export_id)
     except Exception as exc:
-        message = exc.diagnostics() if hasattr(exc, "diagnostics") else repr(exc)
         status = "failed" if final else "retrying"
-        _finish(runtime, export_id, status=status, error=message[:1024])
+        _finish(runtime, export_id, status=status, error=describe(exc)[:1024])
         raise
     _finish(
         runtime,
@@ -228,43 +232,42 @@ def _finish(runtime: Runtime, export_id: str, **values: object) -> None:
         session.add(export)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Contents:
+    """What a bundle says, gathered before a byte of it is written."""
+
+    export: Export
+    requester: Principal  # the bundle shows only what they may see
+    items: list[_Item]
+    incidents: list[dict[str, object]]
+    timelines: dict[str, list[dict[str, object]]]  # each item's entries, for the report
+    people: dict[str, str]  # the report's names for the people its entries refer to
+    report_checkpoint: str  # the signed checkpoint those entries were read under
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Custody:
+    """The proofs written after the seal: entries, proofs, the checkpoint, its token."""
+
+    entries: list[CustodyEntry]
+    proofs: dict[int, list[bytes]]
+    checkpoint: SignedCheckpoint
+    timestamps: list[tuple[str, bytes]]  # RFC 3161 tokens and their CAs, by bundle path
+
+
 def _build(runtime: Runtime, export_id: str) -> tuple[str, str | None, int, str]:
-    with runtime.database.session() as session:
-        export = session.get(Export, export_id)
-        assert export is not None
-        request = json.loads(export.request_json)
-        requester = _requester(session, export)
-        items = _items(session, request["evidence"])
-        incidents = [_incident_record(session, requester, i) for i in request["incidents"]]
-    checkpoint = runtime.log.latest_checkpoint(runtime.database)
-    timestamps = timestamp_files(runtime, timestamp_checkpoint(runtime, checkpoint))
-    subjects = (
-        [f"evidence:{i.evidence.id}" for i in items]
-        + [f"incident:{i['id']}" for i in incidents]
-        + [f"export:{export_id}"]
-    )
-    with runtime.database.session() as session:
-        entries, by_subject = _entries(session, requester, subjects, checkpoint.size)
-        proofs = {
-            e.index: runtime.log.inclusion_proof(session, index=e.index, tree_size=checkpoint.size)
-            for e in entries
-        }
+    contents = _gather(runtime, export_id)
+    export = contents.export
     scratch = runtime.settings.data_dir / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=scratch) as spool:
         with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-            _write_bag(
-                runtime,
-                archive,
-                export,
-                items,
-                incidents,
-                entries,
-                proofs,
-                checkpoint.note,
-                by_subject,
-                timestamps,
-            )
+            bag = _BagWriter(archive, f"export-{export.id}/")
+            _write_bag(runtime, bag, contents)
+            # Sealed: the files a reader relies on are written and their digests signed;
+            # what follows proves the seal (and every other entry) against a checkpoint.
+            _write_custody(runtime, bag, _prove(runtime, contents, _seal(runtime, bag, export)))
+            bag.tag_manifest()
         size = spool.tell()
         spool.seek(0)
         digester = ContentDigester()
@@ -279,6 +282,81 @@ def _build(runtime: Runtime, export_id: str) -> tuple[str, str | None, int, str]
 def export_prefix(organisation_id: str, export_id: str) -> str:
     """Where an export's bundles are stored: one object per build attempt below it."""
     return f"org/{organisation_id}/exports/{export_id}/"
+
+
+def _gather(runtime: Runtime, export_id: str) -> _Contents:
+    with runtime.database.session() as session:
+        export = session.get(Export, export_id)
+        assert export is not None
+        request = json.loads(export.request_json)
+        requester = _requester(session, export)
+        items = _items(session, request["evidence"])
+        incidents = [_incident_record(session, requester, i) for i in request["incidents"]]
+    checkpoint = runtime.log.latest_checkpoint(runtime.database)
+    with runtime.database.session() as session:
+        entries, by_subject = _entries(
+            session, requester, _subjects(export, items, incidents), checkpoint.size
+        )
+    decoded = {e.index: decode_entry(e.leaf) for e in entries}
+    timelines = {
+        i.evidence.id: [decoded[n] for n in by_subject.get(f"evidence:{i.evidence.id}", [])]
+        for i in items
+    }
+    return _Contents(
+        export=export,
+        requester=requester,
+        items=items,
+        incidents=incidents,
+        timelines=timelines,
+        people=people_of(runtime, export.organisation_id).by_reference(),
+        report_checkpoint=checkpoint.note,
+    )
+
+
+def _subjects(export: Export, items: list[_Item], incidents: list[dict[str, object]]) -> list[str]:
+    """The subjects whose custody entries the bundle carries."""
+    return (
+        [f"evidence:{i.evidence.id}" for i in items]
+        + [f"incident:{i['id']}" for i in incidents]
+        + [f"export:{export.id}"]
+    )
+
+
+def _seal(runtime: Runtime, bag: _BagWriter, export: Export) -> AppendedEntry:
+    """Write custody/seal.json over the files written so far and sign it in the log."""
+    document = seal.seal_json(
+        export_id=export.id, organisation=export.organisation_id, files=bag.sealed_files()
+    )
+    bag.tag_file(seal.SEAL_PATH, document)
+    with runtime.database.session() as session:
+        return runtime.log.append(
+            session,
+            organisation_id=export.organisation_id,
+            actor=_BUILDER,
+            action=seal.SEALED,
+            subjects=[f"export:{export.id}"],
+            details={"seal_sha256": sha256(document).hex, "files": len(bag.sealed_files())},
+        )
+
+
+def _prove(runtime: Runtime, contents: _Contents, sealed: AppendedEntry) -> _Custody:
+    """The bundle's entries (the seal's included) proven against the latest checkpoint."""
+    checkpoint = runtime.log.latest_checkpoint(runtime.database)
+    assert checkpoint.size > sealed.index
+    timestamps = timestamp_files(runtime, timestamp_checkpoint(runtime, checkpoint))
+    subjects = _subjects(contents.export, contents.items, contents.incidents)
+    with runtime.database.session() as session:
+        entries, _ = _entries(session, contents.requester, subjects, checkpoint.size)
+        proofs = {
+            e.index: runtime.log.inclusion_proof(session, index=e.index, tree_size=checkpoint.size)
+            for e in entries
+        }
+    return _Custody(
+        entries=entries,
+        proofs=proofs,
+        checkpoint=checkpoint,
+        timestamps=timestamps,
+    )
 
 
 def _chunks(handle: IO[bytes], digester: ContentDigester) -> Iterator[bytes]:
@@ -435,7 +513,8 @@ def _entries(
 
 
 class _BagWriter:
-    """Writes files into the bag, remembering payload and tag digests for the manifests."""
+    """Writes files into the bag, remembering each file's digests for the manifests
+    and the seal; once sealed, it refuses a file the seal should have covered."""
 
     def __init__(self, archive: zipfile.ZipFile, root: str) -> None:
         self._archive, self._root = archive, root
@@ -460,39 +539,39 @@ class _BagWriter:
         self.payload_bytes += size
 
     def tag_file(self, path: str, data: bytes) -> None:
+        self._check_not_sealed(path)
         self._archive.writestr(self._root + path, data)
         self.tags.append((path, sha256(data).hex))
 
     def tag_stream(self, path: str, chunks: Iterator[bytes]) -> None:
+        self._check_not_sealed(path)
         self.tags.append((path, self.stream(path, chunks).finish().sha256.hex))
 
+    def sealed_files(self) -> dict[str, str]:
+        """Every file written so far that the seal covers, with its SHA-256."""
+        files = [*((p, h) for p, h, _ in self.payload), *self.tags]
+        return {p: h for p, h in files if seal.is_sealed(p)}
 
-def _write_bag(
-    runtime: Runtime,
-    archive: zipfile.ZipFile,
-    export: Export,
-    items: list[_Item],
-    incidents: list[dict[str, object]],
-    entries: list[CustodyEntry],
-    proofs: dict[int, list[bytes]],
-    checkpoint_note: str,
-    by_subject: dict[str, list[int]],
-    timestamps: list[tuple[str, bytes]],
-) -> None:
-    bag = _BagWriter(archive, f"export-{export.id}/")
+    def tag_manifest(self) -> None:
+        """The last file: tagmanifest-sha256.txt over every tag file (RFC 8493 §2.2.1)."""
+        text = bagit.manifest_text(self.tags)
+        self._archive.writestr(self._root + "tagmanifest-sha256.txt", text.encode())
+
+    def _check_not_sealed(self, path: str) -> None:
+        if seal.SEAL_PATH in dict(self.tags) and seal.is_sealed(path):
+            raise AssertionError(f"{path} written after the seal: no reader could trust it")
+
+
+def _write_bag(runtime: Runtime, bag: _BagWriter, contents: _Contents) -> None:
+    """Every file the seal covers: payload, records, bag-info, manifests, items, report."""
+    export, items = contents.export, contents.items
     for item in items:
-        evidence = item.evidence
-        chunks = runtime.store.open(evidence.object_key, evidence.object_version)
-        digests = bag.stream(item.path, chunks).finish()
-        if digests.sha256.hex != evidence.sha256 or digests.sha512.hex != evidence.sha512:
-            raise DigestMismatch(
-                f"evidence {evidence.id}", expected=evidence.sha256, actual=digests.sha256.hex
-            )
-        bag.add_payload(item.path, evidence.sha256, evidence.sha512, evidence.size)
+        _write_evidence(runtime, bag, item)
         bag.payload_file(
-            f"data/records/evidence/{evidence.id}.json", canonical_json(_evidence_record(item))
+            f"data/records/evidence/{item.evidence.id}.json",
+            canonical_json(_evidence_record(item)),
         )
-    for incident in incidents:
+    for incident in contents.incidents:
         bag.payload_file(f"data/records/incidents/{incident['id']}.json", canonical_json(incident))
     bag.tag_file("bagit.txt", bagit.BAGIT_TXT.encode())
     bag.tag_file(
@@ -503,7 +582,7 @@ def _write_bag(
                 "Bagging-Date": datetime.now(UTC).strftime("%Y-%m-%d"),
                 "External-Identifier": export.id,
                 "Payload-Oxum": f"{bag.payload_bytes}.{len(bag.payload)}",
-                "Bag-Software-Agent": "evidence-locker 0.1.0",
+                "Bag-Software-Agent": f"evidence-locker {_VERSION}",
                 "Locker-Log-Origin": runtime.log.origin,
             }
         ).encode(),
@@ -514,73 +593,77 @@ def _write_bag(
     bag.tag_file(
         "manifest-sha512.txt", bagit.manifest_text((p, s) for p, _, s in bag.payload).encode()
     )
-    _write_custody(runtime, bag, items, incidents, entries, proofs, checkpoint_note, timestamps)
-    decoded = {e.index: decode_entry(e.leaf) for e in entries}
-    timelines = {
-        i.evidence.id: [decoded[n] for n in by_subject.get(f"evidence:{i.evidence.id}", [])]
-        for i in items
-    }
-    people = people_of(runtime, export.organisation_id).by_reference()
-    bag.tag_file(
-        "report/report.html",
-        render_report(
-            export_id=export.id,
-            records=[_evidence_record(i) for i in items],
-            timelines=timelines,
-            checkpoint=checkpoint_note,
-            people=people,
-        ).encode(),
+    bag.tag_file(bundle.ITEMS_PATH, _items_json(contents))
+    _write_reports(runtime, bag, contents)
+
+
+def _write_evidence(runtime: Runtime, bag: _BagWriter, item: _Item) -> None:
+    evidence = item.evidence
+    chunks = runtime.store.open(evidence.object_key, evidence.object_version)
+    digests = bag.stream(item.path, chunks).finish()
+    if digests.sha256.hex != evidence.sha256 or digests.sha512.hex != evidence.sha512:
+        raise DigestMismatch(
+            f"evidence {evidence.id}", expected=evidence.sha256, actual=digests.sha256.hex
+        )
+    bag.add_payload(item.path, evidence.sha256, evidence.sha512, evidence.size)
+
+
+def _items_json(contents: _Contents) -> bytes:
+    return bundle.items_json(
+        [
+            {
+                "id": i.evidence.id,
+                "sha256": i.evidence.sha256,
+                "sha512": i.evidence.sha512,
+                "size": i.evidence.size,
+                "ingest_index": i.evidence.ingest_index,
+                "path": i.path,
+            }
+            for i in contents.items
+        ],
+        [str(i["id"]) for i in contents.incidents],
     )
+
+
+def _write_reports(runtime: Runtime, bag: _BagWriter, contents: _Contents) -> None:
+    records = [_evidence_record(i) for i in contents.items]
+    export_id, timelines, checkpoint = (
+        contents.export.id,
+        contents.timelines,
+        contents.report_checkpoint,
+    )
+    people = contents.people
+    html = render_report(
+        export_id=export_id,
+        records=records,
+        timelines=timelines,
+        checkpoint=checkpoint,
+        people=people,
+    )
+    bag.tag_file("report/report.html", html.encode())
     # fpdf2 assembles the whole PDF in memory before writing it out: spooled to a
     # file, it is streamed into the zip rather than copied again as one string.
     with tempfile.TemporaryFile(dir=runtime.settings.data_dir / "tmp") as pdf:
         write_pdf_report(
             pdf,
-            export_id=export.id,
-            records=[_evidence_record(i) for i in items],
+            export_id=export_id,
+            records=records,
             timelines=timelines,
-            checkpoint=checkpoint_note,
+            checkpoint=checkpoint,
             people=people,
         )
         pdf.seek(0)
         bag.tag_stream("report/report.pdf", iter(lambda: pdf.read(_COPY_CHUNK), b""))
-    archive.writestr(
-        f"export-{export.id}/tagmanifest-sha256.txt", bagit.manifest_text(bag.tags).encode()
-    )
 
 
-def _write_custody(
-    runtime: Runtime,
-    bag: _BagWriter,
-    items: list[_Item],
-    incidents: list[dict[str, object]],
-    entries: list[CustodyEntry],
-    proofs: dict[int, list[bytes]],
-    checkpoint_note: str,
-    timestamps: list[tuple[str, bytes]],
-) -> None:
-    bag.tag_file("custody/checkpoint.txt", checkpoint_note.encode())
+def _write_custody(runtime: Runtime, bag: _BagWriter, custody: _Custody) -> None:
+    """The files checked on their own: checkpoint, key, token, entries and proofs."""
+    checkpoint = custody.checkpoint
+    bag.tag_file("custody/checkpoint.txt", checkpoint.note.encode())
     bag.tag_file("custody/verifier-key.txt", (runtime.log.verifier.to_text() + "\n").encode())
-    for path, data in timestamps:  # RFC 3161 tokens, each beside its authority's CA
+    for path, data in custody.timestamps:  # RFC 3161 tokens, each beside its authority's CA
         bag.tag_file(path, data)
-    for entry in entries:
+    for entry in custody.entries:
         bag.tag_file(bundle.entry_path(entry.index), entry.leaf)
-    tree_size = int(checkpoint_note.split("\n")[1])
-    bag.tag_file("custody/proofs.json", bundle.proofs_json(tree_size, proofs))
-    bag.tag_file(
-        "custody/items.json",
-        bundle.items_json(
-            [
-                {
-                    "id": i.evidence.id,
-                    "sha256": i.evidence.sha256,
-                    "sha512": i.evidence.sha512,
-                    "size": i.evidence.size,
-                    "ingest_index": i.evidence.ingest_index,
-                    "path": i.path,
-                }
-                for i in items
-            ],
-            [str(i["id"]) for i in incidents],
-        ),
-    )
+    # The tree size is the checkpoint's own, as held, never re-read from its note text.
+    bag.tag_file("custody/proofs.json", bundle.proofs_json(checkpoint.size, custody.proofs))

@@ -16,12 +16,13 @@ from sqlmodel import Session, col, select
 from service.core import merkle
 from service.core.checkpoint import open_checkpoint, parse_verifier_keys
 from service.core.digests import ContentDigests, Digest
-from service.core.entry import decode_entry
+from service.core.entry import ENTRY_FORMAT_V1, decode_entry, entry_subjects
 from service.core.timestamp import TimestampInvalid, verify_timestamp
 from service.custody.rotation import key_history
 from service.db.models import (
     CheckpointTimestamp,
     CustodyEntry,
+    CustodySubject,
     Evidence,
     EvidenceQuarantine,
     Export,
@@ -91,8 +92,16 @@ def _quarantined(session: Session) -> list[str]:
     ]
 
 
+def _indexed_subjects(session: Session) -> dict[int, set[str]]:
+    indexed: dict[int, set[str]] = {}
+    for row in session.exec(select(CustodySubject)):
+        indexed.setdefault(row.entry_index, set()).add(row.subject)
+    return indexed
+
+
 def _check_leaves(session: Session, report: Report) -> list[bytes]:
     hashes: list[bytes] = []
+    indexed = _indexed_subjects(session)
     for entry in session.exec(select(CustodyEntry).order_by(col(CustodyEntry.index))):
         if entry.index != len(hashes):
             report.findings.append(f"log: entry {len(hashes)} is missing (next is {entry.index})")
@@ -101,6 +110,13 @@ def _check_leaves(session: Session, report: Report) -> list[bytes]:
             if fields["index"] != entry.index:
                 report.findings.append(
                     f"log entry {entry.index}: leaf says index {fields['index']}"
+                )
+            # The subject index is unsigned: it must name exactly what the leaf signs.
+            signed = set(entry_subjects(fields))
+            if fields["format"] != ENTRY_FORMAT_V1 and indexed.get(entry.index, set()) != signed:
+                got = sorted(indexed.get(entry.index, set()))
+                report.findings.append(
+                    f"log entry {entry.index}: subject index {got}, leaf signs {sorted(signed)}"
                 )
         except Error as exc:
             report.findings.append(f"log entry {entry.index}: {exc.diagnostics()}")

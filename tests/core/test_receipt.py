@@ -37,7 +37,8 @@ def _entry(at: int, **changes: object) -> bytes:
         "sha256": SHA256,
         "size": len(CONTENT),
     }
-    return encode_entry(fields | changes)
+    fields |= changes
+    return encode_entry(fields | {"subjects": [fields["subject"]]})
 
 
 def _receipt(at: int = 5, log_size: int = 11, changes: dict[str, object] | None = None) -> Receipt:

@@ -9,13 +9,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from service.core.entry import decode_entry, entry_subjects
 from tests.independent.verifier import (
+    check_bundle_claims,
     open_checkpoint,
+    parse_entry,
     parse_verifier_key,
+    signed_subjects,
     verify_consistency,
     verify_inclusion,
     verify_inclusion_hash,
 )
+from tests.verifier import tamper_suite
+from tests.verifier.bundles import build, read_members
 
 # transparency-dev/merkle's vectors, shipped with the tests (see their README there).
 VECTORS = Path(__file__).resolve().parents[1] / "core" / "testdata" / "merkle"
@@ -258,3 +264,68 @@ def test_malformed_note_is_rejected(key: Ed25519PrivateKey, mangle) -> None:
     note = mangle(BODY + "\n" + _sig_line(ORIGIN, key, BODY))
     with pytest.raises(ValueError):
         open_checkpoint(note, _vkey(ORIGIN, key))
+
+
+# --- custody entries and a bundle's export claims ---------------------------------
+
+V1_LEAF = (
+    b'{"action":"evidence.ingested","actor":"user:1","format":"locker.custody.v1","index":3,'
+    b'"organisation":"org-1","sha256":"ab","subject":"evidence:e-1","time":"2026-01-01T00:00:00Z"}'
+)
+V2_LEAF = (
+    b'{"action":"access.granted","actor":"user:1","format":"locker.custody.v2","index":4,'
+    b'"organisation":"org-1","subject":"evidence:e-1","subjects":["evidence:e-1","user:u-2"],'
+    b'"time":"2026-01-01T00:00:00Z"}'
+)
+
+
+def test_entries_of_both_formats_parse() -> None:
+    assert signed_subjects(parse_entry(V1_LEAF)) == ["evidence:e-1"]
+    assert signed_subjects(parse_entry(V2_LEAF)) == ["evidence:e-1", "user:u-2"]
+
+
+@pytest.mark.parametrize(
+    "leaf",
+    [
+        V2_LEAF.replace(b'"subjects":["evidence:e-1","user:u-2"]', b'"subjects":["user:u-2"]'),
+        V2_LEAF.replace(b'"user:u-2"]', b'"evidence:e-1"]'),
+        V2_LEAF.replace(b',"subjects":["evidence:e-1","user:u-2"]', b""),
+        V2_LEAF.replace(b"custody.v2", b"custody.v1"),
+        V2_LEAF.replace(b"custody.v2", b"custody.v3"),
+        V1_LEAF.replace(b'"index":3', b'"index":"3"'),
+        V1_LEAF.replace(b",", b", "),
+        V1_LEAF.replace(b'{"action":"evidence.ingested",', b"{")[:-1]
+        + b',"action":"evidence.ingested"}',
+    ],
+)
+def test_malformed_entries_are_refused(leaf: bytes) -> None:
+    with pytest.raises(ValueError):
+        parse_entry(leaf)
+
+
+def test_every_entry_the_locker_writes_parses_the_same(tmp_path: Path) -> None:
+    built = build(tmp_path)
+    files = {n.removeprefix(f"{built.top}/"): d for n, d in read_members(built.path).items()}
+    leaves = [d for p, d in files.items() if p.startswith("custody/entries/")]
+    assert len(leaves) == len(built.entry_indexes)
+    for leaf in leaves:
+        assert parse_entry(leaf) == decode_entry(leaf)
+        assert signed_subjects(parse_entry(leaf)) == entry_subjects(decode_entry(leaf))
+    check_bundle_claims(files, built.key)
+
+
+_CLAIM_KINDS = ("remove an item", "insert an item", "replace an item", "edit ", "add a file")
+
+
+def test_bundle_claims_refuse_every_item_and_file_edit(tmp_path: Path) -> None:
+    """The independent check agrees with the locker's on the whole-item and edit kinds
+    of the generated tamper suite."""
+    built = build(tmp_path)
+    checked = 0
+    for mutation in tamper_suite.mutations(built):
+        if mutation.files is None or not mutation.kind.startswith(_CLAIM_KINDS):
+            continue
+        checked += 1
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            check_bundle_claims(mutation.files, built.key)
+    assert checked > 250

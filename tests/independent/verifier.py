@@ -1,14 +1,17 @@
-"""Independent verifier for the custody log's signed checkpoints and Merkle proofs.
+"""Independent verifier for the custody log's signed checkpoints, Merkle proofs, entries
+and bundle claims.
 
-Written from the public specifications only (RFC 9162 §2.1, C2SP signed-note, C2SP
-tlog-checkpoint); it imports nothing from the locker. Every function takes plain bytes,
-ints and str, and raises ValueError when something does not check out.
+Written from the public specifications (RFC 9162 §2.1, C2SP signed-note, C2SP
+tlog-checkpoint, RFC 8785) and from docs/verification.md for the entry format and what a
+bundle's export entries sign; it imports nothing from the locker. Every function takes
+plain bytes, ints and str, and raises ValueError when something does not check out.
 """
 
 import base64
 import binascii
 import hashlib
 import hmac
+import json
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -171,3 +174,119 @@ def verify_consistency(
         raise ValueError("consistency proof does not reproduce the first root")
     if not hmac.compare_digest(sr, second_root):
         raise ValueError("consistency proof does not reproduce the second root")
+
+
+# --- custody entries (docs/verification.md, "Entry formats") ---------------------------
+
+ENTRY_V1, ENTRY_V2 = "locker.custody.v1", "locker.custody.v2"
+_ENTRY_FIELDS = {"index": int, "time": str, "organisation": str, "actor": str, "action": str}
+
+
+def _jcs(value: object) -> str:
+    """RFC 8785 for what entries hold: objects, arrays, strings, integers, booleans, null."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: k.encode("utf-16-be"))  # §3.2.3: UTF-16 order
+        return "{" + ",".join(f"{_jcs(k)}:{_jcs(value[k])}" for k in keys) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_jcs(v) for v in value) + "]"
+    if isinstance(value, float):
+        raise ValueError("entries hold no fractional numbers")
+    # Strings, integers, booleans and null serialise as ECMAScript's JSON.stringify does.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def parse_entry(leaf: bytes) -> dict:
+    """A custody leaf's fields, checked: canonical JSON, a known format, typed fields;
+    v2 signs a `subjects` list of distinct strings starting with `subject`."""
+    try:
+        fields = json.loads(leaf.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("entry is not UTF-8 JSON") from exc
+    if not isinstance(fields, dict) or fields.get("format") not in (ENTRY_V1, ENTRY_V2):
+        raise ValueError("entry is not an object of a known format")
+    if _jcs(fields).encode() != leaf:
+        raise ValueError("entry is not RFC 8785 canonical JSON")
+    for name, kind in {**_ENTRY_FIELDS, "subject": str}.items():
+        if type(fields.get(name)) is not kind:
+            raise ValueError(f"entry field {name} is not a {kind.__name__}")
+    subjects = fields.get("subjects")
+    if fields["format"] == ENTRY_V1:
+        if subjects is not None:
+            raise ValueError("a v1 entry has no subjects list")
+        return fields
+    if not isinstance(subjects, list) or not all(type(s) is str for s in subjects):
+        raise ValueError("a v2 entry's subjects must be a list of strings")
+    if not subjects or subjects[0] != fields["subject"] or len(set(subjects)) != len(subjects):
+        raise ValueError("a v2 entry's subjects must be distinct and start with its subject")
+    return fields
+
+
+def signed_subjects(fields: dict) -> list:
+    """Every party an entry signs."""
+    return list(fields["subjects"]) if fields["format"] == ENTRY_V2 else [fields["subject"]]
+
+
+# --- what a bundle's export entries sign (docs/verification.md, "Bundles") -------------
+
+
+def check_bundle_claims(files: dict, verifier_key_text: str) -> None:
+    """A bundle (bag path → bytes) holds exactly what its signed entries say: every entry
+    proven in the signed checkpoint and of the bundle's organisation; the items those of
+    export.created; every file but the self-checking ones sealed by export.sealed."""
+    origin, size, root = open_checkpoint(
+        files["custody/checkpoint.txt"].decode(), verifier_key_text
+    )
+    proofs = json.loads(files["custody/proofs.json"])
+    if proofs["tree_size"] != size:
+        raise ValueError("proofs are not for the checkpoint's tree size")
+    info = dict(line.split(": ", 1) for line in files["bag-info.txt"].decode().splitlines())
+    organisation, export = info["Source-Organization"], f"export:{info['External-Identifier']}"
+    if info["Locker-Log-Origin"] != origin:
+        raise ValueError("the checkpoint is of another log than bag-info names")
+    entries = []
+    for path, leaf in files.items():
+        if not path.startswith("custody/entries/"):
+            continue
+        fields = parse_entry(leaf)
+        if path != f"custody/entries/{fields['index']:012d}.json":
+            raise ValueError(f"{path} holds entry {fields['index']}")
+        hashes = [_b64(h, "proof hash") for h in proofs["proofs"][str(fields["index"])]]
+        verify_inclusion(leaf, fields["index"], size, hashes, root)
+        if fields["organisation"] != organisation:
+            raise ValueError(f"{path} is of another organisation")
+        entries.append(fields)
+    _check_export_claims(files, entries, export)
+
+
+def _only(entries: list, action: str, export: str) -> dict:
+    found = [e for e in entries if e["action"] == action and export in signed_subjects(e)]
+    if len(found) != 1:
+        raise ValueError(f"needs exactly one {action} entry for {export}, got {len(found)}")
+    return found[0]
+
+
+def _check_export_claims(files: dict, entries: list, export: str) -> None:
+    created = _only(entries, "export.created", export)
+    items = json.loads(files["custody/items.json"])
+    held = sorted((e["id"], e["sha256"]) for e in items["evidence"])
+    if held != sorted((e["id"], e["sha256"]) for e in created["evidence"]):
+        raise ValueError("the bundle's items are not those export.created signs")
+    for item in items["evidence"]:
+        if hashlib.sha256(files[item["path"]]).hexdigest() != item["sha256"]:
+            raise ValueError(f"{item['path']} is not the signed item")
+    sealed = _only(entries, "export.sealed", export)
+    seal = files["custody/seal.json"]
+    if hashlib.sha256(seal).hexdigest() != sealed["seal_sha256"]:
+        raise ValueError("custody/seal.json is not the seal export.sealed signs")
+    listed = json.loads(seal)["files"]
+    unsealed = {"custody/checkpoint.txt", "custody/verifier-key.txt", "custody/proofs.json"}
+    unsealed |= {"custody/seal.json", "custody/checkpoint.tsr", "custody/tsa-ca.pem"}
+    unsealed |= {"tagmanifest-sha256.txt", "tagmanifest-sha512.txt"}
+    for path, data in files.items():
+        token = path.startswith("custody/") and path.endswith((".tsr", ".pem"))
+        if path in unsealed or token or path.startswith("custody/entries/"):
+            continue
+        if listed.get(path) != hashlib.sha256(data).hexdigest():
+            raise ValueError(f"{path} is not sealed as it is")
+    if set(listed) - set(files):
+        raise ValueError("a sealed file is missing")

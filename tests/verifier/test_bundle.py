@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from service.client.verifier import ZipBundle, verify_path
-from service.core import bagit, bundle
+from service.core import bagit, bundle, seal
 from service.core.canonical import canonical_json
 from service.errors import FormatError
+from tests.independent import verifier as independent
 from tests.verifier.bundles import TOP, Built, build, read_members
 
 
@@ -134,7 +135,10 @@ def test_manifest_path_with_percent_and_newline_round_trips(files: dict[str, byt
     name = "data/odd%name\r\nhere.txt"
     files[name] = b"odd"
     verdict = _verify(files, None)
-    assert all(name not in f.subject or "not listed" in f.message for f in verdict.findings)
+    assert all(
+        name not in f.subject or "not listed" in f.message or "not sealed" in f.message
+        for f in verdict.findings
+    )
     assert any(f.subject == name for f in verdict.findings)  # unlisted, so still a finding
 
 
@@ -142,7 +146,11 @@ def test_bag_info_continuation_lines(built: Built, files: dict[str, bytes]) -> N
     bag_info = files["bag-info.txt"].decode()
     files["bag-info.txt"] = bag_info.replace("tests\n", "tests\n  continued\n").encode()
     verdict = _verify(files, built.key)
-    assert [f.subject for f in verdict.findings] == ["bag-info.txt"]  # the tag manifest only
+    # The tag manifest's and the seal's digests, nothing about the continued value.
+    assert [(f.check, f.subject) for f in verdict.findings] == [
+        (bagit.TAGS, "bag-info.txt"),
+        (seal.SEAL, "bag-info.txt"),
+    ]
 
 
 def test_unreadable_files_and_oversized_tag_files_are_findings(
@@ -246,3 +254,61 @@ def test_zip_reader_round_trip(built: Built, tmp_path: Path) -> None:
             reader.read("custody/items.json", 10)
         with pytest.raises(FormatError):
             list(reader.open("no/such/file"))
+
+
+# --- The seal and the export entries -----------------------------------------------------
+
+
+def test_the_seal_covers_only_what_is_not_checked_on_its_own() -> None:
+    assert seal.is_sealed("report/report.html") and seal.is_sealed("custody/items.json")
+    assert not seal.is_sealed("custody/entries/000000000001.json")
+    with pytest.raises(FormatError, match="not sealed"):
+        seal.seal_json(export_id="e", organisation="o", files={bundle.CHECKPOINT_PATH: "00"})
+
+
+def _findings_of(files: dict[str, bytes], built: Built, check: str) -> list[str]:
+    verdict = _verify(files, built.key)
+    return [f"{f.subject}|{f.message}" for f in verdict.findings if f.check == check]
+
+
+def test_a_seal_that_lists_no_files_is_refused(built: Built, files: dict[str, bytes]) -> None:
+    files[seal.SEAL_PATH] = canonical_json({"export": "x", "organisation": "y", "files": []})
+    assert any("needs a files object" in m for m in _findings_of(files, built, seal.SEAL))
+
+
+def test_a_proof_that_is_not_a_list_is_refused(built: Built, files: dict[str, bytes]) -> None:
+    proofs = json.loads(files[bundle.PROOFS_PATH])
+    index = next(iter(proofs["proofs"]))
+    proofs["proofs"][index] = "AAAA"
+    files[bundle.PROOFS_PATH] = canonical_json(proofs)
+    found = _findings_of(files, built, bundle.PROOFS)
+    assert any("list of base64 strings" in m for m in found), found
+
+
+def test_incidents_other_than_the_signed_ones_are_refused(
+    built: Built, files: dict[str, bytes]
+) -> None:
+    items = json.loads(files[bundle.ITEMS_PATH])
+    items["incidents"] = []
+    files[bundle.ITEMS_PATH] = canonical_json(items)
+    found = _findings_of(files, built, seal.EXPORT)
+    assert any("incidents [], export.created signs" in m for m in found), found
+
+
+def test_an_item_listed_twice_is_refused(built: Built, files: dict[str, bytes]) -> None:
+    items = json.loads(files[bundle.ITEMS_PATH])
+    items["evidence"].append(items["evidence"][0])
+    files[bundle.ITEMS_PATH] = canonical_json(items)
+    found = _findings_of(files, built, seal.EXPORT)
+    assert any("3 items, export.created signs 2" in m for m in found), found
+
+
+def test_a_log_of_v1_entries_before_the_export_still_verifies(tmp_path: Path) -> None:
+    """Entries written before format v2 keep verifying, by both verifiers."""
+    built = build(tmp_path, v1=True)
+    files = {n.removeprefix(f"{TOP}/"): d for n, d in read_members(built.path).items()}
+    formats = {json.loads(d)["format"] for p, d in files.items() if p.startswith("custody/ent")}
+    assert formats == {"locker.custody.v1", "locker.custody.v2"}
+    verdict = _verify(files, built.key)
+    assert verdict.ok, verdict.findings
+    independent.check_bundle_claims(files, built.key)
