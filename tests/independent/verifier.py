@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -283,7 +284,11 @@ def _check_export_claims(files: dict, entries: list, export: str) -> None:
     unsealed |= {"custody/seal.json", "custody/checkpoint.tsr", "custody/tsa-ca.pem"}
     unsealed |= {"tagmanifest-sha256.txt", "tagmanifest-sha512.txt"}
     for path, data in files.items():
-        token = path.startswith("custody/") and path.endswith((".tsr", ".pem"))
+        # RFC 3161 tokens, one per authority, are checked on their own (openssl ts).
+        token = re.fullmatch(
+            r"custody/(checkpoint(\.[a-z0-9][a-z0-9.-]*)?\.tsr|tsa-ca(\.[a-z0-9][a-z0-9.-]*)?\.pem)",
+            path,
+        )
         if path in unsealed or token or path.startswith("custody/entries/"):
             continue
         if listed.get(path) != hashlib.sha256(data).hexdigest():
