@@ -17,8 +17,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from service.client.uploader import UploadError, file_sha256, upload
-from service.client.verify_command import EXIT_FAILED, EXIT_USAGE, KeyUnusable, read_verifier
-from service.errors import VerificationError
+from service.client.verify_command import EXIT_FAILED, EXIT_USAGE, read_verifier
+from service.errors import KeyUnusable, VerificationError
 
 
 def upload_command(
@@ -50,7 +50,7 @@ def upload_command(
     try:
         verifier = read_verifier(key)
     except KeyUnusable as exc:
-        _usage(err, str(exc))
+        _usage(err, exc.diagnostics())
     fields = _metadata(metadata, err)
     size = file.stat().st_size
     with Progress(

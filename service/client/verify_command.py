@@ -22,13 +22,9 @@ from service.client.verifier import render, to_json, verify_path
 from service.core.checkpoint import NoteVerifier
 from service.core.receipt import Receipt, verify_receipt
 from service.core.timestamp import load_certificates
-from service.errors import Error
+from service.errors import Error, KeyUnusable
 
 EXIT_VERIFIED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class KeyUnusable(Exception):
-    """The key file cannot be read or holds no verifier key (a usage error)."""
 
 
 def read_verifier(key: Path) -> NoteVerifier:
@@ -113,7 +109,7 @@ def _verifier(key: Path | None, option: str, err: Console) -> NoteVerifier:
     try:
         return read_verifier(key)
     except KeyUnusable as exc:
-        _usage(err, str(exc))
+        _usage(err, exc.diagnostics())
 
 
 def _usage(err: Console, message: str) -> NoReturn:

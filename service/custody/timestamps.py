@@ -20,7 +20,7 @@ from sqlmodel import col, select
 
 from service.core.timestamp import timestamp_request, verify_timestamp
 from service.db.models import CheckpointTimestamp, SignedCheckpoint
-from service.errors import Error, InvalidInput
+from service.errors import Error, InvalidInput, describe
 
 if TYPE_CHECKING:
     from service.runtime import Runtime, Tsa
@@ -41,9 +41,11 @@ def timestamp_checkpoint(
     try:
         token = _request(runtime.tsa, checkpoint)
     except (httpx.HTTPError, Error) as exc:
-        message = exc.diagnostics() if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
         _log.warning(
-            "checkpoint not timestamped", tsa=runtime.tsa.url, size=checkpoint.size, error=message
+            "checkpoint not timestamped",
+            tsa=runtime.tsa.url,
+            size=checkpoint.size,
+            error=describe(exc),
         )
         return None
     try:

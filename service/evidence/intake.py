@@ -45,6 +45,7 @@ from service.errors import (
     ObjectExists,
     StorageError,
     TooLarge,
+    describe,
     validation_message,
 )
 from service.evidence.descriptions import asserted_dict, asserted_digest, describe_at_ingest
@@ -324,15 +325,11 @@ async def ingest(
                     abandon_intent,
                     runtime,
                     intent_id,
-                    _reason(exc),
+                    describe(exc),
                     staged.staged if staged else None,
                 )
             )
         raise
-
-
-def _reason(exc: BaseException) -> str:
-    return exc.diagnostics() if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
 
 
 def _object_key(organisation_id: str, sha256_hex: str) -> str:

@@ -41,7 +41,7 @@ from service.db.models import (
     Submission,
 )
 from service.documentation.incidents import withhold_identities
-from service.errors import DigestMismatch, InvalidInput, NotFound
+from service.errors import DigestMismatch, InvalidInput, NotFound, describe
 from service.evidence.descriptions import latest_version
 from service.evidence.reading import logged_read
 from service.exports.report import render_report, write_pdf_report
@@ -170,8 +170,7 @@ def build_export(runtime: Runtime, export_id: str) -> None:
     try:
         key, version, size, digest = _build(runtime, export_id)
     except Exception as exc:  # recorded on the export, never lost
-        message = exc.diagnostics() if hasattr(exc, "diagnostics") else repr(exc)
-        _finish(runtime, export_id, status="failed", error=message[:1024])
+        _finish(runtime, export_id, status="failed", error=describe(exc)[:1024])
         raise
     _finish(
         runtime,
