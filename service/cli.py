@@ -201,8 +201,9 @@ def timestamp() -> None:
             raise typer.Exit(2)
         token = timestamp_latest(runtime)
     if token is None:
+        # An outage, not a failed integrity check: exit 2, as everywhere.
         _out.print("[red]no timestamp: the TSA failed (see the log)[/red]")
-        raise typer.Exit(1)
+        raise typer.Exit(2)
     _out.print(
         f"checkpoint of size {token.checkpoint_size} timestamped at "
         f"{token.attested_at:%Y-%m-%dT%H:%M:%SZ} by {token.authority}",

@@ -1,8 +1,9 @@
 """`locker upload FILE --server URL --key KEY`: the investigator's upload command.
 
-Exit status: 0 uploaded and the receipt verified, 1 the receipt does not verify (the
-server's answer does not prove the file was logged), 2 refused, unreachable or a
-usage error. Needs nothing above the core, like `locker verify`.
+Exit status, as for every locker command: 0 uploaded and the receipt verified, 1 the
+receipt does not verify (the server's answer does not prove the file was logged), 2 could
+not check (refused, unreachable or a usage error). Needs nothing above the core, like
+`locker verify`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from service.client.uploader import UploadError, file_sha256, upload
-from service.client.verify_command import EXIT_FAILED, EXIT_USAGE, read_verifier
+from service.client.verify_command import EXIT_FAILED, EXIT_HELP, EXIT_UNCHECKED, read_verifier
 from service.errors import KeyUnusable, VerificationError
 
 
@@ -81,7 +82,7 @@ def upload_command(
             )
         except UploadError as exc:
             err.print(f"locker upload: {exc.diagnostics()}", markup=False)
-            raise typer.Exit(EXIT_USAGE) from None
+            raise typer.Exit(EXIT_UNCHECKED) from None
         except VerificationError as exc:
             err.print(f"[red]RECEIPT DOES NOT VERIFY[/red] {escape(exc.diagnostics())}")
             raise typer.Exit(EXIT_FAILED) from None
@@ -112,9 +113,9 @@ def _metadata(text: str | None, err: Console) -> dict[str, Any] | None:
 
 def _usage(err: Console, message: str) -> NoReturn:
     err.print(f"locker upload: {message}", markup=False)
-    raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(EXIT_UNCHECKED)
 
 
 def register(app: typer.Typer) -> None:
     """Add the `upload` command to the locker's CLI."""
-    app.command("upload")(upload_command)
+    app.command("upload", epilog=EXIT_HELP)(upload_command)

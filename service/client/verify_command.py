@@ -3,8 +3,9 @@
 Also `locker verify --receipt RECEIPT --key KEY [--file FILE]` for an upload receipt,
 and `locker verify --server URL` to watch a locker's log.
 
-Exit status: 0 verified, 1 an integrity check failed, 2 a usage error (no such bundle,
-unreadable or malformed key). Like `service.client.verifier`, it needs nothing above the core.
+Exit status, the same for every locker command: 0 verified, 1 an integrity check failed,
+2 could not check (no such bundle, an unreadable or malformed key, the server unreachable
+or refusing). Like `service.client.verifier`, it needs nothing above the core.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from service.core.receipt import Receipt, verify_receipt
 from service.core.timestamp import load_certificates
 from service.errors import Error, KeyUnusable
 
-EXIT_VERIFIED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# What an exit status means, in every command: a cron job or a script can tell
+# "something is wrong with the evidence" (1) from "try again or fix the call" (2).
+EXIT_VERIFIED, EXIT_FAILED, EXIT_UNCHECKED = 0, 1, 2
+EXIT_HELP = (
+    "Exit status: 0 verified; 1 an integrity check failed; 2 could not check "
+    "(usage, unreadable input, server unreachable)."
+)
 
 
 def read_verifier(key: Path) -> NoteVerifier:
@@ -95,6 +102,9 @@ def _monitor(
     verifier = _verifier(key, "--server", err)
     result = check_server(server, verifier, state, api_key=api_key)
     out = Console(highlight=False, soft_wrap=True)
+    if result.unchecked is not None:
+        err.print(f"locker verify: could not check: {result.unchecked}", markup=False)
+        raise typer.Exit(EXIT_UNCHECKED)
     for finding in result.findings:
         out.print(f"[red]FINDING[/red] {escape(finding)}")
     if result.ok and result.current is not None:
@@ -114,7 +124,7 @@ def _verifier(key: Path | None, option: str, err: Console) -> NoteVerifier:
 
 def _usage(err: Console, message: str) -> NoReturn:
     err.print(f"locker verify: {message}", markup=False)
-    raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(EXIT_UNCHECKED)
 
 
 def _receipt(path: Path, key: Path | None, file: Path | None, err: Console) -> NoReturn:
@@ -148,4 +158,4 @@ def _receipt(path: Path, key: Path | None, file: Path | None, err: Console) -> N
 
 def register(app: typer.Typer) -> None:
     """Add the `verify` command to the locker's CLI."""
-    app.command("verify")(verify)
+    app.command("verify", epilog=EXIT_HELP)(verify)
