@@ -50,6 +50,7 @@ from service.errors import (
     VerificationError,
     validation_message,
 )
+from service.evidence.pipe import sized_executor
 from service.logs import configure_logging
 from service.operations.readiness import database_failure, unavailable
 from service.runtime import Runtime, open_runtime
@@ -153,6 +154,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Each upload holds a worker thread while it streams; the default executor's
+        # min(32, cpus + 4) would let a few slow uploads starve short database calls.
+        asyncio.get_running_loop().set_default_executor(sized_executor())
         own = runtime is None
         app.state.runtime = runtime or await run_in_threadpool(open_runtime, settings or Settings())
         stamping = None

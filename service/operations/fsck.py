@@ -30,8 +30,9 @@ from service.db.models import (
     UploadIntent,
 )
 from service.errors import Error
-from service.evidence.intake import abandon_intent, finish_intent
+from service.evidence.intake import abandon_intent
 from service.evidence.reading import verify_object
+from service.evidence.recording import finish_intent
 from service.operations.record_checks import record_findings
 from service.storage import StagedObject
 from service.storage.base import STAGING_PREFIX
