@@ -121,7 +121,8 @@ async def _on_disconnect(_request: Request, _exc: Exception) -> JSONResponse:
 async def _on_race(_request: Request, exc: Exception) -> JSONResponse:
     # The database refused a write that a concurrent request made first; this
     # request's transaction was rolled back whole.
-    _log.warning("concurrent write refused", error=str(exc.orig) if hasattr(exc, "orig") else "")
+    assert isinstance(exc, IntegrityError)
+    _log.warning("concurrent write refused", error=str(exc.orig))
     return problem(409, "a concurrent request changed the same record first; try again")
 
 
