@@ -40,6 +40,7 @@ from service.errors import (
     Error,
     Forbidden,
     Hidden,
+    IdleTimeout,
     InvalidInput,
     NotFound,
     StorageError,
@@ -49,6 +50,7 @@ from service.errors import (
     VerificationError,
     validation_message,
 )
+from service.evidence.pipe import sized_executor
 from service.jobs.queue import JobQueue, open_queue
 from service.jobs.worker import run_in_process, run_worker
 from service.logs import configure_logging
@@ -81,6 +83,7 @@ _STATUS: list[tuple[type[Error], int]] = [
     (Forbidden, 403),
     (Throttled, 429),
     (TooLarge, 413),
+    (IdleTimeout, 408),
     (VerificationError, 500),
     (StorageError, 503),
     (ConfigurationError, 500),
@@ -121,7 +124,8 @@ async def _on_disconnect(_request: Request, _exc: Exception) -> JSONResponse:
 async def _on_race(_request: Request, exc: Exception) -> JSONResponse:
     # The database refused a write that a concurrent request made first; this
     # request's transaction was rolled back whole.
-    _log.warning("concurrent write refused", error=str(exc.orig) if hasattr(exc, "orig") else "")
+    assert isinstance(exc, IntegrityError)
+    _log.warning("concurrent write refused", error=str(exc.orig))
     return problem(409, "a concurrent request changed the same record first; try again")
 
 
@@ -163,6 +167,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Each upload holds a worker thread while it streams; the default executor's
+        # min(32, cpus + 4) would let a few slow uploads starve short database calls.
+        asyncio.get_running_loop().set_default_executor(sized_executor())
         own = runtime is None
         app.state.runtime = runtime or await run_in_threadpool(open_runtime, settings or Settings())
         app.state.jobs = await run_in_threadpool(open_queue, app.state.runtime)

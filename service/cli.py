@@ -383,7 +383,7 @@ def timestamp(json_out: JsonOption = False) -> None:
         if not tokens:
             _out.print("[red]no timestamp: every TSA failed (see the log)[/red]")
     if not tokens:
-        raise typer.Exit(1)
+        raise typer.Exit(2)  # an outage, not a failed integrity check: exit 2, as everywhere
 
 
 @app.command()

@@ -20,6 +20,11 @@ class Error(Exception):
         return str(self) or type(self).__name__
 
 
+def describe(exc: BaseException) -> str:
+    """One line for any exception: ours say what went wrong, others name their class."""
+    return exc.diagnostics() if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+
+
 class ConfigurationError(Error):
     """A setting is missing, malformed or unsafe."""
 
@@ -46,11 +51,6 @@ def one_line(text: str) -> str:
     if len(escaped) <= _MAX_DETAIL:
         return escaped
     return escaped[: _MAX_DETAIL - 1] + "…"
-
-
-def describe(exc: BaseException) -> str:
-    """One line for any exception: ours describe themselves, others by type and message."""
-    return exc.diagnostics() if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
 
 
 def validation_message(errors: Sequence[Mapping[str, Any]], *, prefix: str = "") -> str:
@@ -102,6 +102,14 @@ class Throttled(Error):
 
 class TooLarge(Error):
     """The request body exceeds the configured limit (maps to 413)."""
+
+
+class IdleTimeout(Error):
+    """The client sent nothing for too long; its upload was abandoned (maps to 408)."""
+
+
+class KeyUnusable(Error):
+    """A verifier key file cannot be read or holds no verifier key (a usage error)."""
 
 
 class StorageError(Error):

@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     tsa_interval: float = Field(default=300.0, gt=0)
     # Violation categories: a JSON list of terms, or {"categories": [...]}; else the default.
     vocabulary_file: Path | None = None
-    # Perceptual-hash bits two images may differ by and still be "the same picture".
+    # Perceptual-hash bits two images may differ by and still be "the same picture"
+    # (inclusive): ThreatExchange's PDQ_CONFIDENT_MATCH_THRESHOLD.
     near_duplicate_threshold: int = Field(default=31, ge=0, le=128)
     # Metadata extraction runs in a child process under these limits.
     analysis_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)

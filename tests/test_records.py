@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from service.documentation.documents import AssertedMetadata, FuzzyDate, IncidentDocument, edited
 from service.documentation.languages import canonical_case
-from service.evidence.intake import UploadMetadata
+from service.evidence.recording import UploadMetadata
 
 
 def _refused(model: Any, value: dict[str, Any]) -> str:

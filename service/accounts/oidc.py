@@ -12,7 +12,6 @@ No FastAPI and no database here: the caller maps the identity to a principal.
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
@@ -22,11 +21,12 @@ from typing import Any, NoReturn
 
 import httpx
 import jwt
+import structlog
 
 from service.accounts.permissions import Role
-from service.errors import ConfigurationError, Unauthenticated
+from service.errors import ConfigurationError, Unauthenticated, describe
 
-_log = logging.getLogger("locker.security")
+_log = structlog.get_logger("locker.security")
 
 _GENERIC = "invalid bearer token"
 _ROLES = frozenset(role.value for role in Role)
@@ -92,7 +92,7 @@ def looks_like_jwt(token: str) -> bool:
 
 def _reject(reason: str) -> NoReturn:
     """Log why a token was refused and raise the one answer the caller sees."""
-    _log.warning("bearer token rejected: %s", reason)
+    _log.warning("bearer token rejected", reason=reason)
     raise Unauthenticated(_GENERIC) from None
 
 
@@ -189,7 +189,7 @@ class JwksCache:
         try:
             self._keys = _fetch_jwks(self._url, self._timeout)
         except (httpx.HTTPError, ValueError) as error:
-            _log.warning("JWKS fetch from %s failed: %s", self._url, error)
+            _log.warning("JWKS fetch failed", url=self._url, error=describe(error))
             return
         self._fetched_at = now
 

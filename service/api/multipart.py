@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.exceptions import HTTPException
 
-from service.errors import InvalidInput
+from service.errors import IdleTimeout, InvalidInput
 from service.evidence.intake import FormEvent, PartData, PartEnd, PartStart
 
 _MAX_BOUNDARY = 70  # RFC 2046 §5.1.1
@@ -111,7 +110,7 @@ class _Collector:
 
 
 async def idle_limited(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
-    """The request's chunks, ended with 408 when none arrives for `seconds`.
+    """The request's chunks, ended with IdleTimeout (408) when none arrives for `seconds`.
 
     A slow connection is fine; a silent one would hold its upload (and its pending
     intent) open for ever, as the server has no body-read timeout of its own.
@@ -123,7 +122,7 @@ async def idle_limited(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIte
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise HTTPException(408, f"no data for {seconds:g} s: upload abandoned") from None
+            raise IdleTimeout(f"no data for {seconds:g} s: upload abandoned") from None
         yield chunk
 
 

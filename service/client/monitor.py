@@ -27,15 +27,17 @@ _TIMEOUT = 30
 
 @dataclass(slots=True)
 class MonitorResult:
-    """What the monitor saw; `findings` empty means the log is consistent."""
+    """What the monitor saw: `findings` are integrity failures; `unchecked` says why the
+    check could not be made (the server unreachable or refusing); neither means consistent."""
 
     findings: list[str] = field(default_factory=list)
+    unchecked: str | None = None
     previous: Checkpoint | None = None
     current: Checkpoint | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.findings
+        return not self.findings and self.unchecked is None
 
 
 def fetch(url: str, api_key: str | None) -> bytes:
@@ -57,8 +59,12 @@ def check_server(
     try:
         note = fetch(f"{base}/v1/custody/checkpoint", api_key).decode("utf-8")
         result.current = open_checkpoint(note, verifier)
-    except (urllib.error.URLError, OSError, UnicodeDecodeError) as exc:
-        result.findings.append(f"cannot fetch the checkpoint: {exc}")
+    except (urllib.error.URLError, OSError) as exc:
+        # An outage is not evidence of tampering: the check was not made (exit 2).
+        result.unchecked = f"cannot fetch the checkpoint: {exc}"
+        return result
+    except UnicodeDecodeError as exc:
+        result.findings.append(f"the server's checkpoint is not UTF-8 text: {exc}")
         return result
     except Error as exc:
         result.findings.append(f"the server's checkpoint does not verify: {exc.diagnostics()}")
@@ -87,7 +93,12 @@ def _check_consistency(
         return
     query = urllib.parse.urlencode({"first": old.size, "second": new.size})
     try:
-        answer = json.loads(fetch(f"{base}/v1/custody/proof/consistency?{query}", api_key))
+        body = fetch(f"{base}/v1/custody/proof/consistency?{query}", api_key)
+    except (urllib.error.URLError, OSError) as exc:
+        result.unchecked = f"cannot fetch the consistency proof: {exc}"
+        return
+    try:
+        answer = json.loads(body)
         proof = [base64.b64decode(h, validate=True) for h in answer["hashes"]]
         merkle.verify_consistency(
             first=old.size,
@@ -96,8 +107,9 @@ def _check_consistency(
             second_root=new.root_hash,
             proof=proof,
         )
-    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
-        result.findings.append(f"cannot fetch or read the consistency proof: {exc}")
+    except (ValueError, KeyError, TypeError) as exc:
+        # The server answered, but not with a proof: the log is not shown consistent.
+        result.findings.append(f"the server's consistency proof is malformed: {exc}")
     except Error as exc:
         result.findings.append(
             f"the log at size {new.size} is not an extension of the saved size {old.size}: "

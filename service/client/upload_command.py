@@ -1,7 +1,12 @@
 """`locker upload FILE --server URL --verifier-key KEY`: the investigator's upload command.
 
 The API key comes from LOCKER_API_KEY (or --api-key, which other users of the machine
-may see in the process list). Needs nothing above the core, like `locker verify`.
+may see in the process list).
+
+Exit status, as for every locker command: 0 uploaded and the receipt verified, 1 the
+receipt does not verify (the server's answer does not prove the file was logged), 2 could
+not check (refused, unreachable or a usage error). Needs nothing above the core, like
+`locker verify`.
 """
 
 from __future__ import annotations
@@ -19,12 +24,11 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from service.client.uploader import UploadError, file_sha256, upload
 from service.client.verify_command import (
     EXIT_FAILED,
-    EXIT_USAGE,
-    KeyUnusable,
+    EXIT_UNCHECKED,
     read_verifier,
     shown_path,
 )
-from service.errors import VerificationError
+from service.errors import KeyUnusable, VerificationError
 
 EXIT_HELP = (
     "Exit status: 0 uploaded and the receipt verified; 1 the receipt does not verify (the "
@@ -78,7 +82,7 @@ def upload_command(
     try:
         verifier = read_verifier(key)
     except KeyUnusable as exc:
-        _usage(err, str(exc))
+        _usage(err, exc.diagnostics())
     fields = _metadata(metadata, err)
     size = file.stat().st_size
     quiet = json_out or not sys.stderr.isatty()
@@ -115,7 +119,7 @@ def upload_command(
             )
         except UploadError as exc:
             err.print(f"locker upload: {exc.diagnostics()}", markup=False)
-            raise typer.Exit(EXIT_USAGE) from None
+            raise typer.Exit(EXIT_UNCHECKED) from None
         except VerificationError as exc:
             err.print(f"[red]RECEIPT DOES NOT VERIFY[/red] {escape(exc.diagnostics())}")
             raise typer.Exit(EXIT_FAILED) from None
@@ -158,7 +162,7 @@ def _metadata(text: str | None, err: Console) -> dict[str, Any] | None:
 
 def _usage(err: Console, message: str) -> NoReturn:
     err.print(f"locker upload: {message}", markup=False)
-    raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(EXIT_UNCHECKED)
 
 
 def register(app: typer.Typer) -> None:

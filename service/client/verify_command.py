@@ -2,7 +2,12 @@
 
 Also `locker verify --receipt RECEIPT --verifier-key KEY [--file FILE]` for an upload
 receipt, and `locker verify --server URL --verifier-key KEY --state FILE` to watch a
-locker's log. Like `service.client.verifier`, it needs nothing above the core.
+locker's log.
+
+Exit status, the same for every locker command: 0 verified, 1 an integrity check failed,
+2 could not check (no such bundle, an unreadable or malformed key, the server unreachable
+or refusing); `locker verify` adds 3: a bundle intact but checked only against its own
+key. Like `service.client.verifier`, it needs nothing above the core.
 """
 
 from __future__ import annotations
@@ -22,20 +27,18 @@ from service.core.bundle import Verdict
 from service.core.checkpoint import KeyHistory, NoteVerifier, parse_verifier_keys
 from service.core.receipt import Receipt, ReceiptFacts, verify_receipt
 from service.core.timestamp import load_certificates
-from service.errors import Error
+from service.errors import Error, KeyUnusable
 
-EXIT_VERIFIED, EXIT_FAILED, EXIT_USAGE, EXIT_UNPROVEN = 0, 1, 2, 3
+# What an exit status means, in every command: a cron job or a script can tell
+# "something is wrong with the evidence" (1) from "try again or fix the call" (2).
+EXIT_VERIFIED, EXIT_FAILED, EXIT_UNCHECKED, EXIT_UNPROVEN = 0, 1, 2, 3
 EXIT_HELP = (
     "Exit status: 0 verified against the verifier key given; 1 an integrity check failed; "
-    "2 could not check (usage error, missing or unreadable file, unusable key); "
-    "3 the bundle is intact but its origin unproven: no --verifier-key was given, so it "
-    "was checked only against the key inside the bundle."
+    "2 could not check (usage error, missing or unreadable file, unusable key, server "
+    "unreachable or refusing); 3 the bundle is intact but its origin unproven: no "
+    "--verifier-key was given, so it was checked only against the key inside the bundle."
 )
 API_KEY_PREFIX = "lk_"  # the locker's API keys; never echoed back in an error
-
-
-class KeyUnusable(Exception):
-    """The key file cannot be read or holds no verifier key (a usage error)."""
 
 
 def read_verifier(key: Path) -> NoteVerifier | KeyHistory:
@@ -169,6 +172,9 @@ def _monitor(
         _usage(err, "--server needs --verifier-key and --state")
     verifier = _verifier(key, "--server", err)
     result = check_server(server, verifier, state, api_key=api_key)
+    if result.unchecked is not None:
+        err.print(f"locker verify: could not check: {result.unchecked}", markup=False)
+        raise typer.Exit(EXIT_UNCHECKED)
     if json_out:
         typer.echo(_json(_monitor_document(result)))
     else:
@@ -199,12 +205,12 @@ def _verifier(key: Path | None, what: str, err: Console) -> NoteVerifier | KeyHi
     try:
         return read_verifier(key)
     except KeyUnusable as exc:
-        _usage(err, str(exc))
+        _usage(err, exc.diagnostics())
 
 
 def _usage(err: Console, message: str) -> NoReturn:
     err.print(f"locker verify: {message}", markup=False)
-    raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(EXIT_UNCHECKED)
 
 
 def _receipt(

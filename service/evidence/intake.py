@@ -9,52 +9,44 @@ Order of writes (so nothing is ever half-recorded):
 4. one transaction appends the custody entry, writes the evidence record and marks the
    intent done; only then does the client get its answer.
 A crash between steps leaves a pending intent that `locker fsck --repair` settles.
+
+Steps 1 and 2 are here (the streaming itself in `service.evidence.pipe`); steps 3 and 4
+in `service.evidence.recording`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import queue
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import structlog
-from pydantic import Field, ValidationError
-from sqlmodel import Session, col, select
+from pydantic import ValidationError
 
-from service.accounts.access import (
-    restrict_in_session,
-    subject_column,
-    visible_clause,
-    visible_incident,
-)
 from service.accounts.members import Principal
-from service.accounts.permissions import Permission, Role
-from service.core.canonical import canonical_sha256
-from service.core.digests import ContentDigester, ContentDigests, sha256_hex_valid
-from service.db import rerun_if_raced
-from service.db.models import Evidence, Submission, UploadIntent, User
-from service.documentation.documents import AssertedMetadata
-from service.documentation.links import is_linked, link_in_session
+from service.accounts.permissions import Permission
+from service.core.digests import sha256_hex_valid
+from service.db.models import UploadIntent
 from service.errors import (
     CONTROL_CHARACTERS,
     NUL_REFUSED,
-    Error,
     InvalidInput,
-    NotFound,
-    ObjectExists,
     StorageError,
-    TooLarge,
+    describe,
     validation_message,
 )
-from service.evidence.descriptions import asserted_dict, asserted_digest, describe_at_ingest
-from service.evidence.media_types import sniff_media_type
-from service.evidence.reading import verify_object
+from service.evidence.pipe import StagedUpload, stage_file
+from service.evidence.recording import (
+    IngestResult,
+    UploadMetadata,
+    find_evidence,
+    object_key,
+    record_upload,
+)
 from service.storage import StagedObject
 
 if TYPE_CHECKING:
@@ -64,10 +56,6 @@ _log = structlog.get_logger("locker.intake")
 
 _MAX_FIELD_BYTES = 64 * 1024
 _FIELDS = frozenset({"metadata", "sha256"})
-_PIPE_CHUNK = 1024 * 1024
-# Chunks in flight between the request and the storage thread (memory stays bounded).
-_PIPE_DEPTH = 8
-_SNIFF_BYTES = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,84 +79,6 @@ class PartEnd:
 FormEvent = PartStart | PartData | PartEnd
 
 
-class UploadMetadata(AssertedMetadata):
-    """The metadata part: the collector's assertions, plus where the item goes."""
-
-    incident_id: str | None = Field(default=None, max_length=36)
-    restricted: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IngestResult:
-    evidence: Evidence
-    submission: Submission
-    duplicate: bool
-
-
-@dataclass(slots=True)
-class _Staged:
-    staged: StagedObject
-    digests: ContentDigests
-    head: bytes
-
-
-class _Pipe:
-    """A bounded hand-over of chunks from the event loop to the storage thread."""
-
-    _END = object()
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=_PIPE_DEPTH)
-        self.consumer_failed = threading.Event()
-        self._ended = False  # the consumer has seen the end (or the abort) already
-
-    async def put(self, item: object) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            await asyncio.to_thread(self._queue.put, item)
-
-    async def close(self, error: BaseException | None = None) -> None:
-        await self.put(error if error is not None else self._END)
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            item = self._queue.get()
-            if item is self._END or isinstance(item, BaseException):
-                self._ended = True
-                if isinstance(item, BaseException):
-                    raise item
-                return
-            assert isinstance(item, bytes)
-            yield item
-
-    def drain(self) -> None:
-        """After the consumer failed: swallow what the producer still sends."""
-        self.consumer_failed.set()
-        while not self._ended:
-            item = self._queue.get()
-            self._ended = item is self._END or isinstance(item, BaseException)
-
-
-def _stage_in_thread(runtime: Runtime, pipe: _Pipe, expected_key: str | None) -> _Staged:
-    digester = ContentDigester()
-    head = bytearray()
-
-    def digesting() -> Iterator[bytes]:
-        for chunk in pipe:
-            digester.update(chunk)
-            if len(head) < _SNIFF_BYTES:
-                head.extend(chunk[: _SNIFF_BYTES - len(head)])
-            yield chunk
-
-    try:
-        staged = runtime.store.stage(digesting(), expected_key=expected_key)
-    except BaseException:
-        pipe.drain()
-        raise
-    return _Staged(staged=staged, digests=digester.finish(), head=bytes(head))
-
-
 async def _part_chunks(events: AsyncIterator[FormEvent]) -> AsyncIterator[bytes]:
     """The data of the current part, up to its end."""
     async for event in events:
@@ -179,39 +89,6 @@ async def _part_chunks(events: AsyncIterator[FormEvent]) -> AsyncIterator[bytes]
         else:
             raise InvalidInput("malformed multipart body: a part started inside another")
     raise InvalidInput("malformed multipart body: truncated part")
-
-
-async def _stage_file(
-    runtime: Runtime, chunks: AsyncIterator[bytes], limit: int, expected_key: str | None
-) -> _Staged:
-    pipe = _Pipe()
-    staging = asyncio.ensure_future(
-        asyncio.to_thread(_stage_in_thread, runtime, pipe, expected_key)
-    )
-    size, buffer = 0, bytearray()
-    try:
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(f"file exceeds the upload limit of {limit} bytes")
-            buffer += chunk
-            if len(buffer) >= _PIPE_CHUNK:
-                if pipe.consumer_failed.is_set():
-                    break
-                await pipe.put(bytes(buffer))
-                buffer.clear()
-        if buffer:
-            await pipe.put(bytes(buffer))
-    except BaseException as exc:
-        await pipe.close(_Aborted(str(exc)))
-        await asyncio.gather(staging, return_exceptions=True)
-        raise
-    await pipe.close()
-    return await staging
-
-
-class _Aborted(Error):
-    """Tells the storage thread to abandon the staging object."""
 
 
 async def _read_field(chunks: AsyncIterator[bytes], name: str) -> str:
@@ -290,59 +167,76 @@ async def ingest(
 ) -> IngestResult:
     """Consume a multipart upload (parts file, metadata, sha256) and record it."""
     principal.require(Permission.EVIDENCE_UPLOAD)
-    fields: dict[str, str] = {}
-    intent_id: str | None = None
-    staged: _Staged | None = None
+    upload = _Upload()
     try:
         async for event in form:
             if not isinstance(event, PartStart):
                 raise InvalidInput("malformed multipart body")
-            if event.name != "file":
-                if event.name not in _FIELDS:
-                    # A misspelt "sha256" must not silently skip the digest check.
-                    raise InvalidInput(
-                        f"unknown part {event.name[:64]!r}: expected file, metadata or sha256"
-                    )
-                if event.name in fields:
-                    raise InvalidInput(f"{event.name}: given twice")
-                fields[event.name] = await _read_field(_part_chunks(form), event.name)
-                continue
-            if staged is not None or intent_id is not None:
-                raise InvalidInput("file: only one file per upload")
-            filename = _check_filename(event.filename or "")
-            # Validate what already arrived before storing a byte.
-            _parse_metadata(fields.get("metadata"))
-            claimed = _parse_claimed_sha256(fields.get("sha256"))
-            intent_id, expected_key = await asyncio.to_thread(
-                _open_intent, runtime, principal, filename, claimed
-            )
-            staged = await _stage_file(
-                runtime, _part_chunks(form), runtime.settings.max_upload_bytes, expected_key
-            )
-        if staged is None or intent_id is None:
+            if event.name == "file":
+                await _receive_file(runtime, principal, upload, event, form)
+            else:
+                await _receive_field(upload, event, form)
+        if upload.intent_id is None or upload.staged is None:
             raise InvalidInput("file: the upload has no file part")
-        return await asyncio.to_thread(_record, runtime, principal, intent_id, staged, fields)
+        return await asyncio.to_thread(
+            record_upload,
+            runtime,
+            principal,
+            upload.intent_id,
+            upload.staged,
+            metadata=_parse_metadata(upload.fields.get("metadata")),
+            claimed=_parse_claimed_sha256(upload.fields.get("sha256")),
+        )
     except BaseException as exc:
-        if intent_id is not None:
+        if upload.intent_id is not None:
+            staged = upload.staged.staged if upload.staged else None
             await asyncio.shield(
-                asyncio.to_thread(
-                    abandon_intent,
-                    runtime,
-                    intent_id,
-                    _reason(exc),
-                    staged.staged if staged else None,
-                )
+                asyncio.to_thread(abandon_intent, runtime, upload.intent_id, describe(exc), staged)
             )
         raise
 
 
-def _reason(exc: BaseException) -> str:
-    return exc.diagnostics() if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+@dataclass(slots=True)
+class _Upload:
+    """What an upload has received so far."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    intent_id: str | None = None
+    staged: StagedUpload | None = None
 
 
-def _object_key(organisation_id: str, sha256_hex: str) -> str:
-    """Where an organisation's object with this content lives (content-addressed)."""
-    return f"org/{organisation_id}/sha256/{sha256_hex}"
+async def _receive_field(upload: _Upload, event: PartStart, form: AsyncIterator[FormEvent]) -> None:
+    if event.name not in _FIELDS:
+        # A misspelt "sha256" must not silently skip the digest check.
+        raise InvalidInput(f"unknown part {event.name[:64]!r}: expected file, metadata or sha256")
+    if event.name in upload.fields:
+        raise InvalidInput(f"{event.name}: given twice")
+    upload.fields[event.name] = await _read_field(_part_chunks(form), event.name)
+
+
+async def _receive_file(
+    runtime: Runtime,
+    principal: Principal,
+    upload: _Upload,
+    event: PartStart,
+    form: AsyncIterator[FormEvent],
+) -> None:
+    """Steps 1 and 2: record the intent, then stream the part into a staging object."""
+    if upload.intent_id is not None:
+        raise InvalidInput("file: only one file per upload")
+    filename = _check_filename(event.filename or "")
+    # Validate what already arrived before storing a byte.
+    _parse_metadata(upload.fields.get("metadata"))
+    claimed = _parse_claimed_sha256(upload.fields.get("sha256"))
+    upload.intent_id, expected_key = await asyncio.to_thread(
+        _open_intent, runtime, principal, filename, claimed
+    )
+    upload.staged = await stage_file(
+        runtime.store,
+        _part_chunks(form),
+        limit=runtime.settings.max_upload_bytes,
+        expected_key=expected_key,
+    )
 
 
 def _open_intent(
@@ -354,8 +248,8 @@ def _open_intent(
     content-addressed key (still unlocked, and checked before it is committed).
     """
     expected_key = None
-    if claimed is not None and _find_evidence(runtime, principal.organisation_id, claimed) is None:
-        expected_key = _object_key(principal.organisation_id, claimed)
+    if claimed is not None and find_evidence(runtime, principal.organisation_id, claimed) is None:
+        expected_key = object_key(principal.organisation_id, claimed)
     intent = UploadIntent(
         id=str(uuid.uuid4()),
         organisation_id=principal.organisation_id,
@@ -392,215 +286,3 @@ def abandon_intent(
             runtime.store.discard(staged)
         except StorageError as exc:
             _log.warning("staging bytes left", intent=intent_id, error=exc.diagnostics())
-
-
-def _record(
-    runtime: Runtime, principal: Principal, intent_id: str, staged: _Staged, fields: dict[str, str]
-) -> IngestResult:
-    metadata = _parse_metadata(fields.get("metadata"))
-    claimed = _parse_claimed_sha256(fields.get("sha256"))
-    digests = staged.digests
-    if digests.size == 0:
-        raise InvalidInput("file: empty file")
-    if claimed is not None and claimed != digests.sha256.hex:
-        raise InvalidInput(
-            f"sha256: mismatch: you sent {claimed}, the server received {digests.sha256.hex}"
-        )
-    media_type = sniff_media_type(staged.head)
-    key = _object_key(principal.organisation_id, digests.sha256.hex)
-    with runtime.database.session() as session:
-        if metadata.incident_id is not None:
-            try:
-                visible_incident(session, principal, metadata.incident_id)
-            except NotFound:
-                raise InvalidInput(
-                    f"metadata.incident_id: no incident {metadata.incident_id}"
-                ) from None
-        intent = session.get(UploadIntent, intent_id)
-        assert intent is not None
-        intent.sha256, intent.sha512 = digests.sha256.hex, digests.sha512.hex
-        intent.size, intent.media_type = digests.size, media_type
-        intent.staging_key, intent.claimed_sha256 = staged.staged.staging_key, claimed
-        intent.metadata_json = metadata.model_dump_json(exclude_unset=True)
-        session.add(intent)
-    if _find_evidence(runtime, principal.organisation_id, digests.sha256.hex) is None:
-        key, version = _commit_object(runtime, staged, key)
-        # Remember where the bytes are before recording them: if we crash now, fsck
-        # --repair finishes this intent from here.
-        with runtime.database.session() as session:
-            intent = session.get(UploadIntent, intent_id)
-            assert intent is not None
-            intent.object_key, intent.object_version = key, version
-            session.add(intent)
-    else:
-        runtime.store.discard(staged.staged)
-        key, version = "", None
-    return finish_intent(runtime, intent_id, object_key=key, object_version=version)
-
-
-def _find_evidence(runtime: Runtime, organisation_id: str, sha256_hex: str) -> Evidence | None:
-    with runtime.database.session() as session:
-        return _evidence_by_digest(session, organisation_id, sha256_hex)
-
-
-def _evidence_by_digest(session: Session, organisation_id: str, sha256_hex: str) -> Evidence | None:
-    return session.exec(
-        select(Evidence)
-        .where(Evidence.organisation_id == organisation_id)
-        .where(Evidence.sha256 == sha256_hex)
-    ).first()
-
-
-def _visible_by_digest(session: Session, principal: Principal, sha256_hex: str) -> Evidence | None:
-    """The first record of these bytes the uploader can see, if any."""
-    return session.exec(
-        select(Evidence)
-        .where(Evidence.organisation_id == principal.organisation_id)
-        .where(Evidence.sha256 == sha256_hex)
-        .where(visible_clause(principal, subject_column("evidence", col(Evidence.id))))
-        .order_by(col(Evidence.copy_number))
-    ).first()
-
-
-def _copies(session: Session, organisation_id: str, sha256_hex: str) -> int:
-    """How many records of these bytes the organisation holds (the next copy number)."""
-    return len(
-        session.exec(
-            select(Evidence.id)
-            .where(Evidence.organisation_id == organisation_id)
-            .where(Evidence.sha256 == sha256_hex)
-        ).all()
-    )
-
-
-def _commit_object(runtime: Runtime, staged: _Staged, key: str) -> tuple[str, str | None]:
-    try:
-        stored = runtime.store.commit(staged.staged, key, retain_until=runtime.retain_until())
-    except ObjectExists:
-        # Same bytes stored by an upload that crashed before recording them: the key
-        # is content-addressed, so the object there is ours once its digest checks out.
-        runtime.store.discard(staged.staged)
-        found = runtime.store.head(key)
-        if found is None:
-            raise
-        verify_object(runtime.store, key, found.version_id, expected=staged.digests)
-        # That upload may have died before locking it: evidence is never left deletable.
-        runtime.store.lock(key, found.version_id, retain_until=runtime.retain_until())
-        return key, found.version_id
-    return stored.key, stored.version_id
-
-
-@rerun_if_raced
-def finish_intent(
-    runtime: Runtime, intent_id: str, *, object_key: str, object_version: str | None
-) -> IngestResult:
-    """Record a stored upload: log entry, evidence record, submission, intent done.
-
-    Shared by the upload path and by `locker fsck --repair`, which finishes intents a
-    crash left pending. One transaction: all of it commits, or none of it. If a
-    concurrent upload of the same bytes records the evidence first, the rerun makes
-    ours a re-submission of it.
-    """
-    with runtime.database.session() as session:
-        intent = session.get(UploadIntent, intent_id)
-        if intent is None or intent.sha256 is None or intent.sha512 is None or intent.size is None:
-            raise NotFound(f"no recorded upload intent {intent_id}")
-        uploader = session.get(User, intent.user_id)
-        assert uploader is not None
-        principal = Principal(
-            user_id=intent.user_id,
-            organisation_id=intent.organisation_id,
-            role=Role(uploader.role),
-        )
-        metadata = UploadMetadata.model_validate_json(intent.metadata_json)
-        asserted = asserted_dict(metadata)
-        submitted = {"filename": intent.filename, "metadata": json.loads(intent.metadata_json)}
-        details: dict[str, object] = {
-            "sha256": intent.sha256,
-            "size": intent.size,
-            "submission_sha256": canonical_sha256(submitted),
-        }
-        # Dedupe only within what the uploader sees (docs/design.md, "Visibility").
-        evidence = _visible_by_digest(session, principal, intent.sha256)
-        duplicate = evidence is not None
-        if evidence is None:
-            stored = _evidence_by_digest(session, intent.organisation_id, intent.sha256)
-            copies = _copies(session, intent.organisation_id, intent.sha256)
-            if stored is not None and not object_key:  # the same bytes, already locked
-                object_key, object_version = stored.object_key, stored.object_version
-            evidence_id = str(uuid.uuid4())
-            details |= {
-                "sha512": intent.sha512,
-                "media_type": intent.media_type or "",
-                "asserted_sha256": asserted_digest(asserted),
-            }
-            entry = runtime.log.append(
-                session,
-                organisation_id=intent.organisation_id,
-                actor=principal.actor,
-                action="evidence.ingested",
-                subjects=[f"evidence:{evidence_id}"],
-                details=details,
-            )
-            evidence = Evidence(
-                id=evidence_id,
-                organisation_id=intent.organisation_id,
-                sha256=intent.sha256,
-                sha512=intent.sha512,
-                size=intent.size,
-                media_type=intent.media_type or "application/octet-stream",
-                object_key=object_key,
-                object_version=object_version,
-                received_at=entry.time,
-                ingest_index=entry.index,
-                copy_number=copies,
-            )
-            session.add(evidence)
-            session.flush()
-            describe_at_ingest(
-                session,
-                evidence,
-                asserted,
-                recorded_by=intent.user_id,
-                custody_index=entry.index,
-            )
-        else:
-            entry = runtime.log.append(
-                session,
-                organisation_id=intent.organisation_id,
-                actor=principal.actor,
-                action="evidence.resubmitted",
-                subjects=[f"evidence:{evidence.id}"],
-                details=details,
-            )
-        session.flush()
-        submission = Submission(
-            id=str(uuid.uuid4()),
-            evidence_id=evidence.id,
-            organisation_id=intent.organisation_id,
-            submitted_by=intent.user_id,
-            filename=intent.filename,
-            metadata_json=intent.metadata_json,
-            received_at=entry.time,
-            custody_index=entry.index,
-        )
-        session.add(submission)
-        if metadata.incident_id is not None:
-            incident = visible_incident(session, principal, metadata.incident_id)
-            if not is_linked(session, incident.id, evidence.id):
-                link_in_session(
-                    runtime, session, principal, incident, evidence, reason="linked at upload"
-                )
-        if metadata.restricted:
-            subject = f"evidence:{evidence.id}"
-            if duplicate:
-                # Not the uploader's new item: restricting it is the restrict permission's.
-                principal.require(Permission.RESTRICT, subject=subject)
-            restrict_in_session(runtime, session, principal, subject)
-        intent.status, intent.finished_at = "done", datetime.now(UTC)
-        intent.object_key, intent.object_version = (
-            object_key or evidence.object_key,
-            (object_version if object_key else evidence.object_version),
-        )
-        session.add(intent)
-    return IngestResult(evidence=evidence, submission=submission, duplicate=duplicate)

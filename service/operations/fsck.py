@@ -33,8 +33,9 @@ from service.db.models import (
     UploadIntent,
 )
 from service.errors import Error
-from service.evidence.intake import abandon_intent, finish_intent
+from service.evidence.intake import abandon_intent
 from service.evidence.reading import verify_object
+from service.evidence.recording import finish_intent
 from service.exports.bundles import export_prefix
 from service.operations.record_checks import record_findings
 from service.storage import StagedObject

@@ -15,7 +15,6 @@ locked version really cannot be deleted.
 from __future__ import annotations
 
 import io
-import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, cast
 
 import certifi
+import structlog
 import urllib3
 import urllib3.exceptions
 from minio import Minio
@@ -43,7 +43,7 @@ from service.storage.base import (
     new_staging_key,
 )
 
-_log = logging.getLogger(__name__)
+_log = structlog.get_logger("locker.storage")
 
 # 8 MiB parts, two in flight: SeaweedFS works on one while we hash and sign the next.
 # 8 MiB is the smallest power of two that fits a 64 GiB upload in S3's 10,000 parts.
@@ -399,7 +399,11 @@ class S3Store:
             self.discard(staged)
         except StorageError as error:
             # The leftover is harmless and visible: `iter_staged` lists it for cleanup.
-            _log.warning("could not discard %s after commit: %s", staged.staging_key, error)
+            _log.warning(
+                "staging copy left after commit",
+                staging_key=staged.staging_key,
+                error=error.diagnostics(),
+            )
 
 
 class _ChunkReader:

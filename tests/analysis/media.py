@@ -10,6 +10,11 @@ import zlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from service.settings import Settings
+
+# The deployment's default: the near-duplicate threshold lives in the settings alone.
+NEAR_DUPLICATE_THRESHOLD: int = Settings.model_fields["near_duplicate_threshold"].default
+
 
 @functools.cache
 def scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:

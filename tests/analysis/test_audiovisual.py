@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from service.evidence.analysis import NEAR_DUPLICATE_THRESHOLD, analyse_file, best_match_distance
-from tests.analysis.media import scene
+from service.evidence.analysis import analyse_file, best_match_distance
+from tests.analysis.media import NEAR_DUPLICATE_THRESHOLD, scene
 
 SECONDS, RATE, KEYFRAME_EVERY = 2, 10, 5
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from PIL.ExifTags import IFD
 
-from service.evidence.analysis import NEAR_DUPLICATE_THRESHOLD, analyse_file, best_match_distance
-from tests.analysis.media import png_claiming, scene
+from service.evidence.analysis import analyse_file, best_match_distance
+from tests.analysis.media import NEAR_DUPLICATE_THRESHOLD, png_claiming, scene
 
 
 def _photo_exif(*, orientation: int = 1) -> Image.Exif:

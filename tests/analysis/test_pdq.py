@@ -9,15 +9,9 @@ import pytest
 from PIL import Image
 
 from service.errors import InvalidInput
-from service.evidence.analysis import (
-    NEAR_DUPLICATE_THRESHOLD,
-    PerceptualHash,
-    best_match_distance,
-    is_near_duplicate,
-    pdq_distance,
-)
+from service.evidence.analysis import PerceptualHash, best_match_distance, pdq_distance
 from service.evidence.analysis.pdq import hash_rgb
-from tests.analysis.media import scene
+from tests.analysis.media import NEAR_DUPLICATE_THRESHOLD, scene
 
 ZERO = "0" * 64
 
@@ -51,14 +45,6 @@ def test_distance_counts_differing_bits() -> None:
 def test_distance_refuses_what_is_not_a_pdq_hash(bad: str) -> None:
     with pytest.raises(InvalidInput):
         pdq_distance(ZERO, bad)
-
-
-def test_near_duplicate_threshold_is_inclusive_and_configurable() -> None:
-    assert NEAR_DUPLICATE_THRESHOLD == 31
-    assert is_near_duplicate(ZERO, _flip_bits(ZERO, 31))
-    assert not is_near_duplicate(ZERO, _flip_bits(ZERO, 32))
-    assert is_near_duplicate(ZERO, _flip_bits(ZERO, 32), threshold=40)
-    assert not is_near_duplicate(ZERO, _flip_bits(ZERO, 10), threshold=9)
 
 
 def test_best_match_takes_the_closest_usable_pair() -> None:

@@ -79,7 +79,8 @@ def test_checkpoints_are_timestamped_and_bundles_carry_the_token(
     assert verdict.ok, verdict.findings
     assert verdict.timestamp is not None and verdict.tsa_source == "given"
     assert verdict.checkpoint is not None
-    stored = _timestamps(locker.client(), verdict.checkpoint.size)
+    with locker.client() as client:
+        stored = _timestamps(client, verdict.checkpoint.size)
     assert len(stored) == 1  # one token per checkpoint, however many asked at once
     assert base64.b64decode(stored[0]["response"]) == bundled_token
     assert verdict.timestamp.time.isoformat() == stored[0]["attested_at"].replace("Z", "+00:00")

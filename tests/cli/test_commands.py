@@ -89,31 +89,32 @@ def test_postgres_without_synchronous_commit_is_refused(tmp_path: Path) -> None:
 def test_serve_runs_on_embedded_defaults(tmp_path: Path) -> None:
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
-    process = subprocess.Popen(
+    # Leaving the with block closes the output pipe and waits for the process.
+    with subprocess.Popen(
         [*LOCKER, "serve", "--port", str(port)],
         cwd=tmp_path,
         env=clean,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )
-    try:
-        for _ in range(200):
-            try:
-                key = httpx.get(f"http://127.0.0.1:{port}/v1/custody/verifier-key", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                import time
+    ) as process:
+        try:
+            for _ in range(200):
+                try:
+                    key = httpx.get(f"http://127.0.0.1:{port}/v1/custody/verifier-key", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                    import time
 
-                time.sleep(0.1)
-        assert key.status_code == 200
-        assert key.text.startswith("evidence-locker.local/custody+")
-        assert (tmp_path / "locker-data" / "locker.sqlite3").exists()
-        assert (tmp_path / "locker-data" / "log-signing-key").stat().st_mode & 0o077 == 0
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+                    time.sleep(0.1)
+            assert key.status_code == 200
+            assert key.text.startswith("evidence-locker.local/custody+")
+            assert (tmp_path / "locker-data" / "locker.sqlite3").exists()
+            assert (tmp_path / "locker-data" / "log-signing-key").stat().st_mode & 0o077 == 0
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
 
 
 def test_admin_manages_members_and_keys(tmp_path: Path) -> None:

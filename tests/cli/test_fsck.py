@@ -34,7 +34,7 @@ def _upload(locker: Locker, content: bytes = PNG) -> dict[str, object]:
 def _tamper(runtime: Runtime, table: str, statement: str) -> None:
     """What a malicious administrator would do: switch the guard off, then edit."""
     with runtime.database.session() as session:
-        if runtime.database.is_sqlite:
+        if runtime.database.engine.dialect.name == "sqlite":
             session.execute(text(f"DROP TRIGGER {table}_no_update"))
         else:
             session.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
@@ -66,7 +66,7 @@ def test_changed_leaf_is_found(locker: Locker) -> None:
         "custody_entry",
         f"UPDATE custody_entry SET leaf = CAST(REPLACE(leaf, 'ingested', 'inGested') AS BLOB) "
         f"WHERE {column} = 3"
-        if locker.runtime.database.is_sqlite
+        if locker.runtime.database.engine.dialect.name == "sqlite"
         else f"UPDATE custody_entry SET leaf = convert_to(replace(convert_from(leaf, 'UTF8'), "
         f"'ingested', 'inGested'), 'UTF8') WHERE {column} = 3",
     )

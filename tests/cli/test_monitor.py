@@ -8,18 +8,20 @@ from typer.testing import CliRunner
 
 from service.cli import app
 from service.core.checkpoint import Checkpoint, sign_checkpoint
-from tests.harness import Locker
+from tests.harness import Locker, free_port
 
 runner = CliRunner()
 
 
-def _monitor(locker: Locker, key: Path, state: Path) -> tuple[int, str]:
+def _monitor(
+    locker: Locker, key: Path, state: Path, *, server: str | None = None
+) -> tuple[int, str]:
     result = runner.invoke(
         app,
         [
             "verify",
             "--server",
-            locker.base_url,
+            server or locker.base_url,
             "--verifier-key",
             str(key),
             "--state",
@@ -66,3 +68,23 @@ def test_wrong_key_and_missing_options(locker: Locker, tmp_path: Path) -> None:
     assert not (tmp_path / "state.txt").exists()
     usage = runner.invoke(app, ["verify", "--server", locker.base_url])
     assert usage.exit_code == 2
+
+
+def test_an_unreachable_server_is_could_not_check_not_a_finding(
+    locker: Locker, tmp_path: Path
+) -> None:
+    key, state = tmp_path / "key.txt", tmp_path / "state.txt"
+    key.write_text(locker.runtime.log.verifier.to_text() + "\n")
+    code, output = _monitor(locker, key, state)
+    assert code == 0, output
+    saved = state.read_text()
+    # Nothing listens on a fresh free port: an outage, exit 2, not 1 (tampering) or 0.
+    code, output = _monitor(locker, key, state, server=f"http://127.0.0.1:{free_port()}")
+    assert code == 2, output
+    assert "could not check" in output and "FINDING" not in output, output
+    assert state.read_text() == saved
+    # A server that refuses the caller is no finding either.
+    options = ["--key", str(key), "--state", str(state), "--api-key", "not-a-key"]
+    refused = runner.invoke(app, ["verify", "--server", locker.base_url, *options])
+    assert refused.exit_code == 2, refused.output
+    assert "could not check" in refused.output and "401" in refused.output, refused.output

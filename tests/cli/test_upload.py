@@ -212,8 +212,15 @@ def _cutting_proxy(target: str, *, cut_after: int) -> Iterator[_Proxy]:
             proxy.connections += 1
             upstream = socket.create_connection((host, int(port)))
             limit = cut_after if proxy.connections == 1 else None
-            threading.Thread(target=pipe, args=(client, upstream, limit), daemon=True).start()
-            threading.Thread(target=pipe, args=(upstream, client, None), daemon=True).start()
+            threading.Thread(target=relay, args=(client, upstream, limit), daemon=True).start()
+
+    def relay(client: socket.socket, upstream: socket.socket, limit: int | None) -> None:
+        # Both ways, then close both sockets (each direction shuts both down when it ends).
+        with client, upstream:
+            sending = threading.Thread(target=pipe, args=(client, upstream, limit), daemon=True)
+            sending.start()
+            pipe(upstream, client, None)
+            sending.join()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

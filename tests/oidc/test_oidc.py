@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import secrets
 import threading
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import structlog
 from cryptography.hazmat.primitives import serialization
 
 from service.accounts.oidc import JwksCache, OidcConfig, OidcVerifier, TokenIdentity, looks_like_jwt
@@ -59,6 +59,13 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@pytest.fixture
+def logged() -> Iterator[list[dict[str, Any]]]:
+    """The structured log lines written meanwhile, as the JSON renderer would get them."""
+    with structlog.testing.capture_logs() as entries:
+        yield entries
 
 
 @pytest.fixture(scope="module")
@@ -240,18 +247,17 @@ def test_alg_none_is_refused(
     verifier: OidcVerifier,
     keys: dict[str, SigningKey],
     alg: str,
-    caplog: pytest.LogCaptureFixture,
+    logged: list[dict[str, Any]],
 ) -> None:
     unsigned = mint_unchecked({"alg": alg, "kid": keys["RS256"].kid}, claims(), hmac_secret=b"")
     assert_rejected(verifier, unsigned)
     # With a junk signature it passes the shape check and must meet the algorithm guard.
-    with caplog.at_level(logging.WARNING, logger="locker.security"):
-        assert_rejected(verifier, unsigned + "c2lnbmF0dXJl")
-    assert "forbidden algorithm" in caplog.text
+    assert_rejected(verifier, unsigned + "c2lnbmF0dXJl")
+    assert "forbidden algorithm" in logged[-1]["reason"]
 
 
 def test_hs256_signed_with_rsa_public_key_is_refused(
-    verifier: OidcVerifier, keys: dict[str, SigningKey], caplog: pytest.LogCaptureFixture
+    verifier: OidcVerifier, keys: dict[str, SigningKey], logged: list[dict[str, Any]]
 ) -> None:
     """The RS/HS key-confusion attack: the public key (known to all) used as HMAC secret."""
     public_pem = (
@@ -260,9 +266,8 @@ def test_hs256_signed_with_rsa_public_key_is_refused(
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     header = {"alg": "HS256", "typ": "JWT", "kid": keys["RS256"].kid}
-    with caplog.at_level(logging.WARNING, logger="locker.security"):
-        assert_rejected(verifier, mint_unchecked(header, claims(), hmac_secret=public_pem))
-    assert "forbidden algorithm 'HS256'" in caplog.text
+    assert_rejected(verifier, mint_unchecked(header, claims(), hmac_secret=public_pem))
+    assert "forbidden algorithm 'HS256'" in logged[-1]["reason"]
 
 
 def test_symmetric_key_in_jwks_is_never_used(
@@ -326,14 +331,13 @@ def test_malformed_tokens_are_refused(verifier: OidcVerifier, token: str) -> Non
 
 
 def test_precise_reason_is_logged_but_not_the_token(
-    verifier: OidcVerifier, keys: dict[str, SigningKey], caplog: pytest.LogCaptureFixture
+    verifier: OidcVerifier, keys: dict[str, SigningKey], logged: list[dict[str, Any]]
 ) -> None:
     token = mint(keys["RS256"], claims(exp=FromNow(-120)))
-    with caplog.at_level(logging.WARNING, logger="locker.security"):
-        assert_rejected(verifier, token)
-    assert [r.name for r in caplog.records] == ["locker.security"]
-    assert "ExpiredSignatureError" in caplog.text
-    assert token.split(".")[2] not in caplog.text
+    assert_rejected(verifier, token)
+    assert [(e["event"], e["log_level"]) for e in logged] == [("bearer token rejected", "warning")]
+    assert "ExpiredSignatureError" in logged[0]["reason"]
+    assert token.split(".")[2] not in repr(logged)
 
 
 # --- the JWKS cache --------------------------------------------------------------------
@@ -422,14 +426,14 @@ def test_failed_refetch_keeps_fresh_keys(
 
 
 def test_jwks_server_down_is_unauthenticated(
-    clock: FakeClock, keys: dict[str, SigningKey], caplog: pytest.LogCaptureFixture
+    clock: FakeClock, keys: dict[str, SigningKey], logged: list[dict[str, Any]]
 ) -> None:
     with run_jwks_server() as gone:
         url = gone.url
     verifier = _verifier(url, clock)  # nothing listens there any more
-    with caplog.at_level(logging.WARNING, logger="locker.security"):
-        assert_rejected(verifier, mint(keys["RS256"], claims()))
-    assert "JWKS fetch from" in caplog.text
+    assert_rejected(verifier, mint(keys["RS256"], claims()))
+    fetches = [e for e in logged if e["event"] == "JWKS fetch failed"]
+    assert fetches and fetches[0]["url"] == url and fetches[0]["log_level"] == "warning"
 
 
 @pytest.mark.parametrize(

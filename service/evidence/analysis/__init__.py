@@ -11,22 +11,18 @@ from service.evidence.analysis._media_types import analysable
 from service.evidence.analysis._sandbox import analyse_file
 from service.evidence.analysis.pdq import (
     MIN_USEFUL_QUALITY,
-    NEAR_DUPLICATE_THRESHOLD,
     best_match_distance,
-    is_near_duplicate,
     pdq_distance,
 )
 from service.evidence.analysis.result import Analysis, JSONValue, PerceptualHash
 
 __all__ = [
     "MIN_USEFUL_QUALITY",
-    "NEAR_DUPLICATE_THRESHOLD",
     "Analysis",
     "JSONValue",
     "PerceptualHash",
     "analysable",
     "analyse_file",
     "best_match_distance",
-    "is_near_duplicate",
     "pdq_distance",
 ]

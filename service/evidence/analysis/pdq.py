@@ -17,10 +17,6 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-# Distance at or below which two hashes are the same picture: ThreatExchange's
-# PDQ_CONFIDENT_MATCH_THRESHOLD.
-NEAR_DUPLICATE_THRESHOLD = 31
-
 # Below this quality a hash describes a nearly featureless picture (a black frame, a flat
 # wall) and matches too much; ThreatExchange's vPDQ ignores such frames the same way.
 MIN_USEFUL_QUALITY = 50
@@ -33,11 +29,6 @@ HASHING_SIZE = 512
 def pdq_distance(a: str, b: str) -> int:
     """The Hamming distance (0–256) between two PDQ hashes in hex."""
     return (_bits(a) ^ _bits(b)).bit_count()
-
-
-def is_near_duplicate(a: str, b: str, *, threshold: int = NEAR_DUPLICATE_THRESHOLD) -> bool:
-    """Whether two PDQ hashes are at most `threshold` bits apart."""
-    return pdq_distance(a, b) <= threshold
 
 
 def best_match_distance(

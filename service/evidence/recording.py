@@ -1,0 +1,351 @@
+"""Recording a staged upload: its digests on the intent, its object locked, then one
+transaction for the custody entry, the evidence record, the submission and the intent.
+
+Steps 3 and 4 of the order of writes in `service.evidence.intake`. Everything here runs
+in a worker thread. `finish_intent` is also how `locker fsck --repair` completes an
+upload a crash left pending once its object is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+from sqlmodel import Session, col, select
+
+from service.accounts.access import (
+    restrict_in_session,
+    subject_column,
+    visible_clause,
+    visible_incident,
+)
+from service.accounts.members import Principal
+from service.accounts.permissions import Permission, Role
+from service.core.canonical import canonical_sha256
+from service.custody import AppendedEntry
+from service.db import rerun_if_raced
+from service.db.models import Evidence, Submission, UploadIntent, User
+from service.documentation.documents import AssertedMetadata
+from service.documentation.links import is_linked, link_in_session
+from service.errors import InvalidInput, NotFound, ObjectExists
+from service.evidence.descriptions import asserted_dict, asserted_digest, describe_at_ingest
+from service.evidence.media_types import sniff_media_type
+from service.evidence.pipe import StagedUpload
+from service.evidence.reading import verify_object
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+
+class UploadMetadata(AssertedMetadata):
+    """The metadata part: the collector's assertions, plus where the item goes."""
+
+    incident_id: str | None = Field(default=None, max_length=36)
+    restricted: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestResult:
+    """The recorded item, this submission of it, and whether the item was held already."""
+
+    evidence: Evidence
+    submission: Submission
+    duplicate: bool
+
+
+def object_key(organisation_id: str, sha256_hex: str) -> str:
+    """Where an organisation's object with this content lives (content-addressed)."""
+    return f"org/{organisation_id}/sha256/{sha256_hex}"
+
+
+def record_upload(
+    runtime: Runtime,
+    principal: Principal,
+    intent_id: str,
+    staged: StagedUpload,
+    *,
+    metadata: UploadMetadata,
+    claimed: str | None,
+) -> IngestResult:
+    """Check the staged bytes against the claimed digest, note the digests on the
+    intent, lock the object (unless the organisation holds these bytes already) and
+    finish the intent."""
+    digests = staged.digests
+    if digests.size == 0:
+        raise InvalidInput("file: empty file")
+    if claimed is not None and claimed != digests.sha256.hex:
+        raise InvalidInput(
+            f"sha256: mismatch: you sent {claimed}, the server received {digests.sha256.hex}"
+        )
+    _note_digests(runtime, principal, intent_id, staged, metadata=metadata, claimed=claimed)
+    if find_evidence(runtime, principal.organisation_id, digests.sha256.hex) is not None:
+        runtime.store.discard(staged.staged)
+        return finish_intent(runtime, intent_id, object_key="", object_version=None)
+    key, version = _commit_object(
+        runtime, staged, object_key(principal.organisation_id, digests.sha256.hex)
+    )
+    # Remember where the bytes are before recording them: if we crash now, fsck
+    # --repair finishes this intent from here.
+    with runtime.database.session() as session:
+        intent = session.get(UploadIntent, intent_id)
+        assert intent is not None
+        intent.object_key, intent.object_version = key, version
+        session.add(intent)
+    return finish_intent(runtime, intent_id, object_key=key, object_version=version)
+
+
+def _note_digests(
+    runtime: Runtime,
+    principal: Principal,
+    intent_id: str,
+    staged: StagedUpload,
+    *,
+    metadata: UploadMetadata,
+    claimed: str | None,
+) -> None:
+    """Step 3's first half: the intent records what arrived, before anything is locked."""
+    digests = staged.digests
+    with runtime.database.session() as session:
+        if metadata.incident_id is not None:
+            try:
+                visible_incident(session, principal, metadata.incident_id)
+            except NotFound:
+                raise InvalidInput(
+                    f"metadata.incident_id: no incident {metadata.incident_id}"
+                ) from None
+        intent = session.get(UploadIntent, intent_id)
+        assert intent is not None
+        intent.sha256, intent.sha512 = digests.sha256.hex, digests.sha512.hex
+        intent.size, intent.media_type = digests.size, sniff_media_type(staged.head)
+        intent.staging_key, intent.claimed_sha256 = staged.staged.staging_key, claimed
+        intent.metadata_json = metadata.model_dump_json(exclude_unset=True)
+        session.add(intent)
+
+
+def find_evidence(runtime: Runtime, organisation_id: str, sha256_hex: str) -> Evidence | None:
+    """The organisation's item with this SHA-256, if it holds one."""
+    with runtime.database.session() as session:
+        return _evidence_by_digest(session, organisation_id, sha256_hex)
+
+
+def _evidence_by_digest(session: Session, organisation_id: str, sha256_hex: str) -> Evidence | None:
+    return session.exec(
+        select(Evidence)
+        .where(Evidence.organisation_id == organisation_id)
+        .where(Evidence.sha256 == sha256_hex)
+    ).first()
+
+
+def _visible_by_digest(session: Session, principal: Principal, sha256_hex: str) -> Evidence | None:
+    """The first record of these bytes the uploader can see, if any."""
+    return session.exec(
+        select(Evidence)
+        .where(Evidence.organisation_id == principal.organisation_id)
+        .where(Evidence.sha256 == sha256_hex)
+        .where(visible_clause(principal, subject_column("evidence", col(Evidence.id))))
+        .order_by(col(Evidence.copy_number))
+    ).first()
+
+
+def _copies(session: Session, organisation_id: str, sha256_hex: str) -> int:
+    """How many records of these bytes the organisation holds (the next copy number)."""
+    return len(
+        session.exec(
+            select(Evidence.id)
+            .where(Evidence.organisation_id == organisation_id)
+            .where(Evidence.sha256 == sha256_hex)
+        ).all()
+    )
+
+
+def _commit_object(runtime: Runtime, staged: StagedUpload, key: str) -> tuple[str, str | None]:
+    try:
+        stored = runtime.store.commit(staged.staged, key, retain_until=runtime.retain_until())
+    except ObjectExists:
+        # Same bytes stored by an upload that crashed before recording them: the key
+        # is content-addressed, so the object there is ours once its digest checks out.
+        runtime.store.discard(staged.staged)
+        found = runtime.store.head(key)
+        if found is None:
+            raise
+        verify_object(runtime.store, key, found.version_id, expected=staged.digests)
+        # That upload may have died before locking it: evidence is never left deletable.
+        runtime.store.lock(key, found.version_id, retain_until=runtime.retain_until())
+        return key, found.version_id
+    return stored.key, stored.version_id
+
+
+@rerun_if_raced
+def finish_intent(
+    runtime: Runtime, intent_id: str, *, object_key: str, object_version: str | None
+) -> IngestResult:
+    """Record a stored upload: log entry, evidence record, submission, intent done.
+
+    Shared by the upload path and by `locker fsck --repair`, which finishes intents a
+    crash left pending. One transaction: all of it commits, or none of it. If a
+    concurrent upload of the same bytes records the evidence first, the rerun makes
+    ours a re-submission of it.
+    """
+    with runtime.database.session() as session:
+        upload = _recorded_upload(session, intent_id)
+        intent = upload.intent
+        # Dedupe only within what the uploader sees (docs/design.md, "Visibility").
+        evidence = _visible_by_digest(session, upload.principal, upload.sha256)
+        duplicate = evidence is not None
+        if evidence is None:
+            stored = _evidence_by_digest(session, intent.organisation_id, upload.sha256)
+            if stored is not None and not object_key:  # the same bytes, already locked
+                object_key, object_version = stored.object_key, stored.object_version
+            evidence, entry = _ingest_new(runtime, session, upload, object_key, object_version)
+        else:
+            details = _submission_details(upload)
+            entry = _append(runtime, session, upload, "evidence.resubmitted", evidence.id, details)
+        submission = _add_submission(session, intent, evidence, entry)
+        _apply_upload_controls(runtime, session, upload, evidence, duplicate)
+        intent.status, intent.finished_at = "done", datetime.now(UTC)
+        intent.object_key, intent.object_version = (
+            (object_key, object_version)
+            if object_key
+            else (evidence.object_key, evidence.object_version)
+        )
+        session.add(intent)
+    return IngestResult(evidence=evidence, submission=submission, duplicate=duplicate)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _RecordedUpload:
+    """A pending intent whose bytes are stored, with its uploader and metadata."""
+
+    intent: UploadIntent
+    principal: Principal
+    metadata: UploadMetadata
+    sha256: str
+    sha512: str
+    size: int
+
+
+def _recorded_upload(session: Session, intent_id: str) -> _RecordedUpload:
+    intent = session.get(UploadIntent, intent_id)
+    if intent is None or intent.sha256 is None or intent.sha512 is None or intent.size is None:
+        raise NotFound(f"no recorded upload intent {intent_id}")
+    # The uploader with their role of now: fsck may finish the upload much later.
+    uploader = session.get(User, intent.user_id)
+    assert uploader is not None
+    principal = Principal(
+        user_id=intent.user_id, organisation_id=intent.organisation_id, role=Role(uploader.role)
+    )
+    return _RecordedUpload(
+        intent=intent,
+        principal=principal,
+        metadata=UploadMetadata.model_validate_json(intent.metadata_json),
+        sha256=intent.sha256,
+        sha512=intent.sha512,
+        size=intent.size,
+    )
+
+
+def _submission_details(upload: _RecordedUpload) -> dict[str, object]:
+    """The custody details of every submission: the bytes and what came with them."""
+    intent = upload.intent
+    submitted = {"filename": intent.filename, "metadata": json.loads(intent.metadata_json)}
+    return {
+        "sha256": upload.sha256,
+        "size": upload.size,
+        "submission_sha256": canonical_sha256(submitted),
+    }
+
+
+def _ingest_new(
+    runtime: Runtime,
+    session: Session,
+    upload: _RecordedUpload,
+    object_key: str,
+    object_version: str | None,
+) -> tuple[Evidence, AppendedEntry]:
+    """Log `evidence.ingested`, then write the evidence record and its description."""
+    intent, evidence_id = upload.intent, str(uuid.uuid4())
+    asserted = asserted_dict(upload.metadata)
+    details = _submission_details(upload) | {
+        "sha512": upload.sha512,
+        "media_type": intent.media_type or "",
+        "asserted_sha256": asserted_digest(asserted),
+    }
+    entry = _append(runtime, session, upload, "evidence.ingested", evidence_id, details)
+    evidence = Evidence(
+        id=evidence_id,
+        organisation_id=intent.organisation_id,
+        sha256=upload.sha256,
+        sha512=upload.sha512,
+        size=upload.size,
+        media_type=intent.media_type or "application/octet-stream",
+        object_key=object_key,
+        object_version=object_version,
+        received_at=entry.time,
+        ingest_index=entry.index,
+        copy_number=_copies(session, intent.organisation_id, upload.sha256),
+    )
+    session.add(evidence)
+    session.flush()
+    describe_at_ingest(
+        session, evidence, asserted, recorded_by=intent.user_id, custody_index=entry.index
+    )
+    return evidence, entry
+
+
+def _append(
+    runtime: Runtime,
+    session: Session,
+    upload: _RecordedUpload,
+    action: str,
+    evidence_id: str,
+    details: dict[str, object],
+) -> AppendedEntry:
+    return runtime.log.append(
+        session,
+        organisation_id=upload.intent.organisation_id,
+        actor=upload.principal.actor,
+        action=action,
+        subjects=[f"evidence:{evidence_id}"],
+        details=details,
+    )
+
+
+def _add_submission(
+    session: Session, intent: UploadIntent, evidence: Evidence, entry: AppendedEntry
+) -> Submission:
+    session.flush()
+    submission = Submission(
+        id=str(uuid.uuid4()),
+        evidence_id=evidence.id,
+        organisation_id=intent.organisation_id,
+        submitted_by=intent.user_id,
+        filename=intent.filename,
+        metadata_json=intent.metadata_json,
+        received_at=entry.time,
+        custody_index=entry.index,
+    )
+    session.add(submission)
+    return submission
+
+
+def _apply_upload_controls(
+    runtime: Runtime, session: Session, upload: _RecordedUpload, evidence: Evidence, duplicate: bool
+) -> None:
+    """Link the item to the incident the metadata names, and restrict it if asked."""
+    principal, metadata = upload.principal, upload.metadata
+    if metadata.incident_id is not None:
+        incident = visible_incident(session, principal, metadata.incident_id)
+        if not is_linked(session, incident.id, evidence.id):
+            link_in_session(
+                runtime, session, principal, incident, evidence, reason="linked at upload"
+            )
+    if metadata.restricted:
+        subject = f"evidence:{evidence.id}"
+        if duplicate:
+            # Not the uploader's new item: restricting it is the restrict permission's.
+            principal.require(Permission.RESTRICT, subject=subject)
+        restrict_in_session(runtime, session, principal, subject)
