@@ -24,6 +24,7 @@ from service.api.schemas.evidence import (
     EvidencePublic,
     EvidenceSummary,
 )
+from service.api.streaming import ClosingStreamingResponse
 from service.core.digests import Digest
 from service.core.names import attachment_disposition
 from service.errors import TooLarge
@@ -148,7 +149,7 @@ async def download_evidence(
         "Content-Disposition": attachment_disposition(view.submissions[0].filename),
         "X-Content-Type-Options": "nosniff",
     }
-    return StreamingResponse(chunks, media_type=evidence.media_type, headers=headers)
+    return ClosingStreamingResponse(chunks, media_type=evidence.media_type, headers=headers)
 
 
 @router.get("/{evidence_id}/custody", response_model=CustodyTrail)

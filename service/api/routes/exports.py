@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import Exporter, JobsDep, RuntimeDep
 from service.api.schemas.exports import ExportCreate, ExportStatus
+from service.api.streaming import ClosingStreamingResponse
 from service.exports.bundles import get_export, open_export, request_export
 from service.jobs.work import BUILD_EXPORT
 
@@ -45,4 +46,4 @@ async def download_export(
         "Content-Disposition": f'attachment; filename="export-{export.id}.zip"',
         "Content-Length": str(export.size),
     }
-    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+    return ClosingStreamingResponse(chunks, media_type="application/zip", headers=headers)
