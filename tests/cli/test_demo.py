@@ -61,7 +61,7 @@ def test_demo_samples_are_the_walkthroughs_files(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     written = [Path(p) for p in json.loads(done.stdout)["samples"]]
     assert [p.name for p in written] == ["مقبرة.jpg", "الموقع-2.jpg", "إفادة-W03.txt"]
-    photo = Image.open(written[0])
-    assert photo.format == "JPEG" and photo.size == (1024, 768)
-    assert photo.getexif().get_ifd(IFD.GPSInfo)[1] == "N"  # it places itself at the site
+    with Image.open(written[0]) as photo:
+        assert photo.format == "JPEG" and photo.size == (1024, 768)
+        assert photo.getexif().get_ifd(IFD.GPSInfo)[1] == "N"  # it places itself at the site
     assert not (tmp_path / "data").exists()  # no locker was opened, nothing loaded
