@@ -95,7 +95,7 @@ def build(directory: Path, *, total: int, files: int) -> tuple[Path, str, list[P
     return zip_path, signer.verifier().to_text(), evidence
 
 
-def _write_tags(
+def _write_tags(  # noqa: PLR0913 (the bag's parts, written in one pass)
     archive: zipfile.ZipFile,
     top: str,
     signer: NoteSigner,

@@ -146,7 +146,7 @@ async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "internal error; the request did not complete (details in the log)")
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:  # noqa: C901 (counts the lifespan and handlers nested in it)
     """The locker's HTTP application; opens its own runtime unless one is given."""
 
     @asynccontextmanager

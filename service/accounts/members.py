@@ -103,7 +103,7 @@ def bootstrap(runtime: Runtime, *, organisation: str, email: str) -> Bootstrappe
     return Bootstrapped(organisation_id=org.id, user_id=user.id, api_key=issued.secret)
 
 
-def _add_member(
+def _add_member(  # noqa: PLR0913 (who, where, and the new member's e-mail and role)
     runtime: Runtime, session: Session, organisation_id: str, email: str, role: Role, *, actor: str
 ) -> User:
     if "@" not in email or len(email) > 320:
@@ -132,7 +132,7 @@ def _add_member(
     return user
 
 
-def _issue_key(
+def _issue_key(  # noqa: PLR0913 (the key's role, name, expiry and who issues it)
     runtime: Runtime,
     session: Session,
     user: User,
@@ -263,7 +263,7 @@ def list_members(runtime: Runtime, principal: Principal) -> list[User]:
         )
 
 
-def create_key(
+def create_key(  # noqa: PLR0913 (the key's optional settings, keyword-only)
     runtime: Runtime,
     principal: Principal,
     *,

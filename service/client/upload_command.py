@@ -21,7 +21,7 @@ from service.client.verify_command import EXIT_FAILED, EXIT_USAGE, KeyUnusable, 
 from service.errors import VerificationError
 
 
-def upload_command(
+def upload_command(  # noqa: PLR0913, PLR0915 (typer: one parameter per option)
     file: Annotated[Path, typer.Argument(help="The file to upload.")],
     server: Annotated[str, typer.Option("--server", help="The locker's address.")],
     key: Annotated[

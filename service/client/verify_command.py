@@ -39,7 +39,7 @@ def read_verifier(key: Path) -> NoteVerifier:
         raise KeyUnusable(f"cannot use the key in {key}: {exc}") from None
 
 
-def verify(
+def verify(  # noqa: PLR0913 (typer: one parameter per option)
     bundle: Annotated[Path | None, typer.Argument(help="The bundle zip to verify.")] = None,
     key: Annotated[
         Path | None,

@@ -50,7 +50,7 @@ class CustodyLog:
     def verifier(self) -> NoteVerifier:
         return self._signer.verifier()
 
-    def append(
+    def append(  # noqa: PLR0913 (the entry's fields, keyword-only; format changing)
         self,
         session: Session,
         *,

@@ -80,7 +80,7 @@ def create_incident(
 
 
 @rerun_if_raced
-def update_incident(
+def update_incident(  # noqa: PLR0913 (the edit, its reason and the version edited)
     runtime: Runtime,
     principal: Principal,
     incident_id: str,
@@ -140,7 +140,7 @@ def _check_references(
             raise InvalidInput(f"related_incidents: no incident {related}") from None
 
 
-def _record_version(
+def _record_version(  # noqa: PLR0913 (one version's contents and context)
     runtime: Runtime,
     session: Session,
     principal: Principal,

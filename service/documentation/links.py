@@ -37,7 +37,7 @@ def link_evidence(
         return link_in_session(runtime, session, principal, incident, evidence, reason=reason)
 
 
-def link_in_session(
+def link_in_session(  # noqa: PLR0913 (the link's two ends and who made it, why)
     runtime: Runtime,
     session: Session,
     principal: Principal,

@@ -91,7 +91,7 @@ def describe_at_ingest(
 
 
 @rerun_if_raced
-def update_description(
+def update_description(  # noqa: PLR0913 (the edit, its reason and the version edited)
     runtime: Runtime,
     principal: Principal,
     evidence_id: str,
@@ -141,7 +141,7 @@ def update_description(
         )
 
 
-def _write_version(
+def _write_version(  # noqa: PLR0913 (one version's contents and context)
     session: Session,
     evidence: Evidence,
     asserted: dict[str, Any],

@@ -464,7 +464,7 @@ def _commit_object(runtime: Runtime, staged: _Staged, key: str) -> tuple[str, st
 
 
 @rerun_if_raced
-def finish_intent(
+def finish_intent(  # noqa: PLR0915 (one transaction: entry, record, submission)
     runtime: Runtime, intent_id: str, *, object_key: str, object_version: str | None
 ) -> IngestResult:
     """Record a stored upload: log entry, evidence record, submission, intent done.

@@ -404,7 +404,7 @@ class _BagWriter:
         self.tags.append((path, self.stream(path, chunks).finish().sha256.hex))
 
 
-def _write_bag(
+def _write_bag(  # noqa: PLR0913 (every part of the bag, gathered beforehand)
     runtime: Runtime,
     archive: zipfile.ZipFile,
     export: Export,
@@ -483,7 +483,7 @@ def _write_bag(
     )
 
 
-def _write_custody(
+def _write_custody(  # noqa: PLR0913 (every custody part of the bag)
     runtime: Runtime,
     bag: _BagWriter,
     items: list[_Item],

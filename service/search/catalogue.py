@@ -111,7 +111,7 @@ class Filters:
     incident: str | None = None
 
 
-def reindex(
+def reindex(  # noqa: PLR0913 (the subject's index contents, keyword-only)
     session: Session,
     subject: str,
     organisation_id: str,

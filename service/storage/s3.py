@@ -77,7 +77,7 @@ class S3Store:
 
     enforces_retention = True
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (one keyword per connection setting, as minio's)
         self,
         *,
         endpoint: str,

@@ -179,7 +179,7 @@ class _Proxy:
 
 
 @contextmanager
-def _cutting_proxy(target: str, *, cut_after: int) -> Iterator[_Proxy]:
+def _cutting_proxy(target: str, *, cut_after: int) -> Iterator[_Proxy]:  # noqa: PLR0915 (the proxy's nested pipe and accept loops)
     """A loopback TCP proxy whose first connection is cut after `cut_after` bytes sent."""
     host, port = target.removeprefix("http://").split(":")
     listener = socket.create_server(("127.0.0.1", 0))

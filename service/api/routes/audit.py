@@ -76,7 +76,7 @@ def _csv(checkpoint: SignedCheckpoint, entries: Iterator[ProvenEntry]) -> Iterat
 
 
 @router.get("/export", response_class=StreamingResponse)
-async def export_audit_log(
+async def export_audit_log(  # noqa: PLR0913 (FastAPI: one parameter per query parameter)
     runtime: RuntimeDep,
     principal: CustodyReader,
     format: Annotated[Literal["jsonl", "csv", "case"], Query()] = "jsonl",
