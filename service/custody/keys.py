@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from service.core.checkpoint import NoteSigner
-from service.errors import ConfigurationError
+from service.errors import ConfigurationError, FormatError
 
 
 def load_or_create_signer(path: Path, *, name: str) -> NoteSigner:
@@ -16,7 +16,8 @@ def load_or_create_signer(path: Path, *, name: str) -> NoteSigner:
         try:
             raw = base64.b64decode(path.read_text().strip(), validate=True)
             return NoteSigner.from_private_bytes(name, raw)
-        except (ValueError, OSError) as exc:
+        # A file of the wrong length is FormatError, not base64's ValueError.
+        except (ValueError, OSError, FormatError) as exc:
             raise ConfigurationError(
                 f"LOCKER_SIGNING_KEY_FILE: cannot load {path}: {exc}"
             ) from None
