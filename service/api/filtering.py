@@ -26,7 +26,7 @@ Moment = Annotated[AwareDatetime, AfterValidator(_representable)]
 Position = Annotated[int, Query(ge=0, le=MAX_POSITION)]
 
 
-def _filters(
+def _filters(  # noqa: PLR0913 (FastAPI: one parameter per query parameter)
     q: Annotated[
         str | None, Query(max_length=500, description="Words to find (all of them).")
     ] = None,

@@ -37,7 +37,7 @@ EXIT_HELP = (
 )
 
 
-def upload_command(
+def upload_command(  # noqa: PLR0913, PLR0915 (typer: one parameter per option)
     file: Annotated[Path, typer.Argument(help="The file to upload.")],
     server: Annotated[str, typer.Option("--server", help="The locker's address.")],
     api_key: Annotated[

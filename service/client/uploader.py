@@ -108,7 +108,7 @@ def _filename_parameter(filename: str) -> str:
     return 'filename="' + filename.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def upload(
+def upload(  # noqa: PLR0913 (keyword-only options of one upload)
     server: str,
     path: Path,
     *,

@@ -76,7 +76,7 @@ def shown_path(path: Path) -> str:
     return str(path)
 
 
-def verify(
+def verify(  # noqa: PLR0913 (typer: one parameter per option)
     bundle: Annotated[Path | None, typer.Argument(help="The bundle zip to verify.")] = None,
     verifier_key: Annotated[
         Path | None,

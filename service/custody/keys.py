@@ -17,7 +17,7 @@ from sqlmodel import col, select
 from service.core.checkpoint import NoteSigner
 from service.db.engine import Database
 from service.db.models import LogHead, SignedCheckpoint
-from service.errors import ConfigurationError, VerificationError
+from service.errors import ConfigurationError, FormatError, VerificationError
 
 _RESTORE = "restore the key from backup (see docs/operations.md); a new key would fork the log"
 
@@ -81,5 +81,6 @@ def load_key(path: Path, *, name: str) -> NoteSigner:
     try:
         raw = base64.b64decode(path.read_text().strip(), validate=True)
         return NoteSigner.from_private_bytes(name, raw)
-    except (ValueError, OSError) as exc:
+    # A file of the wrong length is FormatError, not base64's ValueError.
+    except (ValueError, OSError, FormatError) as exc:
         raise ConfigurationError(f"LOCKER_SIGNING_KEY_FILE: cannot load {path}: {exc}") from None

@@ -154,7 +154,7 @@ def _check_references(
             raise InvalidInput(f"related_incidents: no incident {related}") from None
 
 
-def _record_version(
+def _record_version(  # noqa: PLR0913 (one version's contents and context)
     runtime: Runtime,
     session: Session,
     principal: Principal,

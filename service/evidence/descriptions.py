@@ -144,7 +144,7 @@ def update_description(
         )
 
 
-def _write_version(
+def _write_version(  # noqa: PLR0913 (one version's contents and context)
     session: Session,
     evidence: Evidence,
     asserted: dict[str, Any],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.core.canonical import canonical_json
+from service.core.canonical import canonical_json, canonical_sha256
 from service.errors import FormatError
 
 
@@ -73,3 +74,10 @@ json_values = st.recursive(
 def test_parse_and_reencode_is_stable(value: object) -> None:
     encoded = canonical_json(value)
     assert canonical_json(json.loads(encoded)) == encoded
+
+
+def test_the_digest_is_sha256_of_the_canonical_bytes() -> None:
+    value = {"b": 1, "a": "شاهد"}
+    expected = hashlib.sha256('{"a":"شاهد","b":1}'.encode()).hexdigest()
+    assert canonical_sha256(value) == expected
+    assert canonical_sha256({"a": "شاهد", "b": 1}) == expected  # key order does not matter

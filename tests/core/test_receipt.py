@@ -128,6 +128,7 @@ def test_every_altered_part_is_refused() -> None:
         (lambda d: d.update(leaf_b64="not base64!"), "leaf_b64"),
         (lambda d: d.update(inclusion_proof="AAAA"), "inclusion_proof"),
         (lambda d: d.pop("checkpoint"), "checkpoint"),
+        (lambda d: d.update(inclusion_proof=[7]), "'inclusion_proof' must hold base64 text"),
     ],
 )
 def test_a_malformed_receipt_file_names_its_field(edit: object, named: str) -> None:
@@ -137,3 +138,16 @@ def test_a_malformed_receipt_file_names_its_field(edit: object, named: str) -> N
         Receipt.from_json(json.dumps(document))
     with pytest.raises(FormatError, match="JSON"):
         Receipt.from_json("{")
+
+
+@pytest.mark.parametrize("text", ["[]", '"receipt"', "null"])
+def test_a_receipt_file_must_be_a_json_object(text: str) -> None:
+    with pytest.raises(FormatError, match="receipt must be a JSON object"):
+        Receipt.from_json(text)
+
+
+@pytest.mark.parametrize("sha256", [SHA256.upper(), SHA256[:-1], "", f"sha256:{SHA256}"])
+def test_a_receipt_digest_must_be_lowercase_hex(sha256: str) -> None:
+    receipt = dataclasses.replace(_receipt(), sha256=sha256)
+    with pytest.raises(FormatError, match="receipt sha256 must be 64 lowercase hex characters"):
+        verify_receipt(receipt, SIGNER.verifier())

@@ -138,7 +138,7 @@ def verify_inclusion_hash(
         raise ValueError("inclusion proof does not lead to the expected root")
 
 
-def verify_consistency(
+def verify_consistency(  # noqa: C901, PLR0912 (RFC 9162 §2.1.4.2 step by step)
     first: int, second: int, first_root: bytes, second_root: bytes, proof: list[bytes]
 ) -> None:
     """Check that the tree (second, second_root) extends the tree (first, first_root)."""
