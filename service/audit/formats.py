@@ -39,7 +39,7 @@ CSV_COLUMNS = (
 )
 # Fields every entry has, shown in their own columns; the rest are the entry's details.
 _OWN_COLUMNS = frozenset({"format", "index", "time", "organisation", "actor", "action"})
-_OWN_COLUMNS |= {"subject", "sha256"}
+_OWN_COLUMNS |= {"subject", "subjects", "sha256"}
 
 
 def _b64(data: bytes) -> str:
@@ -113,9 +113,16 @@ def csv_rows(
 
 
 def labelled(fields: Mapping[str, object]) -> str:
-    """An entry's details as `label: value` pairs (`; ` between), in the leaf's order."""
-    return "; ".join(
+    """An entry's details as `label: value` pairs (`; ` between), in the leaf's order.
+
+    A v2 entry signs all its subjects; the first has its own column, the others (a
+    grantee, the second of two look-alikes) are listed here as "also about".
+    """
+    subjects = fields.get("subjects")
+    others = subjects[1:] if isinstance(subjects, list) else []
+    pairs = [
         f"{label(name)}: {plain(value)}"
         for name, value in fields.items()
         if name not in _OWN_COLUMNS
-    )
+    ]
+    return "; ".join([*pairs, *(["also about: " + plain(others)] if others else [])])

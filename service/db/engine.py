@@ -20,6 +20,7 @@ from sqlmodel import Session
 from service.errors import ConfigurationError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATING = 0x6C6F636B6D696772  # the advisory lock key of a running migration ("lockmigr")
 _PRIVATE_DIR = 0o700
 _PRIVATE_FILE = 0o600
 # synchronous_commit levels at least as strong as "on" (PostgreSQL docs, §20.5.1).
@@ -62,6 +63,10 @@ class Database:
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
         with self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                # Replicas start together: one migrates, the others wait here and then
+                # find the schema current (the lock ends with the transaction).
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATING})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

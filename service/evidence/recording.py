@@ -140,26 +140,34 @@ def _evidence_by_digest(session: Session, organisation_id: str, sha256_hex: str)
     ).first()
 
 
-def _visible_by_digest(session: Session, principal: Principal, sha256_hex: str) -> Evidence | None:
-    """The first record of these bytes the uploader can see, if any."""
-    return session.exec(
-        select(Evidence)
-        .where(Evidence.organisation_id == principal.organisation_id)
-        .where(Evidence.sha256 == sha256_hex)
-        .where(visible_clause(principal, subject_column("evidence", col(Evidence.id))))
-        .order_by(col(Evidence.copy_number))
-    ).first()
+def _same_bytes(
+    session: Session, principal: Principal, sha256_hex: str
+) -> tuple[Evidence | None, list[Evidence]]:
+    """The organisation's records of these bytes, read at once, and the first of them the
+    uploader can see (None: dedupe only within what the uploader sees).
 
-
-def _copies(session: Session, organisation_id: str, sha256_hex: str) -> int:
-    """How many records of these bytes the organisation holds (the next copy number)."""
-    return len(
+    One read, so a record committed meanwhile cannot be missed by one question and seen
+    by the next: two uploads racing to make the first record both pick copy number 0,
+    and the loser's rerun finds the winner's.
+    """
+    records = list(
+        session.exec(
+            select(Evidence)
+            .where(Evidence.organisation_id == principal.organisation_id)
+            .where(Evidence.sha256 == sha256_hex)
+            .order_by(col(Evidence.copy_number))
+        )
+    )
+    if not records:
+        return None, []
+    seen = set(
         session.exec(
             select(Evidence.id)
-            .where(Evidence.organisation_id == organisation_id)
-            .where(Evidence.sha256 == sha256_hex)
-        ).all()
+            .where(col(Evidence.id).in_([r.id for r in records]))
+            .where(visible_clause(principal, subject_column("evidence", col(Evidence.id))))
+        )
     )
+    return next((r for r in records if r.id in seen), None), records
 
 
 def _commit_object(runtime: Runtime, staged: StagedUpload, key: str) -> tuple[str, str | None]:
@@ -194,13 +202,15 @@ def finish_intent(
         upload = _recorded_upload(session, intent_id)
         intent = upload.intent
         # Dedupe only within what the uploader sees (docs/design.md, "Visibility").
-        evidence = _visible_by_digest(session, upload.principal, upload.sha256)
+        evidence, records = _same_bytes(session, upload.principal, upload.sha256)
         duplicate = evidence is not None
         if evidence is None:
-            stored = _evidence_by_digest(session, intent.organisation_id, upload.sha256)
-            if stored is not None and not object_key:  # the same bytes, already locked
-                object_key, object_version = stored.object_key, stored.object_version
-            evidence, entry = _ingest_new(runtime, session, upload, object_key, object_version)
+            if records and not object_key:  # the same bytes, already stored and locked
+                object_key, object_version = records[0].object_key, records[0].object_version
+            copy = len(records)
+            evidence, entry = _ingest_new(
+                runtime, session, upload, (object_key, object_version), copy
+            )
         else:
             details = _submission_details(upload)
             entry = _append(runtime, session, upload, "evidence.resubmitted", evidence.id, details)
@@ -263,8 +273,8 @@ def _ingest_new(
     runtime: Runtime,
     session: Session,
     upload: _RecordedUpload,
-    object_key: str,
-    object_version: str | None,
+    stored: tuple[str, str | None],
+    copy_number: int,
 ) -> tuple[Evidence, AppendedEntry]:
     """Log `evidence.ingested`, then write the evidence record and its description."""
     intent, evidence_id = upload.intent, str(uuid.uuid4())
@@ -282,11 +292,11 @@ def _ingest_new(
         sha512=upload.sha512,
         size=upload.size,
         media_type=intent.media_type or "application/octet-stream",
-        object_key=object_key,
-        object_version=object_version,
+        object_key=stored[0],
+        object_version=stored[1],
         received_at=entry.time,
         ingest_index=entry.index,
-        copy_number=_copies(session, intent.organisation_id, upload.sha256),
+        copy_number=copy_number,
     )
     session.add(evidence)
     session.flush()

@@ -26,7 +26,7 @@ from service.operations.fsck import fsck
 from service.runtime import Runtime
 from service.storage import ObjectStore
 from service.storage.base import ClosingChunks
-from tests.harness import Locker, serve
+from tests.harness import Locker, analysed, serve
 
 # More than two read chunks (1 MiB each): the client must get bytes, and not all of them.
 CONTENT = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * (10 * 1024)
@@ -107,6 +107,7 @@ def test_changed_bytes_abort_the_download_and_quarantine_the_item(
         uploaded = client.post("/v1/evidence", files=[("file", ("a.png", CONTENT, "image/png"))])
         assert uploaded.status_code == 201, uploaded.text
         item_id = uploaded.json()["id"]
+        analysed(client, item_id)  # its background analysis entry lands before the check
         intact = client.get(f"/v1/evidence/{item_id}/content")
         assert intact.status_code == 200 and intact.content == CONTENT
         assert client.get(f"/v1/evidence/{item_id}").json()["quarantine"] is None

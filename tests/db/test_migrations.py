@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -109,3 +112,36 @@ def test_sqlite_refuses_a_second_active_grant(tmp_path: Path) -> None:
 def test_postgres_refuses_a_second_active_grant(postgres_template: PostgresTemplate) -> None:
     with postgres_template.fresh() as url:
         _one_active_grant_per_member_and_item(url)
+
+
+def test_replicas_starting_together_migrate_once(postgres_template: PostgresTemplate) -> None:
+    """Two processes migrating one empty database at once: one migrates, one waits."""
+    with postgres_template.fresh() as url:
+        empty = url.rsplit("/", 1)[0] + "/" + f"empty_{uuid.uuid4().hex[:8]}"
+        name = empty.rsplit("/", 1)[1]
+        with psycopg.connect(postgres_template.url("postgres"), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            databases = [open_database(empty) for _ in range(2)]
+            failures: list[BaseException] = []
+
+            def migrate(database: Database) -> None:
+                try:
+                    database.migrate()
+                except BaseException as exc:
+                    failures.append(exc)
+
+            threads = [threading.Thread(target=migrate, args=(d,), daemon=True) for d in databases]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            # Without the advisory lock the two upgrades block each other or collide.
+            assert not any(thread.is_alive() for thread in threads), "migrations deadlocked"
+            assert failures == []
+            _check(empty)
+        finally:
+            for database in databases:
+                database.dispose()
+            with psycopg.connect(postgres_template.url("postgres"), autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

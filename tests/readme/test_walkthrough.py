@@ -52,13 +52,14 @@ def server(tmp_path: Path) -> Iterator[str]:
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))  # the README calls .venv/bin/…
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
-    process = subprocess.Popen(
-        [str(tmp_path / ".venv" / "bin" / "locker"), "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "server.log").open("w"),
-    )
+    with (tmp_path / "server.log").open("w") as log:  # the child keeps its own copy
+        process = subprocess.Popen(
+            [str(tmp_path / ".venv" / "bin" / "locker"), "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):  # waits for start-up; asserts nothing about its speed
