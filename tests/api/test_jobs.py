@@ -7,10 +7,9 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -23,10 +22,15 @@ from service.db.models import Evidence
 from service.exports.bundles import request_export
 from service.runtime import Runtime
 from tests.databases import PostgresTemplate
-from tests.harness import Locker, free_port, serving
-
-ROOT = Path(__file__).resolve().parents[2]
-_LOCKER = (sys.executable, "-m", "service")
+from tests.harness import Locker, serving
+from tests.processes import (
+    LOCKER,
+    ROOT,
+    bootstrap_key,
+    locker_environment,
+    locker_process,
+    serving_process,
+)
 
 
 def _wait_status(
@@ -96,31 +100,6 @@ def _bootstrap_key(runtime: Runtime) -> str:
     return bootstrap(runtime, organisation="Lost Jobs", email="lead@example.org").api_key
 
 
-@contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        process = subprocess.Popen([*_LOCKER, *args], env=env, cwd=ROOT, stdout=out, stderr=out)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def _ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(log.read_text(errors="replace")[-3000:])
-
-
 def _being_built(database_url: str, export_id: str) -> bool:
     """Whether a worker holds a build job of this export (another may be queued behind)."""
     with psycopg.connect(database_url) as connection:
@@ -137,28 +116,16 @@ def test_an_export_survives_the_sigkill_of_its_worker(
 ) -> None:
     with ExitStack() as stack:
         database_url = stack.enter_context(postgres_template.fresh())
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
-        env = inherited | {
-            "LOCKER_DATA_DIR": str(tmp_path / "data"),
-            "LOCKER_DATABASE_URL": database_url,
-            "LOCKER_JOBS_IN_PROCESS": "false",  # only the workers run jobs
-            "LOCKER_JOB_HEARTBEAT_SECONDS": "1",
-        }
-        done = subprocess.run(
-            [*_LOCKER, "admin", "bootstrap", "--org", "Jobs", "--email", "j@example.org"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
+        env = locker_environment(
+            LOCKER_DATA_DIR=str(tmp_path / "data"),
+            LOCKER_DATABASE_URL=database_url,
+            LOCKER_JOBS_IN_PROCESS="false",  # only the workers run jobs
+            LOCKER_JOB_HEARTBEAT_SECONDS="1",
         )
-        key = done.stdout.strip().splitlines()[-1]
+        key = bootstrap_key(env, "Jobs")
         log = tmp_path / "processes.log"
-        port = free_port()
-        server = stack.enter_context(_process(["serve", "--port", str(port)], env, log))
-        url = f"http://127.0.0.1:{port}"
-        _ready(url, server, log)
-        first_worker = stack.enter_context(_process(["worker"], env, log))
+        url, _ = stack.enter_context(serving_process(env, log))
+        first_worker = stack.enter_context(locker_process(["worker"], env, log))
         client = stack.enter_context(
             httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120)
         )
@@ -177,7 +144,7 @@ def test_an_export_survives_the_sigkill_of_its_worker(
         holder.rollback()
         assert client.get(f"/v1/exports/{export_id}").json()["status"] == "pending"
 
-        stack.enter_context(_process(["worker"], env, log))  # a replacement
+        stack.enter_context(locker_process(["worker"], env, log))  # a replacement
         # A worker starts in seconds, sees the silent one's job after 3 heartbeats, rebuilds.
         status = _wait_status(client, export_id, {"done", "failed"}, seconds=300)
         assert status["status"] == "done", status
@@ -200,6 +167,6 @@ def test_an_export_survives_the_sigkill_of_its_worker(
         # them, and then fsck finds nothing at all.
         for command in (["fsck", "--repair"], ["fsck"]):
             audit = subprocess.run(
-                [*_LOCKER, *command], env=env, cwd=ROOT, capture_output=True, text=True
+                [*LOCKER, *command], env=env, cwd=ROOT, capture_output=True, text=True
             )
         assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -12,64 +12,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.databases import PostgresTemplate
-from tests.harness import free_port
 from tests.independent.tiles import TileReader
 from tests.independent.verifier import open_checkpoint, verify_consistency
+from tests.processes import bootstrap_key, locker_environment, serving_process
 
-ROOT = Path(__file__).resolve().parents[2]
-_LOCKER = (sys.executable, "-m", "service")
 _WRITERS = 8
 _PER_WRITER = 30
-
-
-def _environment(data_dir: Path, database_url: str) -> dict[str, str]:
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
-    return inherited | {"LOCKER_DATA_DIR": str(data_dir), "LOCKER_DATABASE_URL": database_url}
-
-
-@contextmanager
-def _server(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [*_LOCKER, "serve", "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=out,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text(errors="replace")[-2000:]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"server did not start:\n{log.read_text(errors='replace')[-2000:]}")
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 @dataclass
@@ -135,19 +93,13 @@ def test_two_servers_one_log_survive_a_sigkill(
 ) -> None:
     with ExitStack() as stack:
         database_url = stack.enter_context(postgres_template.fresh())
-        env = _environment(tmp_path / "data", database_url)
-        bootstrap = subprocess.run(
-            [*_LOCKER, "admin", "bootstrap", "--org", "Two Servers", "--email", "x@example.org"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
+        env = locker_environment(
+            LOCKER_DATA_DIR=str(tmp_path / "data"), LOCKER_DATABASE_URL=database_url
         )
-        key = bootstrap.stdout.strip().splitlines()[-1]
+        key = bootstrap_key(env, "Two Servers")
         log = tmp_path / "servers.log"
-        url_a, process_a = stack.enter_context(_server(env, log))
-        url_b, _ = stack.enter_context(_server(env, log))
+        url_a, process_a = stack.enter_context(serving_process(env, log))
+        url_b, _ = stack.enter_context(serving_process(env, log))
         verifier_key = httpx.get(f"{url_a}/v1/custody/verifier-key").text
         assert httpx.get(f"{url_b}/v1/custody/verifier-key").text == verifier_key
 
@@ -175,7 +127,7 @@ def test_two_servers_one_log_survive_a_sigkill(
         assert run.refused, "no request reached the killed server"
         assert all(reason.endswith("Error") for reason in run.refused), run.refused
 
-        url_a2, _ = stack.enter_context(_server(env, log))  # restarted
+        url_a2, _ = stack.enter_context(serving_process(env, log))  # restarted
         size, root = _checkpoint(url_a2, verifier_key)
         leaves = _all_leaves(url_a2, key, size)
 
