@@ -199,22 +199,34 @@ def run_tsa(authority: Authority | None = None) -> Iterator[TsaServer]:
                 self.send_error(415, "expected application/timestamp-query")
                 return
             answer = (state.answer or state.authority.respond)(body)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/timestamp-reply")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            reply_with_token(self, answer)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with serving_handler(Handler) as url:
+        state.url = url
+        yield state
+
+
+def reply_with_token(handler: BaseHTTPRequestHandler, answer: bytes) -> None:
+    """Send `answer` as an RFC 3161 reply (RFC 3161 §3.4)."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/timestamp-reply")
+    handler.send_header("Content-Length", str(len(answer)))
+    handler.end_headers()
+    handler.wfile.write(answer)
+
+
+@contextmanager
+def serving_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on a free loopback port until the block ends; yields its /tsr URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/tsr"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield state
+        yield f"http://127.0.0.1:{server.server_address[1]}/tsr"
     finally:
         server.shutdown()
         server.server_close()
