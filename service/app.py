@@ -47,6 +47,7 @@ from service.errors import (
     Throttled,
     TooLarge,
     Unauthenticated,
+    Unavailable,
     VerificationError,
     validation_message,
 )
@@ -86,6 +87,7 @@ _STATUS: list[tuple[type[Error], int]] = [
     (IdleTimeout, 408),
     (VerificationError, 500),
     (StorageError, 503),
+    (Unavailable, 503),
     (ConfigurationError, 500),
 ]
 
@@ -101,7 +103,7 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
     headers: dict[str, str] | None = None
     if isinstance(exc, Unauthenticated):
         headers = {"WWW-Authenticate": "Bearer"}
-    elif isinstance(exc, Throttled):
+    elif isinstance(exc, Throttled | Unavailable):
         headers = {"Retry-After": str(exc.retry_after)}
     return problem(status, exc.diagnostics(), headers)
 

@@ -100,6 +100,14 @@ class Throttled(Error):
         self.retry_after = retry_after
 
 
+class Unavailable(Error):
+    """Not this request's fault and worth retrying after `retry_after` seconds (maps to 503)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class TooLarge(Error):
     """The request body exceeds the configured limit (maps to 413)."""
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from service.core import merkle
 from service.core.checkpoint import open_checkpoint, parse_verifier_keys
@@ -26,6 +26,7 @@ from service.db.models import (
     Evidence,
     EvidenceQuarantine,
     Export,
+    LogHead,
     OrphanObject,
     SignedCheckpoint,
     Submission,
@@ -103,7 +104,12 @@ def _indexed_subjects(session: Session) -> dict[int, set[str]]:
 def _check_leaves(session: Session, report: Report) -> list[bytes]:
     hashes: list[bytes] = []
     indexed = _indexed_subjects(session)
-    for entry in session.exec(select(CustodyEntry).order_by(col(CustodyEntry.index))):
+    # Entries past the tree's size are committed and await the sequencer (a live log).
+    size = session.exec(select(LogHead.size)).one()
+    waiting = session.exec(select(func.count()).where(col(CustodyEntry.index) >= size)).one()
+    report.checked["log entries awaiting integration"] = waiting
+    in_tree = select(CustodyEntry).where(col(CustodyEntry.index) < size)
+    for entry in session.exec(in_tree.order_by(col(CustodyEntry.index))):
         if entry.index != len(hashes):
             report.findings.append(f"log: entry {len(hashes)} is missing (next is {entry.index})")
         try:
