@@ -154,7 +154,7 @@ class Sequencer:
             try:
                 batch = _integrate(connection, sign or self._sign, self._origin, self._void)
             except DBAPIError as exc:
-                connection.rollback()
+                # Nothing of the batch committed; the lead is given up with the connection.
                 self._let_go(f"integration failed: {exc.orig}")
                 raise
         if batch is not None:
@@ -228,10 +228,9 @@ class Sequencer:
             return
         if reason is not None:
             _log.warning("custody sequencer let go", reason=reason)
-            connection.invalidate()  # the session lock goes with the connection
-        else:
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SEQUENCER})
-            connection.commit()
+        # Discarding the connection ends its backend, and the session lock with it (a
+        # connection merely returned to the pool would keep holding the lock).
+        connection.invalidate()
         connection.close()
 
     def _publish(self, size: int) -> None:
@@ -257,7 +256,13 @@ class Sequencer:
 
 def _tree_size(engine: Engine) -> int:
     with engine.connect() as connection:
-        return int(connection.execute(text("SELECT size FROM log_head WHERE id = 1")).scalar_one())
+        return _size(connection)
+
+
+def _size(connection: Connection, *, lock: bool = False) -> int:
+    """The tree's size; with `lock`, held against another integrator until commit."""
+    query = "SELECT size FROM log_head WHERE id = 1" + (" FOR UPDATE" if lock else "")
+    return int(connection.execute(text(query)).scalar_one())
 
 
 def _integrate(
@@ -267,9 +272,10 @@ def _integrate(
     abandoned: Callable[[Connection, int], bool],
 ) -> Batch | None:
     """One batch in one transaction: the committed entries after the tree, in order."""
-    start = int(
-        connection.execute(text("SELECT size FROM log_head WHERE id = 1 FOR UPDATE")).scalar_one()
-    )
+    if not _reserved_beyond(connection, _size(connection)):
+        connection.rollback()
+        return None  # nothing reserved: no lock taken, nothing written
+    start = _size(connection, lock=True)
     rows = connection.execute(
         text(
             'SELECT "index", leaf FROM custody_entry WHERE "index" >= :start '
@@ -283,7 +289,7 @@ def _integrate(
             break
         leaves.append(bytes(leaf))
     if not leaves:
-        if not _reserved_beyond(connection, start) or not abandoned(connection, start):
+        if not abandoned(connection, start):
             connection.rollback()
             return None
         leaves.append(_fill(connection, start))
