@@ -16,6 +16,7 @@ from service.api.deps import (
     RuntimeDep,
 )
 from service.api.filtering import FilterParams, PagingParams
+from service.api.idempotency import Idempotency, IdempotentRoute
 from service.api.multipart import boundary_of, form_events, idle_limited
 from service.api.problems import unsatisfiable
 from service.api.schemas.custody import CustodyTrail, ProvenEntryPublic
@@ -44,7 +45,7 @@ from service.evidence.reading import get_evidence, open_content
 from service.evidence.trails import evidence_custody
 from service.jobs.work import ANALYSE
 
-router = APIRouter(prefix="/v1/evidence", tags=["evidence"])
+router = APIRouter(prefix="/v1/evidence", tags=["evidence"], route_class=IdempotentRoute)
 # Room for the multipart framing and the small metadata parts around the file.
 _FRAMING_ALLOWANCE = 1024 * 1024
 
@@ -54,6 +55,7 @@ async def upload_evidence(
     request: Request,
     runtime: RuntimeDep,
     principal: EvidenceUploader,
+    _: Idempotency,
     jobs: JobsDep,
 ) -> EvidencePublic:
     """Upload one file (part `file`), with optional `metadata` (JSON) and `sha256` parts."""

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import Exporter, JobsDep, RuntimeDep
+from service.api.idempotency import Idempotency, IdempotentRoute
 from service.api.problems import unsatisfiable
 from service.api.schemas.exports import ExportCreate, ExportStatus
 from service.api.streaming import download
@@ -20,12 +21,16 @@ from service.jobs.work import BUILD_EXPORT
 
 _log = structlog.get_logger("locker.exports")
 
-router = APIRouter(prefix="/v1/exports", tags=["exports"])
+router = APIRouter(prefix="/v1/exports", tags=["exports"], route_class=IdempotentRoute)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ExportStatus)
 def post_export(
-    body: ExportCreate, runtime: RuntimeDep, principal: Exporter, jobs: JobsDep
+    body: ExportCreate,
+    runtime: RuntimeDep,
+    principal: Exporter,
+    _: Idempotency,
+    jobs: JobsDep,
 ) -> ExportStatus:
     """Request a bundle of an incident's evidence or of given items; built as a job."""
     export = request_export(
