@@ -65,17 +65,37 @@ class Fingerprint:
 
     def update(self, chunk: bytes) -> None:
         """Add the next bytes of the body."""
-        if not self._boundary:
+        size = len(self._boundary)
+        if not size:
             self._hash.update(chunk)
             return
-        data, position = self._pending + chunk, 0
+        if len(chunk) < size:  # too short to settle the held tail: hold it all
+            data, position = self._pending + chunk, 0
+        else:  # settle the held tail on its own, without copying the chunk
+            data, position = chunk, self._settle(chunk)
+        view = memoryview(data)  # slices of a view are not copies
         while (found := data.find(self._boundary, position)) >= 0:
-            self._hash.update(data[position:found])
-            position = found + len(self._boundary)
-        # Keep what could be the start of a boundary split across two chunks.
-        keep = max(position, len(data) - len(self._boundary) + 1)
-        self._hash.update(data[position:keep])
-        self._pending = data[keep:]
+            self._hash.update(view[position:found])
+            position = found + size
+        # Hold what could be the start of a boundary split across two chunks.
+        keep = max(position, len(data) - size + 1)
+        self._hash.update(view[position:keep])
+        self._pending = bytes(view[keep:])
+
+    def _settle(self, chunk: bytes) -> int:
+        """Hash the held tail, up to a boundary that begins in it; where `chunk` resumes.
+
+        Requires len(chunk) >= len(boundary): then any boundary that begins in the tail
+        ends within the seam. The tail holds no whole boundary (it is shorter).
+        """
+        held, self._pending = self._pending, b""
+        seam = held + chunk[: len(self._boundary) - 1]
+        found = seam.find(self._boundary)
+        if 0 <= found < len(held):
+            self._hash.update(held[:found])
+            return found + len(self._boundary) - len(held)
+        self._hash.update(held)
+        return 0
 
     def hexdigest(self) -> str:
         """The fingerprint of everything fed so far (call once the body has ended)."""
