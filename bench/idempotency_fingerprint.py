@@ -31,20 +31,14 @@ def main() -> int:
     print_context()
     block = os.urandom(_CHUNK)
     chunks = [i.to_bytes(8, "big") + block[8:] for i in range(args.mib)]
-    plain = hashlib.sha256()
-    started = time.perf_counter()
-    for chunk in chunks:
-        plain.update(chunk)
-    sha_seconds = time.perf_counter() - started
-    fingerprint = Fingerprint("POST", "/v1/evidence", boundary=_BOUNDARY)
+    # Alternate the two, three rounds, and keep each one's best: other load only slows.
+    sha_seconds = seconds = float("inf")
     per_chunk: list[float] = []
-    started = time.perf_counter()
-    for chunk in chunks:
-        before = time.perf_counter()
-        fingerprint.update(chunk)
-        per_chunk.append(time.perf_counter() - before)
-    fingerprint.hexdigest()
-    seconds = time.perf_counter() - started
+    for _ in range(3):
+        sha_seconds = min(sha_seconds, _sha256_alone(chunks))
+        took, times = _fingerprint(chunks)
+        if took < seconds:
+            seconds, per_chunk = took, times
     p99_ms = percentile(per_chunk, 0.99) * 1000
     rows = [
         Row(label="SHA-256 alone", value=f"{args.mib / sha_seconds:.0f} MiB/s"),
@@ -63,6 +57,27 @@ def main() -> int:
         ),
     ]
     return 0 if print_table(f"Idempotency fingerprint over {args.mib} MiB", rows) else 1
+
+
+def _sha256_alone(chunks: list[bytes]) -> float:
+    plain = hashlib.sha256()
+    started = time.perf_counter()
+    for chunk in chunks:
+        plain.update(chunk)
+    plain.hexdigest()
+    return time.perf_counter() - started
+
+
+def _fingerprint(chunks: list[bytes]) -> tuple[float, list[float]]:
+    fingerprint = Fingerprint("POST", "/v1/evidence", boundary=_BOUNDARY)
+    per_chunk: list[float] = []
+    started = time.perf_counter()
+    for chunk in chunks:
+        before = time.perf_counter()
+        fingerprint.update(chunk)
+        per_chunk.append(time.perf_counter() - before)
+    fingerprint.hexdigest()
+    return time.perf_counter() - started, per_chunk
 
 
 if __name__ == "__main__":
