@@ -31,7 +31,7 @@ from service.accounts.idempotency import (
 )
 from service.api.deps import Authenticated, RuntimeDep
 from service.api.multipart import boundary_of
-from service.errors import InvalidInput
+from service.errors import InvalidInput, describe
 
 _log = structlog.get_logger("locker.idempotency")
 
@@ -119,8 +119,13 @@ async def _keep(request: Request, body: _Body, response: Response) -> None:
         media_type=response.headers.get("content-type"),
         location=response.headers.get("location"),
     )
-    fingerprint = await body.drain()
-    await run_in_threadpool(finish, request.app.state.runtime, claim, fingerprint, answer)
+    try:
+        fingerprint = await body.drain()
+        await run_in_threadpool(finish, request.app.state.runtime, claim, fingerprint, answer)
+    except Exception as exc:
+        # The record is made and the client gets its answer; a repeat within the claim's
+        # hour is told the key is in use rather than given this answer.
+        _log.error("answer not kept for its Idempotency-Key", error=describe(exc))
 
 
 async def _release(request: Request, body: _Body) -> None:
