@@ -33,6 +33,14 @@ class InvalidInput(Error):
     """The caller sent something we cannot accept (maps to 422)."""
 
 
+class RangeNotSatisfiable(InvalidInput):
+    """A byte range that selects no byte of the object (answered 416 with its size)."""
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 class Conflict(Error):
     """The change was made against a version that is no longer the latest (maps to 409)."""
 

@@ -54,6 +54,11 @@ async def _authenticated(request: Request, runtime: RuntimeDep) -> Principal:
     return principal
 
 
+# The caller, authenticated once per request (FastAPI caches the dependency): for
+# dependencies that need to know who asks, beside the route's `Allowed(...)`.
+Authenticated = Annotated[Principal, Depends(_authenticated)]
+
+
 async def _count_failure(
     request: Request, runtime: Runtime, authorization: str | None, exc: Unauthenticated
 ) -> None:

@@ -6,7 +6,7 @@ from http import HTTPStatus
 
 from fastapi.responses import JSONResponse
 
-from service.errors import one_line
+from service.errors import RangeNotSatisfiable, one_line
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -20,3 +20,8 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse(
         body, status_code=status, media_type="application/problem+json", headers=headers
     )
+
+
+def unsatisfiable(exc: RangeNotSatisfiable) -> JSONResponse:
+    """416, with the object's size in Content-Range as RFC 9110 §15.5.17 asks."""
+    return problem(416, exc.diagnostics(), {"Content-Range": f"bytes */{exc.size}"})

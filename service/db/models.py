@@ -468,3 +468,21 @@ class EvidenceQuarantine(SQLModel, table=True):
     detected_at: datetime
     custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
     reason: str = Field(max_length=1024)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first answer to a creating request sent with an Idempotency-Key (kept 24 h).
+
+    Not evidence: rows are updated when the answer is known and deleted when they
+    expire. `id` binds the key to its owner; neither the key nor the answer is stored
+    readable (see service.accounts.idempotency).
+    """
+
+    __tablename__ = "idempotency_record"
+
+    id: str = Field(primary_key=True, max_length=64)
+    owner_id: str = Field(max_length=36)
+    fingerprint: str | None = Field(default=None, max_length=64)
+    status: int | None = None
+    answer: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: datetime = Field(index=True)

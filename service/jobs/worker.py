@@ -4,7 +4,8 @@ Every worker, besides running queued jobs, (1) sends heartbeats, and retries the
 workers that went silent for three heartbeats (a SIGKILLed process, a lost machine);
 (2) queues again whatever the database says is owed (`unfinished_work`), so nothing is
 lost between a commit and its defer; (3) timestamps the latest checkpoint with every
-configured TSA every LOCKER_TSA_INTERVAL seconds, sooner after a failure. Several
+configured TSA every LOCKER_TSA_INTERVAL seconds, sooner after a failure; (4) deletes
+idempotency records past their 24 hours, every hour. Several
 workers may run at once: a job runs at most once at a time, and the housekeeping is
 idempotent (one token per checkpoint and authority).
 """
@@ -20,6 +21,7 @@ import structlog
 from procrastinate.exceptions import UniqueViolation
 from procrastinate.jobs import Status
 
+from service.accounts.idempotency import purge_expired
 from service.custody.timestamps import timestamp_periodically
 from service.errors import describe
 from service.jobs.queue import (
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 _log = structlog.get_logger("locker.jobs")
+# Idempotency records are kept at least 24 hours; an hour's lateness in deleting is fine.
+_PURGE_SECONDS = 3600
 
 
 async def run_worker(runtime: Runtime, queue: JobQueue, *, concurrency: int = 2) -> None:
@@ -45,6 +49,7 @@ async def run_worker(runtime: Runtime, queue: JobQueue, *, concurrency: int = 2)
             _every(heartbeat, lambda: _retry_stalled(app, heartbeat * 3)),
             _every(runtime.settings.job_reconcile_seconds, lambda: _owed(runtime, queue)),
             _stamp_periodically(runtime),
+            _every(_PURGE_SECONDS, lambda: _purge_idempotency(runtime)),
         )
         try:
             await app.run_worker_async(
@@ -64,7 +69,14 @@ async def run_in_process(runtime: Runtime, queue: JobQueue) -> None:
     await asyncio.gather(
         _every(runtime.settings.job_reconcile_seconds, lambda: _owed(runtime, queue)),
         _stamp_periodically(runtime),
+        _every(_PURGE_SECONDS, lambda: _purge_idempotency(runtime)),
     )
+
+
+async def _purge_idempotency(runtime: Runtime) -> None:
+    purged = await asyncio.to_thread(purge_expired, runtime)
+    if purged:
+        _log.info("deleted expired idempotency records", records=purged)
 
 
 async def _stamp_periodically(runtime: Runtime) -> None:
