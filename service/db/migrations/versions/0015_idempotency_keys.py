@@ -1,7 +1,7 @@
 """idempotency keys: the first answer to a creating request, for 24 hours
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 
 A client that retries a POST with the same Idempotency-Key gets the first answer back
 instead of a second record. One row per (owner, key), its primary key, so two
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
