@@ -19,7 +19,7 @@ def get_members(runtime: RuntimeDep, principal: MemberManager) -> list[MemberPub
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MemberPublic)
 def post_member(body: MemberCreate, runtime: RuntimeDep, principal: MemberManager) -> MemberPublic:
-    """Add a member with a role."""
+    """Add a member with a role and, if given, their name."""
     return MemberPublic.model_validate(
-        add_member(runtime, principal, email=body.email, role=body.role)
+        add_member(runtime, principal, email=body.email, role=body.role, name=body.name)
     )
