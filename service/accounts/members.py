@@ -250,16 +250,23 @@ def authenticate_key(runtime: Runtime, key: str) -> Principal:
 
 @rerun_if_raced
 def principal_for_member(
-    runtime: Runtime, *, organisation: str, email: str, role: Role, actor: str
+    runtime: Runtime,
+    *,
+    organisation: str,
+    email: str,
+    role: Role,
+    actor: str,
+    name: str | None = None,
 ) -> Principal:
-    """The principal of a member named by an identity provider (created on first use)."""
+    """The principal of a member named by an identity provider (created on first use,
+    with `name` if the provider gave one)."""
     with runtime.database.session() as session:
         org = _organisation_by_name(session, organisation)
         user = session.exec(
             select(User).where(User.organisation_id == org.id).where(same_email(email))
         ).first()
         if user is None:
-            user = _add_member(runtime, session, org.id, email, role, name=None, actor=actor)
+            user = _add_member(runtime, session, org.id, email, role, name=name, actor=actor)
     return Principal(user_id=user.id, organisation_id=org.id, role=role)
 
 
