@@ -35,7 +35,9 @@ class User(SQLModel, table=True):
     """A person's membership of one organisation, with their role there.
 
     Every custody entry names one as its actor. The same person (e-mail) in two
-    organisations has two rows, each with its own role.
+    organisations has two rows, each with its own role. `name` and `email` are also
+    signed in the `member.added` entry at `custody_index`, which reports read them from;
+    members added before names were recorded have neither (NULL).
     """
 
     __tablename__ = "user_account"
@@ -44,8 +46,10 @@ class User(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
     email: str = Field(max_length=320)
+    name: str | None = Field(default=None, max_length=200)
     role: str = Field(default="admin", max_length=32)
     created_at: datetime
+    custody_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class ApiKey(SQLModel, table=True):

@@ -38,7 +38,7 @@ from service.evidence.intake import abandon_intent
 from service.evidence.reading import verify_object
 from service.evidence.recording import finish_intent
 from service.exports.bundles import export_prefix
-from service.operations.record_checks import record_findings
+from service.operations.record_checks import member_findings, record_findings
 from service.storage import StagedObject
 from service.storage.base import STAGING_PREFIX
 
@@ -75,6 +75,9 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
         findings, checked = record_findings(session, entries)
         report.findings += findings
         report.checked["documentation records"] = checked
+        findings, checked = member_findings(session, entries)
+        report.findings += findings
+        report.checked["named members"] = checked
         pending = session.exec(select(UploadIntent).where(UploadIntent.status == "pending")).all()
         report.findings += [f"upload intent {i.id} is still pending" for i in pending]
         report.findings += _quarantined(session)

@@ -22,7 +22,7 @@ def get_members(runtime: RuntimeDep, principal: MemberManager) -> list[MemberPub
 def post_member(
     body: MemberCreate, runtime: RuntimeDep, principal: MemberManager, _: Idempotency
 ) -> MemberPublic:
-    """Add a member with a role."""
+    """Add a member with a role and, if given, their name."""
     return MemberPublic.model_validate(
-        add_member(runtime, principal, email=body.email, role=body.role)
+        add_member(runtime, principal, email=body.email, role=body.role, name=body.name)
     )
