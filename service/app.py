@@ -103,6 +103,8 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(exc, Throttled):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, StorageError):
+        headers = {"Retry-After": str(_RETRY_AFTER)}
     return problem(status, exc.diagnostics(), headers)
 
 
@@ -129,9 +131,10 @@ async def _on_race(_request: Request, exc: Exception) -> JSONResponse:
     return problem(409, "a concurrent request changed the same record first; try again")
 
 
-# Seconds a client should wait after 503 "database unavailable": long enough for a
-# restart or failover to finish, short enough that a field uploader does not give up.
-_DATABASE_RETRY_AFTER = 10
+# Seconds a client should wait after a 503 (database or object store unavailable): long
+# enough for a restart or failover to finish, short enough that a field uploader does
+# not give up.
+_RETRY_AFTER = 10
 
 
 async def _on_database(request: Request, exc: Exception) -> JSONResponse:
@@ -144,7 +147,7 @@ async def _on_database(request: Request, exc: Exception) -> JSONResponse:
     return problem(
         503,
         "database unavailable: try again later",
-        {"Retry-After": str(_DATABASE_RETRY_AFTER)},
+        {"Retry-After": str(_RETRY_AFTER)},
     )
 
 
