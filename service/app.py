@@ -10,7 +10,7 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -20,6 +20,8 @@ from service.accounts.access import record_denial
 from service.accounts.throttling import FailureThrottle
 from service.api.deps import Public
 from service.api.input_guard import RefuseNul
+from service.api.metrics import exposition, state_registry
+from service.api.observability import Observed, count_integrity_failure, unexpected
 from service.api.problems import problem
 from service.api.routes import (
     access,
@@ -98,6 +100,7 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
     principal = getattr(request.state, "principal", None)
     if isinstance(exc, Hidden | Forbidden) and principal is not None:
         await run_in_threadpool(record_denial, request.app.state.runtime, principal, exc)
+    count_integrity_failure(exc)
     headers: dict[str, str] | None = None
     if isinstance(exc, Unauthenticated):
         headers = {"WWW-Authenticate": "Bearer"}
@@ -142,18 +145,13 @@ async def _on_database(request: Request, exc: Exception) -> JSONResponse:
     # (SQLite: "database or disk is full"): not this request's fault; worth retrying.
     assert isinstance(exc, DBAPIError)
     if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
-        return await _on_unexpected(request, exc)
+        return unexpected(exc)
     _log.error("database unavailable", error=database_failure(exc))
     return problem(
         503,
         "database unavailable: try again later",
         {"Retry-After": str(_RETRY_AFTER)},
     )
-
-
-async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    _log.exception("unexpected error", kind=type(exc).__name__)
-    return problem(500, "internal error; the request did not complete (details in the log)")
 
 
 async def _run_jobs(runtime: Runtime, queue: JobQueue) -> None:
@@ -163,6 +161,18 @@ async def _run_jobs(runtime: Runtime, queue: JobQueue) -> None:
         await run_in_process(runtime, queue)
     elif runtime.settings.jobs_in_process:
         await run_worker(runtime, queue)
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """Every error answers a problem document; see `_STATUS` for ours."""
+    app.add_exception_handler(Error, _on_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(ClientDisconnect, _on_disconnect)
+    app.add_exception_handler(IntegrityError, _on_race)
+    app.add_exception_handler(DBAPIError, _on_database)
+    # Any other exception: service.api.observability answers 500 inside the request's log
+    # context (an exception handler here would run outside it).
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -176,6 +186,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         own = runtime is None
         app.state.runtime = runtime or await run_in_threadpool(open_runtime, settings or Settings())
         app.state.jobs = await run_in_threadpool(open_queue, app.state.runtime)
+        app.state.metrics = state_registry(app.state.runtime, app.state.jobs)
         jobs = asyncio.create_task(_run_jobs(app.state.runtime, app.state.jobs))
         try:
             yield
@@ -189,18 +200,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     configure_logging()
     app = FastAPI(title="Evidence locker", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RefuseNul)
+    app.add_middleware(Observed)  # outermost: it sees every answer, even RefuseNul's
     if runtime is not None:
         app.state.runtime = runtime
     app.state.throttle = FailureThrottle()
     for router in ROUTERS:
         app.include_router(router)
-    app.add_exception_handler(Error, _on_error)
-    app.add_exception_handler(RequestValidationError, _on_validation)
-    app.add_exception_handler(HTTPException, _on_http)
-    app.add_exception_handler(ClientDisconnect, _on_disconnect)
-    app.add_exception_handler(IntegrityError, _on_race)
-    app.add_exception_handler(DBAPIError, _on_database)
-    app.add_exception_handler(Exception, _on_unexpected)
+    _handle_errors(app)
 
     @app.get("/healthz", include_in_schema=False, dependencies=[Depends(Public())])
     def healthz() -> dict[str, str]:
@@ -215,7 +221,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         return JSONResponse({"status": "unavailable", **states}, status_code=503)
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(Public())])
-    def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    def metrics(request: Request) -> PlainTextResponse:
+        # Scraped in a worker thread: the state series query the database.
+        body = exposition(request.app.state.metrics)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

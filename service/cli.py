@@ -70,8 +70,10 @@ def serve(
 
     from service.api.server import uvicorn_options
     from service.app import create_app
+    from service.logs import route_standard_logging
     from service.runtime import open_runtime
 
+    route_standard_logging()
     settings = load_settings()
     runtime = open_runtime(settings)  # fail here, with one line, on bad configuration
     _err.print(f"locker: serving on http://{host or settings.host}:{port or settings.port}")
@@ -81,6 +83,10 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             log_level="info",
+            # uvicorn's loggers go to the root handler (JSON, service.logs); the access
+            # lines are ours, with the request id (service.api.observability).
+            log_config=None,
+            access_log=False,
             **uvicorn_options(settings),
         )
     finally:
