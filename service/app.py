@@ -15,9 +15,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from service.accounts.access import record_denial
 from service.accounts.throttling import FailureThrottle
+from service.api.contract import api_routes, openapi_document
 from service.api.deps import Public
 from service.api.input_guard import RefuseNul
 from service.api.metrics import exposition, state_registry
@@ -116,9 +118,23 @@ async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
     return problem(422, validation_message(exc.errors()))
 
 
-async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the first route that matched the path; a path served by
+        # several routes (GET and POST /v1/evidence) allows the methods of them all.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem(exc.status_code, str(exc.detail), headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in api_routes(request.app):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(route.methods or ())
+    return sorted(methods)
 
 
 async def _on_disconnect(_request: Request, _exc: Exception) -> JSONResponse:
@@ -207,6 +223,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for router in ROUTERS:
         app.include_router(router)
     _handle_errors(app)
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
 
     @app.get("/healthz", include_in_schema=False, dependencies=[Depends(Public())])
     def healthz() -> dict[str, str]:
