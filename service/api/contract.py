@@ -2,10 +2,11 @@
 
 FastAPI describes a route's success and its parameters; the errors come from our
 handlers (service.app), so they are added here, once, from what every route declares:
-its permission says whether it needs a bearer credential (401, 403, 429), its path
-parameters and body whether they can name something missing (404), its method whether it
-writes (409). Every route can meet a bad byte (422), an unavailable database or store
-(503) and an internal failure (500). Each is an RFC 9457 problem document.
+its permission says whether it needs a bearer credential (401, 403, 429), its
+parameters and body whether they can name something missing (404), its body whether it
+can be unparseable (400), its method whether it writes (409). Every route can meet a
+bad byte (422), an unavailable database or store (503) and an internal failure (500).
+Each is an RFC 9457 problem document.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ _EVERY_ROUTE = (422, 500, 503)
 _AUTHENTICATED = (401, 403, 429)
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _WHY: dict[int, str] = {
+    400: "The body cannot be parsed at all.",
     401: "No credential, or one that is not recognised.",
     403: "The caller's role does not allow this.",
     404: "No such item, or none the caller may see.",
@@ -84,6 +86,8 @@ def _error_statuses(route: APIRoute, method: str) -> set[int]:
     dependant = route.dependant
     if dependant.path_params or dependant.query_params or route.body_field is not None:
         statuses.add(404)  # any parameter may name an item that is gone or hidden
+    if route.body_field is not None:
+        statuses.add(400)  # FastAPI's answer to a body it cannot even decode
     if method in _WRITES:
         statuses.update((404, 409))
     return statuses

@@ -1,9 +1,10 @@
 """The running server keeps the contract its OpenAPI document states (schemathesis).
 
 Every operation of the document is called with cases schemathesis generates from it,
-by an authenticated member of a bootstrapped organisation, on each database. Any 5xx
-fails, and so does any answer the document does not describe: a status code it does
-not list, a media type it does not name, a body that does not match its schema.
+valid ones and invalid ones, by an authenticated member of a bootstrapped organisation,
+on each database. Any 5xx fails, and so does any answer the document does not describe
+(a status code it does not list, a media type it does not name, a body or header that
+does not match its schema) and an invalid request that is not refused with a 4xx.
 The budget is bounded (a few examples per operation, a fixed seed) so that CI's run
 stays short and repeatable; a developer hunting for bugs raises EXAMPLES.
 """
@@ -14,9 +15,11 @@ from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, given, seed, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -24,13 +27,14 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.harness import Locker
 
-EXAMPLES = 6
+EXAMPLES = 6  # per operation, valid and invalid cases together
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    negative_data_rejection,
 ]
 
 
@@ -44,7 +48,7 @@ def _exercise(operation: schemathesis.APIOperation, base_url: str, api_key: str)
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy() | operation.as_strategy(GenerationMode.NEGATIVE))
     def call(case: Any) -> None:
         case.call_and_validate(base_url=base_url, headers=authorised, checks=CHECKS, timeout=30)
 
