@@ -103,7 +103,10 @@ def worker(
     from service.errors import ConfigurationError
     from service.jobs.queue import PostgresQueue
     from service.jobs.worker import run_worker
+    from service.logs import configure_logging, route_standard_logging
 
+    configure_logging()  # JSON lines, as `locker serve` writes them
+    route_standard_logging()  # procrastinate's warnings the same way
     with _runtime() as runtime:
         if runtime.database.engine.dialect.name != "postgresql":
             raise ConfigurationError(
