@@ -157,17 +157,21 @@ def test_locker_serve_writes_json_access_lines_with_the_request_id(tmp_path: Pat
 def test_standard_library_records_are_written_as_json() -> None:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    out = io.StringIO()
+    out, terminal = io.StringIO(), io.StringIO()
     try:
         route_standard_logging(out, console=False)
         logging.getLogger("minio").warning("bucket %s gone", "evidence")
         logging.getLogger("minio").info("below the root's level: dropped")
+        route_standard_logging(terminal, console=True)
+        logging.getLogger("uvicorn.error").warning("for a person at a terminal")
     finally:
         root.handlers, root.level = handlers, level
     line = json.loads(out.getvalue())  # exactly one line
     assert line["event"] == "bucket evidence gone"
     assert (line["logger"], line["level"]) == ("minio", "warning")
     assert line["timestamp"].endswith("Z")
+    assert "for a person at a terminal" in terminal.getvalue()
+    assert not terminal.getvalue().startswith("{")  # the console format, not JSON
 
 
 def test_a_crash_answers_a_problem_with_the_request_id_and_counts_as_500() -> None:
