@@ -74,8 +74,10 @@ def serve(
 
     from service.api.server import uvicorn_options
     from service.app import create_app
+    from service.logs import route_standard_logging
     from service.runtime import open_runtime
 
+    route_standard_logging()
     settings = load_settings()
     runtime = open_runtime(settings)  # fail here, with one line, on bad configuration
     _err.print(f"locker: serving on http://{host or settings.host}:{port or settings.port}")
@@ -85,6 +87,10 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             log_level="info",
+            # uvicorn's loggers go to the root handler (JSON, service.logs); the access
+            # lines are ours, with the request id (service.api.observability).
+            log_config=None,
+            access_log=False,
             **uvicorn_options(settings),
         )
     finally:
@@ -101,7 +107,10 @@ def worker(
     from service.errors import ConfigurationError
     from service.jobs.queue import PostgresQueue
     from service.jobs.worker import run_worker
+    from service.logs import configure_logging, route_standard_logging
 
+    configure_logging()  # JSON lines, as `locker serve` writes them
+    route_standard_logging()  # procrastinate's warnings the same way
     with _runtime() as runtime:
         if runtime.database.engine.dialect.name != "postgresql":
             raise ConfigurationError(

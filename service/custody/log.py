@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from service.core import merkle
 from service.core.checkpoint import (
@@ -37,6 +37,7 @@ from service.custody.sequencer import RESERVATION_CLASS, RESERVE, Sequencer, Sig
 from service.db.engine import Database, after_commit
 from service.db.models import CustodyEntry, CustodySubject, LogHead, SignedCheckpoint, TreeNode
 from service.errors import InvalidInput
+from service.metrics import CUSTODY_APPEND_DURATION, CUSTODY_APPENDS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +90,28 @@ class CustodyLog:
         Every one of `subjects` is signed (entry format v2); FormatError if a key of
         `details` would shadow a signed field.
         """
+        with CUSTODY_APPEND_DURATION.time():
+            appended = self._append(
+                session,
+                organisation_id=organisation_id,
+                actor=actor,
+                action=action,
+                subjects=subjects,
+                details=details,
+            )
+        CUSTODY_APPENDS.inc()
+        return appended
+
+    def _append(
+        self,
+        session: Session,
+        *,
+        organisation_id: str,
+        actor: str,
+        action: str,
+        subjects: Sequence[str],
+        details: Mapping[str, object] | None,
+    ) -> AppendedEntry:
         engine = session.get_bind().engine
         batched = engine.dialect.name == "postgresql"
         if batched:
@@ -234,6 +257,11 @@ class CustodyLog:
                 assert found is not None
                 return found
         return signed
+
+    def newest_checkpoint(self, session: Session) -> SignedCheckpoint | None:
+        """The largest checkpoint signed so far, without signing one."""
+        newest = select(SignedCheckpoint).order_by(col(SignedCheckpoint.size).desc()).limit(1)
+        return session.exec(newest).first()
 
     def _sign(self, checkpoint: Checkpoint) -> str:
         note = sign_checkpoint(checkpoint, self._signer)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from service.evidence.recording import (
     object_key,
     record_upload,
 )
+from service.metrics import INGEST_DURATION, UPLOAD_BYTES, UPLOADS, store_kind
 from service.storage import StagedObject
 
 if TYPE_CHECKING:
@@ -166,6 +168,20 @@ async def ingest(
     runtime: Runtime, principal: Principal, form: AsyncIterator[FormEvent]
 ) -> IngestResult:
     """Consume a multipart upload (parts file, metadata, sha256) and record it."""
+    started, store, outcome = time.perf_counter(), store_kind(runtime.store), "failed"
+    try:
+        result = await _ingest(runtime, principal, form)
+        outcome = "duplicate" if result.duplicate else "stored"
+        UPLOAD_BYTES.labels(store).inc(0 if result.duplicate else result.evidence.size)
+        return result
+    finally:
+        UPLOADS.labels(store, outcome).inc()
+        INGEST_DURATION.labels(outcome).observe(time.perf_counter() - started)
+
+
+async def _ingest(
+    runtime: Runtime, principal: Principal, form: AsyncIterator[FormEvent]
+) -> IngestResult:
     principal.require(Permission.EVIDENCE_UPLOAD)
     upload = _Upload()
     try:

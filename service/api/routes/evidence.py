@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from service.api.contract import problem_responses
 from service.api.deps import (
     EvidenceDescriber,
     EvidenceReader,
@@ -17,7 +18,7 @@ from service.api.deps import (
 )
 from service.api.filtering import FilterParams, PagingParams
 from service.api.idempotency import Idempotency, IdempotentRoute
-from service.api.multipart import boundary_of, form_events, idle_limited
+from service.api.multipart import UPLOAD_FORM_OPENAPI, boundary_of, form_events, idle_limited
 from service.api.problems import unsatisfiable
 from service.api.schemas.custody import CustodyTrail, ProvenEntryPublic
 from service.api.schemas.evidence import (
@@ -50,7 +51,13 @@ router = APIRouter(prefix="/v1/evidence", tags=["evidence"], route_class=Idempot
 _FRAMING_ALLOWANCE = 1024 * 1024
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=EvidencePublic)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EvidencePublic,
+    responses=problem_responses(400, 408, 413),
+    openapi_extra=UPLOAD_FORM_OPENAPI,
+)
 async def upload_evidence(
     request: Request,
     runtime: RuntimeDep,
