@@ -33,20 +33,26 @@ from service.api.routes import (
     members,
     notes,
     search,
+    uploads,
 )
+from service.api.tus import TUS_VERSION
 from service.errors import (
+    ChecksumMismatch,
     ConfigurationError,
     Conflict,
     Error,
     Forbidden,
+    Gone,
     Hidden,
     IdleTimeout,
     InvalidInput,
     NotFound,
+    PreconditionFailed,
     StorageError,
     Throttled,
     TooLarge,
     Unauthenticated,
+    UnsupportedMediaType,
     VerificationError,
     validation_message,
 )
@@ -73,6 +79,7 @@ ROUTERS = (
     notes.router,
     search.router,
     log.router,
+    uploads.router,
 )
 
 _STATUS: list[tuple[type[Error], int]] = [
@@ -84,6 +91,10 @@ _STATUS: list[tuple[type[Error], int]] = [
     (Throttled, 429),
     (TooLarge, 413),
     (IdleTimeout, 408),
+    (Gone, 410),
+    (PreconditionFailed, 412),
+    (UnsupportedMediaType, 415),
+    (ChecksumMismatch, 460),  # tus 1.0 checksum extension
     (VerificationError, 500),
     (StorageError, 503),
     (ConfigurationError, 500),
@@ -103,6 +114,8 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(exc, Throttled):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, PreconditionFailed):
+        headers = {"Tus-Version": TUS_VERSION}
     return problem(status, exc.diagnostics(), headers)
 
 
