@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,49 +67,6 @@ def file_sha256(path: Path, progress: Progress | None = None) -> str:
             if progress is not None:
                 progress(len(chunk))
     return digest.hexdigest()
-
-
-def multipart_body(
-    path: Path,
-    *,
-    filename: str,
-    fields: dict[str, str],
-    boundary: str,
-    progress: Progress | None = None,
-) -> tuple[int, Iterator[bytes]]:
-    """Content-Length and chunks of a form with `fields` first, then the file.
-
-    The fields come first so the server knows the digest before the first byte of
-    the file; the file is read one chunk at a time, never held whole.
-    """
-    head = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-        + value.encode("utf-8")
-        + b"\r\n"
-        for name, value in fields.items()
-    )
-    head += (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-        f"{_filename_parameter(filename)}\r\nContent-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-
-    def chunks() -> Iterator[bytes]:
-        yield head
-        with path.open("rb") as handle:
-            while chunk := handle.read(CHUNK):
-                yield chunk
-                if progress is not None:
-                    progress(len(chunk))
-        yield tail
-
-    return len(head) + path.stat().st_size + len(tail), chunks()
-
-
-def _filename_parameter(filename: str) -> str:
-    """A Content-Disposition filename parameter that keeps any name exactly: a quoted
-    string with backslash escapes, UTF-8 inside, as browsers send (RFC 7578 §4.2)."""
-    return 'filename="' + filename.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def upload(  # noqa: PLR0913 (keyword-only options of one upload)
