@@ -3,8 +3,9 @@
 PATH is a file or a folder (every file in it, recursively, in name order); several may
 be given, and then a summary table ends the run. The API key comes from LOCKER_API_KEY
 (or --api-key, which other users of the machine may see in the process list); it is
-checked once, before any file is hashed or sent. Uploads go over tus and resume after a
-broken connection where the server stopped. A receipt is never overwritten.
+checked once, before any file is hashed or sent. Uploads go over tus and resume where
+the server stopped: after a broken connection, and in the next run of the same upload
+if this one was stopped (`service.client.resume_state`). A receipt is never overwritten.
 
 Exit status, as for every locker command: 0 every file uploaded and its receipt
 verified, 1 a receipt does not verify (the server's answer does not prove the file was

@@ -27,6 +27,7 @@ from typing import Any
 
 from service.client import tus_client
 from service.client.monitor import fetch
+from service.client.resume_state import ResumeState, default_folder
 from service.client.tus_client import (
     CHUNK,
     Progress,
@@ -82,6 +83,7 @@ def upload(  # noqa: PLR0913 (keyword-only options of one upload)
     on_retry: Callable[[str, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     key_checked: bool = False,
+    state_folder: Path | None = None,
 ) -> Uploaded:
     """Upload `path` over tus, resuming after broken connections, and check its receipt.
 
@@ -89,7 +91,8 @@ def upload(  # noqa: PLR0913 (keyword-only options of one upload)
     seconds)` hears of each broken try before the wait. Raises UploadError when the
     server refuses (4xx, with its one-line reason, never retried) or cannot be reached
     `retries` times over, and a VerificationError when the server's answer does not
-    prove that the file's digest was logged.
+    prove that the file's digest was logged. An upload a killed run left unfinished
+    (its URL kept under `state_folder`, by default the user's cache) is resumed.
     """
     base = server_base(server)
     if CONTROL_CHARACTERS.search(path.name):
@@ -99,12 +102,24 @@ def upload(  # noqa: PLR0913 (keyword-only options of one upload)
     digest = sha256 or file_sha256(path)
     size = path.stat().st_size
     tries = _Tries(retries=retries, on_retry=on_retry, sleep=sleep)
-    location = tries.run(
-        lambda: tus_client.create(
-            base, api_key, size=size, filename=path.name, sha256=digest, metadata=metadata or {}
+    identity = {"server": base, "sha256": digest, "size": size, "filename": path.name}
+    state = ResumeState(state_folder or default_folder(), identity | {"metadata": metadata})
+    location, known = _earlier(state, api_key)
+    if location is None:
+        location = tries.run(
+            lambda: tus_client.create(
+                base, api_key, size=size, filename=path.name, sha256=digest, metadata=metadata or {}
+            )
         )
-    )
-    done = _send(location, api_key, path, progress, tries)
+        state.save(location)
+    try:
+        done = _send(location, api_key, path, progress, tries, known)
+    except GaveUp:
+        raise  # the server keeps what it received: the next run resumes from there
+    except UploadError:
+        state.forget()  # refused: that upload is over
+        raise
+    state.forget()
     answer = {
         "id": done.evidence_id,
         "custody_index": done.custody_index,
@@ -117,11 +132,29 @@ def upload(  # noqa: PLR0913 (keyword-only options of one upload)
     return Uploaded(answer=answer, receipt=receipt, facts=facts, attempts=tries.attempts)
 
 
+def _earlier(state: ResumeState, api_key: str) -> tuple[str | None, UploadStatus | None]:
+    """An upload an earlier run left unfinished, and what the server holds of it; none if
+    the server no longer has it (expired, failed, terminated) or cannot say now."""
+    location = state.location()
+    if location is None:
+        return None, None
+    try:
+        return location, tus_client.status(location, api_key)
+    except (UploadError, Retry):
+        state.forget()
+        return None, None
+
+
 def _send(
-    location: str, api_key: str, path: Path, progress: Progress | None, tries: _Tries
+    location: str,
+    api_key: str,
+    path: Path,
+    progress: Progress | None,
+    tries: _Tries,
+    known: UploadStatus | None,
 ) -> UploadStatus:
     """Send what the server lacks until it answers with the evidence it recorded."""
-    known: UploadStatus | None = UploadStatus(offset=0)
+    known = known or UploadStatus(offset=0)
     reached = 0  # how far the last PATCH got before it broke
 
     def sent(position: int) -> None:
@@ -156,6 +189,10 @@ def _settled(location: str, api_key: str, reached: int, tries: _Tries) -> Upload
     return known
 
 
+class GaveUp(UploadError):
+    """Every try broke; the server keeps the bytes it has, for the next run to resume."""
+
+
 class _Tries:
     """Counts tries; waits before the next one, or gives up after `retries` broken ones."""
 
@@ -171,7 +208,7 @@ class _Tries:
 
     def broken(self, retry: Retry) -> None:
         if self.attempts > self._retries:
-            raise UploadError(f"gave up after {self.attempts} tries: {retry.reason}")
+            raise GaveUp(f"gave up after {self.attempts} tries: {retry.reason}")
         self.attempts += 1
         wait = retry.after if retry.after is not None else _backoff(self.attempts - 1)
         if self._on_retry is not None:

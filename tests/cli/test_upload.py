@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
@@ -25,6 +26,14 @@ from tests.harness import Locker
 
 runner = CliRunner()
 NAME = "شهادة ../أم الخير (1).pdf"
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Unfinished uploads are remembered under the user's cache: this test's own."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache / "locker" / "uploads"
 
 
 @pytest.fixture
@@ -160,6 +169,45 @@ def test_a_cut_at_90_percent_resumes_from_the_server_offset(locker: Locker, tmp_
     assert [item["id"] for item in items] == [done.receipt.evidence_id]
     assert [e["fields"]["action"] for e in trail["entries"]].count("evidence.ingested") == 1
     assert content == file.read_bytes()
+
+
+def test_a_run_that_gave_up_is_resumed_by_the_next(
+    locker: Locker, tmp_path: Path, _own_cache: Path
+) -> None:
+    """The first run loses its connection at half the file and has no tries left; the
+    next run of the same upload asks the server and sends only the other half."""
+    file = tmp_path / "interview.wav"
+    file.write_bytes(b"RIFF" + os.urandom(2 * 1024 * 1024))
+    size = file.stat().st_size
+    with _cutting_proxy(locker.base_url, cut_after=size // 2) as proxy:
+        with pytest.raises(UploadError, match="gave up after 1 tries"):
+            upload(
+                proxy.url,
+                file,
+                api_key=locker.api_key,
+                verifier=key_of(locker),
+                retries=0,
+                sleep=_no_wait,
+            )
+        assert len(list(_own_cache.iterdir())) == 1  # the unfinished upload's URL
+        time.sleep(0.5)  # let the server count the bytes of the cut request
+        done = upload(proxy.url, file, api_key=locker.api_key, verifier=key_of(locker))
+    assert proxy.was_cut and proxy.sent < 1.1 * size, f"{proxy.sent} bytes for {size}"
+    assert done.answer["duplicate"] is False and list(_own_cache.iterdir()) == []
+    with locker.client() as client:
+        assert len(client.get("/v1/evidence").json()["items"]) == 1
+    # A remembered upload the server no longer has is started again, not an error.
+    other = tmp_path / "other.wav"
+    other.write_bytes(b"RIFF" + os.urandom(100_000))
+    with _cutting_proxy(locker.base_url, cut_after=50_000) as proxy:
+        with pytest.raises(UploadError, match="gave up"):
+            upload(proxy.url, other, api_key=locker.api_key, verifier=key_of(locker), retries=0)
+        [remembered] = list(_own_cache.iterdir())
+        location = json.loads(remembered.read_text())["location"]
+        with httpx.Client(headers={"Authorization": f"Bearer {locker.api_key}"}) as client:
+            assert client.delete(location, headers={"Tus-Resumable": "1.0.0"}).status_code == 204
+        done = upload(proxy.url, other, api_key=locker.api_key, verifier=key_of(locker))
+    assert done.answer["size"] == other.stat().st_size
 
 
 def test_the_command_says_why_it_sends_again(locker: Locker, key: Path, tmp_path: Path) -> None:
