@@ -37,6 +37,7 @@ from service.api.routes import (
 )
 from service.api.tus import TUS_VERSION
 from service.errors import (
+    BadRequest,
     ChecksumMismatch,
     ConfigurationError,
     Conflict,
@@ -91,6 +92,7 @@ _STATUS: list[tuple[type[Error], int]] = [
     (Throttled, 429),
     (TooLarge, 413),
     (IdleTimeout, 408),
+    (BadRequest, 400),
     (Gone, 410),
     (PreconditionFailed, 412),
     (UnsupportedMediaType, 415),
@@ -116,6 +118,9 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)}
     elif isinstance(exc, PreconditionFailed):
         headers = {"Tus-Version": TUS_VERSION}
+    if request.url.path.startswith("/v1/uploads"):
+        # tus 1.0: every response but OPTIONS's names the protocol version, errors too.
+        headers = (headers or {}) | {"Tus-Resumable": TUS_VERSION}
     return problem(status, exc.diagnostics(), headers)
 
 

@@ -112,6 +112,10 @@ class ChecksumMismatch(Error):
     """A chunk does not match the checksum sent with it (maps to 460, tus checksum)."""
 
 
+class BadRequest(Error):
+    """A protocol header we cannot act on, where the protocol asks for 400 (tus checksum)."""
+
+
 class PreconditionFailed(Error):
     """The client speaks a protocol version we do not (maps to 412)."""
 

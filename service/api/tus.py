@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from service.errors import InvalidInput
+from service.errors import BadRequest, InvalidInput
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
@@ -50,9 +50,7 @@ def parse_checksum(header: str | None) -> bytes | None:
         return None
     algorithm, _, encoded = header.strip().partition(" ")
     if algorithm.lower() != "sha256":
-        raise InvalidInput(
-            f"Upload-Checksum: algorithm {algorithm[:32]!r} not supported; use sha256"
-        )
+        raise BadRequest(f"Upload-Checksum: algorithm {algorithm[:32]!r} not supported; use sha256")
     try:
         digest = base64.b64decode(encoded.strip(), validate=True)
     except (binascii.Error, ValueError):
