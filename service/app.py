@@ -37,21 +37,28 @@ from service.api.routes import (
     members,
     notes,
     search,
+    uploads,
 )
+from service.api.tus import TUS_VERSION
 from service.errors import (
+    BadRequest,
+    ChecksumMismatch,
     ConfigurationError,
     Conflict,
     Error,
     Forbidden,
+    Gone,
     Hidden,
     IdleTimeout,
     InvalidInput,
     NotFound,
+    PreconditionFailed,
     StorageError,
     Throttled,
     TooLarge,
     Unauthenticated,
     Unavailable,
+    UnsupportedMediaType,
     VerificationError,
     validation_message,
 )
@@ -78,6 +85,7 @@ ROUTERS = (
     notes.router,
     search.router,
     log.router,
+    uploads.router,
 )
 
 _STATUS: list[tuple[type[Error], int]] = [
@@ -89,6 +97,11 @@ _STATUS: list[tuple[type[Error], int]] = [
     (Throttled, 429),
     (TooLarge, 413),
     (IdleTimeout, 408),
+    (BadRequest, 400),
+    (Gone, 410),
+    (PreconditionFailed, 412),
+    (UnsupportedMediaType, 415),
+    (ChecksumMismatch, 460),  # tus 1.0 checksum extension
     (VerificationError, 500),
     (StorageError, 503),
     (Unavailable, 503),
@@ -112,6 +125,11 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)}
     elif isinstance(exc, StorageError):
         headers = {"Retry-After": str(_RETRY_AFTER)}
+    elif isinstance(exc, PreconditionFailed):
+        headers = {"Tus-Version": TUS_VERSION}
+    if request.url.path.startswith("/v1/uploads"):
+        # tus 1.0: every response but OPTIONS's names the protocol version, errors too.
+        headers = (headers or {}) | {"Tus-Resumable": TUS_VERSION}
     return problem(status, exc.diagnostics(), headers)
 
 

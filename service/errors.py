@@ -120,6 +120,26 @@ class TooLarge(Error):
     """The request body exceeds the configured limit (maps to 413)."""
 
 
+class Gone(Error):
+    """The resource existed but is no more: an expired or failed upload (maps to 410)."""
+
+
+class ChecksumMismatch(Error):
+    """A chunk does not match the checksum sent with it (maps to 460, tus checksum)."""
+
+
+class BadRequest(Error):
+    """A protocol header we cannot act on, where the protocol asks for 400 (tus checksum)."""
+
+
+class PreconditionFailed(Error):
+    """The client speaks a protocol version we do not (maps to 412)."""
+
+
+class UnsupportedMediaType(Error):
+    """The body's Content-Type is not the one the route takes (maps to 415)."""
+
+
 class IdleTimeout(Error):
     """The client sent nothing for too long; its upload was abandoned (maps to 408)."""
 

@@ -8,12 +8,15 @@ from fastapi.responses import JSONResponse
 
 from service.errors import RangeNotSatisfiable, one_line
 
+# Statuses of protocols beside HTTP's own register.
+_TITLES = {460: "Checksum Mismatch"}  # tus 1.0 checksum extension
+
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """A problem document whose detail is one line, whatever it quotes."""
     body = {
         "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
+        "title": _TITLES.get(status) or HTTPStatus(status).phrase,
         "status": status,
         "detail": one_line(detail),
     }

@@ -490,3 +490,45 @@ class IdempotencyRecord(SQLModel, table=True):
     status: int | None = None
     answer: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     created_at: datetime = Field(index=True)
+
+
+class ResumableUpload(SQLModel, table=True):
+    """A tus upload in progress: what it will be, and how many bytes the store holds.
+
+    The server keeps no state between requests: any process can take the next PATCH,
+    after a restart too. `received` only grows, by a conditional UPDATE that names the
+    offset the chunk started at, so two requests cannot both append at one offset.
+    Evidence is recorded only when the last byte arrives (then `evidence_id` is set).
+    """
+
+    __tablename__ = "resumable_upload"
+    __table_args__ = (Index("ix_resumable_upload_status_expires", "status", "expires_at"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    user_id: str = Field(foreign_key="user_account.id", max_length=36)
+    length: int = Field(sa_column=Column(BigInteger, nullable=False))
+    received: int = Field(sa_column=Column(BigInteger, nullable=False))
+    filename: str = Field(max_length=1024)
+    metadata_json: str = Field(sa_column=Column(Text, nullable=False))
+    claimed_sha256: str | None = Field(default=None, max_length=64)
+    # receiving -> completing -> done; or failed (with its outcome)
+    status: str = Field(default="receiving", max_length=16)
+    outcome: str | None = Field(default=None, max_length=1024)
+    evidence_id: str | None = Field(default=None, max_length=36)
+    custody_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    duplicate: bool = False
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class ResumablePart(SQLModel, table=True):
+    """The bytes of one PATCH, held as a staging object until the upload completes."""
+
+    __tablename__ = "resumable_part"
+
+    upload_id: str = Field(primary_key=True, foreign_key="resumable_upload.id", max_length=36)
+    start: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    staging_key: str = Field(max_length=512)

@@ -212,6 +212,52 @@ async def _ingest(
         raise
 
 
+def check_submission(
+    filename: str, metadata_text: str | None, claimed_text: str | None
+) -> tuple[str, UploadMetadata, str | None]:
+    """What comes with a file (name, metadata JSON, declared SHA-256), checked exactly as
+    a form upload's parts are, before a byte is stored."""
+    return (
+        _check_filename(filename),
+        _parse_metadata(metadata_text),
+        _parse_claimed_sha256(claimed_text),
+    )
+
+
+async def ingest_stream(
+    runtime: Runtime,
+    principal: Principal,
+    chunks: AsyncIterator[bytes],
+    *,
+    filename: str,
+    metadata: UploadMetadata,
+    claimed: str | None,
+) -> IngestResult:
+    """Record one file whose name and metadata are already checked (`check_submission`):
+    the same intent, streaming pipe and recording step as a form upload."""
+    principal.require(Permission.EVIDENCE_UPLOAD)
+    intent_id, expected_key = await asyncio.to_thread(
+        _open_intent, runtime, principal, filename, claimed
+    )
+    staged: StagedUpload | None = None
+    try:
+        staged = await stage_file(
+            runtime.store,
+            chunks,
+            limit=runtime.settings.max_upload_bytes,
+            expected_key=expected_key,
+        )
+        return await asyncio.to_thread(
+            record_upload, runtime, principal, intent_id, staged, metadata=metadata, claimed=claimed
+        )
+    except BaseException as exc:
+        dropped = staged.staged if staged else None
+        await asyncio.shield(
+            asyncio.to_thread(abandon_intent, runtime, intent_id, describe(exc), dropped)
+        )
+        raise
+
+
 @dataclass(slots=True)
 class _Upload:
     """What an upload has received so far."""

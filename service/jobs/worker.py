@@ -5,7 +5,8 @@ workers that went silent for three heartbeats (a SIGKILLed process, a lost machi
 (2) queues again whatever the database says is owed (`unfinished_work`), so nothing is
 lost between a commit and its defer; (3) timestamps the latest checkpoint with every
 configured TSA every LOCKER_TSA_INTERVAL seconds, sooner after a failure; (4) deletes
-idempotency records past their 24 hours, every hour. Several
+idempotency records past their 24 hours, every hour; (5) removes expired resumable
+uploads (`service.evidence.resumable`). Several
 workers may run at once: a job runs at most once at a time, and the housekeeping is
 idempotent (one token per checkpoint and authority).
 """
@@ -24,6 +25,7 @@ from procrastinate.jobs import Status
 from service.accounts.idempotency import purge_expired
 from service.custody.timestamps import timestamp_periodically
 from service.errors import describe
+from service.evidence.resumable import expire_uploads
 from service.jobs.queue import (
     JobQueue,
     database_conninfo,
@@ -48,6 +50,7 @@ async def run_worker(runtime: Runtime, queue: JobQueue, *, concurrency: int = 2)
         housekeeping = asyncio.gather(
             _every(heartbeat, lambda: _retry_stalled(app, heartbeat * 3)),
             _every(runtime.settings.job_reconcile_seconds, lambda: _owed(runtime, queue)),
+            _every(runtime.settings.job_reconcile_seconds, lambda: _expire(runtime)),
             _stamp_periodically(runtime),
             _every(_PURGE_SECONDS, lambda: _purge_idempotency(runtime)),
         )
@@ -68,6 +71,7 @@ async def run_in_process(runtime: Runtime, queue: JobQueue) -> None:
     """The embedded default's housekeeping (its jobs run on the queue's own thread)."""
     await asyncio.gather(
         _every(runtime.settings.job_reconcile_seconds, lambda: _owed(runtime, queue)),
+        _every(runtime.settings.job_reconcile_seconds, lambda: _expire(runtime)),
         _stamp_periodically(runtime),
         _every(_PURGE_SECONDS, lambda: _purge_idempotency(runtime)),
     )
@@ -107,6 +111,12 @@ async def _retry_stalled(app: procrastinate.App, silent_seconds: float) -> None:
             # The same work is queued already (queued again as owed work meanwhile): that
             # twin will do it, so this one ends here instead of being queued twice.
             await app.job_manager.finish_job(job, status=Status.FAILED, delete_job=False)
+
+
+async def _expire(runtime: Runtime) -> None:
+    # Resumable uploads nobody finished: their parts are removed (idempotent, so several
+    # workers may do it at once).
+    await asyncio.to_thread(expire_uploads, runtime)
 
 
 async def _owed(runtime: Runtime, queue: JobQueue) -> None:

@@ -37,6 +37,7 @@ from service.errors import Error
 from service.evidence.intake import abandon_intent
 from service.evidence.reading import verify_object
 from service.evidence.recording import finish_intent
+from service.evidence.resumable import expire_uploads, expired_uploads, part_keys
 from service.exports.bundles import export_prefix
 from service.operations.record_checks import member_findings, record_findings
 from service.storage import StagedObject
@@ -64,6 +65,7 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
     report = Report()
     if repair:
         _settle_intents(runtime, report)
+        report.repairs += [f"removed expired upload {u}" for u in expire_uploads(runtime)]
     with runtime.database.session() as session:
         leaf_hashes = _check_leaves(session, report)
         _check_nodes(session, leaf_hashes, report)
@@ -81,6 +83,10 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
         pending = session.exec(select(UploadIntent).where(UploadIntent.status == "pending")).all()
         report.findings += [f"upload intent {i.id} is still pending" for i in pending]
         report.findings += _quarantined(session)
+        report.findings += [
+            f"upload {u.id} expired with {u.received} of {u.length} bytes (--repair removes it)"
+            for u in expired_uploads(session, datetime.now(UTC))
+        ]
     _check_objects(runtime, evidence, report, repair=repair)
     _check_orphans(runtime, evidence, report, record=repair)
     _check_staging(runtime, report, repair=repair)
@@ -376,11 +382,13 @@ def _staged_bytes(intent: UploadIntent) -> StagedObject | None:
 
 
 def _check_staging(runtime: Runtime, report: Report, *, repair: bool) -> None:
-    """Staging bytes no pending upload owns: left by a crash or a failed clean-up."""
+    """Staging bytes no pending upload or resumable upload's part owns: left by a crash
+    or a failed clean-up."""
     with runtime.database.session() as session:
         owned = set(
             session.exec(select(UploadIntent.staging_key).where(UploadIntent.status == "pending"))
         )
+        owned.update(part_keys(session))
     for staged in runtime.store.iter_staged():
         if staged.staging_key in owned:
             continue

@@ -88,6 +88,11 @@ class ObjectStore(Protocol):
         """The original object committed at `key`, or None."""
         ...
 
+    def open_staged(self, staged: StagedObject) -> ClosingChunks:
+        """Stream a staged object's bytes (a resumable upload's parts are read back once,
+        when the upload completes); raises `ObjectMissing` at once if it is gone."""
+        ...
+
     def open(self, key: str, version_id: str | None) -> ClosingChunks:
         """Stream exactly that version's bytes; raises `ObjectMissing` at once if absent.
 

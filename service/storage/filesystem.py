@@ -143,6 +143,17 @@ class FilesystemStore:
         except OSError as error:
             raise StorageError(f"cannot open object {key}: {error.strerror}") from None
 
+    def open_staged(self, staged: StagedObject) -> ClosingChunks:
+        """Stream a staging file."""
+        key = check_staging_key(staged)
+        try:
+            file = self._staging_path(key).open("rb")
+        except _ABSENT:
+            raise ObjectMissing(f"staged object {key} is not in the store") from None
+        except OSError as error:
+            raise StorageError(f"cannot open staged object {key}: {error.strerror}") from None
+        return ClosingChunks(read=file.read, close=file.close, errors=(OSError,), what=key)
+
     def iter_objects(self) -> Iterator[StoredObject]:
         """Every file under objects/, in key order."""
         with _errors_about("listing objects"):

@@ -263,6 +263,24 @@ class S3Store:
             what=f"{key} version {version}",
         )
 
+    def open_staged(self, staged: StagedObject) -> ClosingChunks:
+        """Stream a staged object (its only version: staging keys are never rewritten)."""
+        key = check_staging_key(staged)
+        version = staged.version_id if staged.target_key is not None else None
+        with _provider_errors(f"reading staged {key}"):
+            response = self._client.get_object(self._bucket, key, version_id=version)
+
+        def release() -> None:
+            response.close()
+            response.release_conn()
+
+        return ClosingChunks(
+            read=lambda size: response.read(size, decode_content=False),
+            close=release,
+            errors=(urllib3.exceptions.HTTPError, OSError),
+            what=f"staged {key}",
+        )
+
     def iter_objects(self) -> Iterator[StoredObject]:
         """The original version of every committed key, in key order.
 
