@@ -69,10 +69,20 @@ class _Body:
         return self.fingerprint.hexdigest()
 
 
+# Headers that say what a request creates, beside its body (a tus creation's length and
+# metadata): the same key with other values is another request.
+_DESCRIBING_HEADERS = ("upload-length", "upload-metadata")
+
+
 def _fingerprint(request: Request) -> Fingerprint:
     content_type = request.headers.get("content-type", "")
     boundary = boundary_of(content_type) if content_type.startswith("multipart/") else None
-    return Fingerprint(request.method, request.url.path, boundary=boundary)
+    described = "".join(
+        f"\n{name}: {request.headers[name]}"
+        for name in _DESCRIBING_HEADERS
+        if name in request.headers
+    )
+    return Fingerprint(request.method, request.url.path + described, boundary=boundary)
 
 
 class IdempotentRoute(APIRoute):

@@ -483,3 +483,24 @@ def test_two_locker_processes_share_one_upload(tmp_path: Any) -> None:
             first.head(location, headers=TUS).headers["Locker-Evidence-Id"]
             == (done.headers["Locker-Evidence-Id"])
         )
+
+
+def test_a_creation_sent_twice_with_one_idempotency_key_makes_one_upload(locker: Locker) -> None:
+    content = os.urandom(3000)
+    metadata = metadata_header("once.bin", content)
+    with locker.client() as client:
+        key = {"Idempotency-Key": "2f1c7a52-tus-creation"}
+        first = create(client, 3000, metadata, **key)
+        again = create(client, 3000, metadata, **key)
+        assert (first.status_code, again.status_code) == (201, 201), again.text
+        assert again.headers["Location"] == first.headers["Location"]
+        assert again.headers["Idempotent-Replayed"] == "true"
+        # The same key for another file (other metadata, another length) is refused.
+        other = create(client, 10, metadata_header("other.bin"), **key)
+        assert other.status_code == 422, other.text
+        assert "Idempotency-Key" in other.json()["detail"]
+        done = patch(client, first.headers["Location"], 0, content)
+        assert done.status_code == 204, done.text
+    with locker.runtime.database.session() as session:
+        assert len(session.exec(select(ResumableUpload)).all()) == 1
+    assert evidence_count(locker.runtime) == 1

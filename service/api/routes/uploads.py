@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from service.api.deps import EvidenceUploader, JobsDep, Public, RuntimeDep
+from service.api.idempotency import Idempotency, IdempotentRoute
 from service.api.multipart import idle_limited
 from service.api.tus import (
     CHECKSUM_ALGORITHMS,
@@ -49,7 +50,7 @@ def _tus_resumable(tus_resumable: Annotated[str | None, Header()] = None) -> Non
         raise PreconditionFailed(f"Tus-Resumable must be {TUS_VERSION}, got {tus_resumable!r}")
 
 
-router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"], route_class=IdempotentRoute)
 _TusRequest = Depends(_tus_resumable)
 
 
@@ -142,6 +143,7 @@ async def create(
     request: Request,
     runtime: RuntimeDep,
     principal: EvidenceUploader,
+    _: Idempotency,
     jobs: JobsDep,
     upload_length: Annotated[str | None, Header()] = None,
 ) -> Response:
