@@ -63,3 +63,8 @@ def route_standard_logging(stream: TextIO | None = None, *, console: bool | None
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.WARNING)
+    # uvicorn's default logging config gives its loggers handlers of their own and stops
+    # them propagating: write their records through this handler too.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        library = logging.getLogger(name)
+        library.handlers, library.propagate = [], True

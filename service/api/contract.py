@@ -47,11 +47,16 @@ _WHY: dict[int, str] = {
     404: "No such item, or none the caller may see.",
     408: "The client sent nothing for too long.",
     409: "A concurrent change came first, or the change conflicts with the record.",
+    410: "The resumable upload expired or failed; start a new one.",
+    412: "Tus-Resumable is missing or not a version this server speaks (1.0.0).",
     413: "The body exceeds the upload limit.",
+    415: "A tus chunk must be sent as application/offset+octet-stream.",
     422: "The request is malformed.",
     429: "Too many failed authentications from this client; see Retry-After.",
     500: "Internal error, or a failed integrity check.",
     503: "The database or the object store is unavailable; see Retry-After.",
+    460: "The chunk does not match its Upload-Checksum (tus checksum extension); none of it "
+    "was kept.",
 }
 
 
@@ -62,7 +67,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def _problem_response(status: int) -> dict[str, Any]:
     return {
-        "description": _WHY.get(status, HTTPStatus(status).phrase),
+        "description": _WHY[status] if status in _WHY else HTTPStatus(status).phrase,
         "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": _PROBLEM_REF}}},
     }
 

@@ -65,6 +65,19 @@ class Database:
             for hook in session.info.pop(_AFTER_COMMIT, {}).values():
                 hook()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A session whose every read sees one consistent snapshot of the database.
+
+        On PostgreSQL that is REPEATABLE READ (READ COMMITTED, the default, takes a new
+        snapshot per statement, so a check reading two tables while writers commit could
+        see a record without its log entry); SQLite's transactions already are one.
+        """
+        with self.session() as session:
+            if self.engine.dialect.name == "postgresql":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
         config = Config()

@@ -66,7 +66,8 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
     if repair:
         _settle_intents(runtime, report)
         report.repairs += [f"removed expired upload {u}" for u in expire_uploads(runtime)]
-    with runtime.database.session() as session:
+    # One snapshot for every check: fsck may run while the locker appends.
+    with runtime.database.snapshot() as session:
         leaf_hashes = _check_leaves(session, report)
         _check_nodes(session, leaf_hashes, report)
         _check_checkpoints(runtime, session, leaf_hashes, report)

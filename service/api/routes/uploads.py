@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from service.api.contract import problem_responses
 from service.api.deps import EvidenceUploader, JobsDep, Public, RuntimeDep
 from service.api.idempotency import Idempotency, IdempotentRoute
 from service.api.multipart import idle_limited
@@ -44,8 +45,11 @@ from service.runtime import Runtime
 _CHUNK_TYPE = "application/offset+octet-stream"
 
 
-def _tus_resumable(tus_resumable: Annotated[str | None, Header()] = None) -> None:
-    """tus 1.0: every request but OPTIONS names the protocol version it speaks."""
+def _tus_resumable(
+    _: EvidenceUploader, tus_resumable: Annotated[str | None, Header()] = None
+) -> None:
+    """tus 1.0: every request but OPTIONS names the protocol version it speaks (looked at
+    once the caller is known: a stranger learns nothing from a 412)."""
     if tus_resumable != TUS_VERSION:
         raise PreconditionFailed(f"Tus-Resumable must be {TUS_VERSION}, got {tus_resumable!r}")
 
@@ -138,7 +142,12 @@ def discover(runtime: RuntimeDep) -> Response:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[_TusRequest])
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[_TusRequest],
+    responses=problem_responses(400, 410, 412, 413, 415, 460),
+)
 async def create(
     request: Request,
     runtime: RuntimeDep,
@@ -168,14 +177,19 @@ async def create(
     return Response(status_code=status.HTTP_201_CREATED, headers=headers)
 
 
-@router.head("/{upload_id}", dependencies=[_TusRequest])
+@router.head("/{upload_id}", dependencies=[_TusRequest], responses=problem_responses(410, 412))
 def head_upload(upload_id: str, runtime: RuntimeDep, principal: EvidenceUploader) -> Response:
     """How many bytes the server holds; once complete, the evidence it became."""
     upload = upload_state(runtime, principal, upload_id)
     return Response(status_code=status.HTTP_200_OK, headers=_headers(upload))
 
 
-@router.patch("/{upload_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[_TusRequest])
+@router.patch(
+    "/{upload_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[_TusRequest],
+    responses=problem_responses(400, 410, 412, 413, 415, 460),
+)
 async def append(
     upload_id: str,
     request: Request,
@@ -191,7 +205,12 @@ async def append(
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=_headers(appended.upload))
 
 
-@router.delete("/{upload_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[_TusRequest])
+@router.delete(
+    "/{upload_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[_TusRequest],
+    responses=problem_responses(410, 412),
+)
 def terminate(upload_id: str, runtime: RuntimeDep, principal: EvidenceUploader) -> Response:
     """Termination: the upload and its stored parts are removed."""
     terminate_upload(runtime, principal, upload_id)
