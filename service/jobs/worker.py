@@ -80,14 +80,14 @@ async def _stamp_periodically(runtime: Runtime) -> None:
 
 
 async def _every(seconds: float, step: Callable[[], Awaitable[None]]) -> None:
-    """Run `step` now and then every `seconds` (never when 0), outliving its failures."""
-    if seconds <= 0:
-        return
+    """Run `step` now and then every `seconds` (only now when 0), outliving its failures."""
     while True:
         try:
             await step()
         except Exception as exc:
             _log.warning("housekeeping step failed", error=describe(exc))
+        if seconds <= 0:
+            return
         await asyncio.sleep(seconds)
 
 
