@@ -1,8 +1,8 @@
 """Uploading a file from disk through POST /v1/evidence, streamed, and watching the server.
 
-The body is multipart/form-data framed around 1 MiB chunks read from the file (the
-framing of `locker upload`), so the client never holds more than one chunk: what is
-measured is the server, not the client.
+The body is multipart/form-data framed around 1 MiB chunks read from the file (as a
+browser or `curl -F` frames it), so the client never holds more than one chunk: what
+is measured is the server, not the client.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -19,11 +20,49 @@ from typing import Self
 import httpx
 from _locker import Locker
 
-from service.client.uploader import multipart_body
-
 MIB = 1024 * 1024
 _BOUNDARY = "locker-bench-8c1d0f5e"
 _UPLOAD_TIMEOUT_S = 600.0
+
+
+def multipart_body(
+    path: Path,
+    *,
+    filename: str,
+    fields: dict[str, str],
+    boundary: str,
+) -> tuple[int, Iterator[bytes]]:
+    """Content-Length and chunks of a form with `fields` first, then the file.
+
+    The fields come first so the server knows the digest before the first byte of
+    the file; the file is read one chunk at a time, never held whole.
+    """
+    head = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        + value.encode("utf-8")
+        + b"\r\n"
+        for name, value in fields.items()
+    )
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f"{_filename_parameter(filename)}\r\nContent-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def chunks() -> Iterator[bytes]:
+        yield head
+        with path.open("rb") as handle:
+            while chunk := handle.read(MIB):
+                yield chunk
+        yield tail
+
+    return len(head) + path.stat().st_size + len(tail), chunks()
+
+
+def _filename_parameter(filename: str) -> str:
+    """A Content-Disposition filename parameter that keeps any name exactly: a quoted
+    string with backslash escapes, UTF-8 inside, as browsers send (RFC 7578 §4.2)."""
+    return 'filename="' + filename.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def write_random_file(path: Path, mib: int) -> None:

@@ -10,16 +10,20 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from service.accounts.access import record_denial
 from service.accounts.throttling import FailureThrottle
+from service.api.contract import api_routes, openapi_document
 from service.api.deps import Public
 from service.api.input_guard import RefuseNul
+from service.api.metrics import exposition, state_registry
+from service.api.observability import Observed, count_integrity_failure, unexpected
 from service.api.problems import problem
 from service.api.routes import (
     access,
@@ -33,20 +37,28 @@ from service.api.routes import (
     members,
     notes,
     search,
+    uploads,
 )
+from service.api.tus import TUS_VERSION
 from service.errors import (
+    BadRequest,
+    ChecksumMismatch,
     ConfigurationError,
     Conflict,
     Error,
     Forbidden,
+    Gone,
     Hidden,
     IdleTimeout,
     InvalidInput,
     NotFound,
+    PreconditionFailed,
     StorageError,
     Throttled,
     TooLarge,
     Unauthenticated,
+    Unavailable,
+    UnsupportedMediaType,
     VerificationError,
     validation_message,
 )
@@ -73,6 +85,7 @@ ROUTERS = (
     notes.router,
     search.router,
     log.router,
+    uploads.router,
 )
 
 _STATUS: list[tuple[type[Error], int]] = [
@@ -84,8 +97,14 @@ _STATUS: list[tuple[type[Error], int]] = [
     (Throttled, 429),
     (TooLarge, 413),
     (IdleTimeout, 408),
+    (BadRequest, 400),
+    (Gone, 410),
+    (PreconditionFailed, 412),
+    (UnsupportedMediaType, 415),
+    (ChecksumMismatch, 460),  # tus 1.0 checksum extension
     (VerificationError, 500),
     (StorageError, 503),
+    (Unavailable, 503),
     (ConfigurationError, 500),
 ]
 
@@ -98,11 +117,19 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
     principal = getattr(request.state, "principal", None)
     if isinstance(exc, Hidden | Forbidden) and principal is not None:
         await run_in_threadpool(record_denial, request.app.state.runtime, principal, exc)
+    count_integrity_failure(exc)
     headers: dict[str, str] | None = None
     if isinstance(exc, Unauthenticated):
         headers = {"WWW-Authenticate": "Bearer"}
-    elif isinstance(exc, Throttled):
+    elif isinstance(exc, Throttled | Unavailable):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, StorageError):
+        headers = {"Retry-After": str(_RETRY_AFTER)}
+    elif isinstance(exc, PreconditionFailed):
+        headers = {"Tus-Version": TUS_VERSION}
+    if request.url.path.startswith("/v1/uploads"):
+        # tus 1.0: every response but OPTIONS's names the protocol version, errors too.
+        headers = (headers or {}) | {"Tus-Resumable": TUS_VERSION}
     return problem(status, exc.diagnostics(), headers)
 
 
@@ -111,9 +138,23 @@ async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
     return problem(422, validation_message(exc.errors()))
 
 
-async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the first route that matched the path; a path served by
+        # several routes (GET and POST /v1/evidence) allows the methods of them all.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem(exc.status_code, str(exc.detail), headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in api_routes(request.app):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(route.methods or ())
+    return sorted(methods)
 
 
 async def _on_disconnect(_request: Request, _exc: Exception) -> JSONResponse:
@@ -129,9 +170,10 @@ async def _on_race(_request: Request, exc: Exception) -> JSONResponse:
     return problem(409, "a concurrent request changed the same record first; try again")
 
 
-# Seconds a client should wait after 503 "database unavailable": long enough for a
-# restart or failover to finish, short enough that a field uploader does not give up.
-_DATABASE_RETRY_AFTER = 10
+# Seconds a client should wait after a 503 (database or object store unavailable): long
+# enough for a restart or failover to finish, short enough that a field uploader does
+# not give up.
+_RETRY_AFTER = 10
 
 
 async def _on_database(request: Request, exc: Exception) -> JSONResponse:
@@ -139,18 +181,13 @@ async def _on_database(request: Request, exc: Exception) -> JSONResponse:
     # (SQLite: "database or disk is full"): not this request's fault; worth retrying.
     assert isinstance(exc, DBAPIError)
     if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
-        return await _on_unexpected(request, exc)
+        return unexpected(exc)
     _log.error("database unavailable", error=database_failure(exc))
     return problem(
         503,
         "database unavailable: try again later",
-        {"Retry-After": str(_DATABASE_RETRY_AFTER)},
+        {"Retry-After": str(_RETRY_AFTER)},
     )
-
-
-async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    _log.exception("unexpected error", kind=type(exc).__name__)
-    return problem(500, "internal error; the request did not complete (details in the log)")
 
 
 async def _run_jobs(runtime: Runtime, queue: JobQueue) -> None:
@@ -160,6 +197,18 @@ async def _run_jobs(runtime: Runtime, queue: JobQueue) -> None:
         await run_in_process(runtime, queue)
     elif runtime.settings.jobs_in_process:
         await run_worker(runtime, queue)
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """Every error answers a problem document; see `_STATUS` for ours."""
+    app.add_exception_handler(Error, _on_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(ClientDisconnect, _on_disconnect)
+    app.add_exception_handler(IntegrityError, _on_race)
+    app.add_exception_handler(DBAPIError, _on_database)
+    # Any other exception: service.api.observability answers 500 inside the request's log
+    # context (an exception handler here would run outside it).
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -173,6 +222,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         own = runtime is None
         app.state.runtime = runtime or await run_in_threadpool(open_runtime, settings or Settings())
         app.state.jobs = await run_in_threadpool(open_queue, app.state.runtime)
+        app.state.metrics = state_registry(app.state.runtime, app.state.jobs)
         jobs = asyncio.create_task(_run_jobs(app.state.runtime, app.state.jobs))
         try:
             yield
@@ -186,18 +236,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     configure_logging()
     app = FastAPI(title="Evidence locker", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RefuseNul)
+    app.add_middleware(Observed)  # outermost: it sees every answer, even RefuseNul's
     if runtime is not None:
         app.state.runtime = runtime
     app.state.throttle = FailureThrottle()
     for router in ROUTERS:
         app.include_router(router)
-    app.add_exception_handler(Error, _on_error)
-    app.add_exception_handler(RequestValidationError, _on_validation)
-    app.add_exception_handler(HTTPException, _on_http)
-    app.add_exception_handler(ClientDisconnect, _on_disconnect)
-    app.add_exception_handler(IntegrityError, _on_race)
-    app.add_exception_handler(DBAPIError, _on_database)
-    app.add_exception_handler(Exception, _on_unexpected)
+    _handle_errors(app)
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
 
     @app.get("/healthz", include_in_schema=False, dependencies=[Depends(Public())])
     def healthz() -> dict[str, str]:
@@ -212,7 +258,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         return JSONResponse({"status": "unavailable", **states}, status_code=503)
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(Public())])
-    def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    def metrics(request: Request) -> PlainTextResponse:
+        # Scraped in a worker thread: the state series query the database.
+        body = exposition(request.app.state.metrics)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -56,6 +56,10 @@ def _locker(
 register_verify(app)  # `locker verify`: offline, imports only the pure core
 register_upload(app)  # `locker upload`: the field client, standard library + core
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]
+NameOption = Annotated[
+    str | None,
+    typer.Option(help="The member's name as they write it (any script); signed in the log."),
+]
 _err = Console(stderr=True, soft_wrap=True)
 _out = Console(highlight=False, soft_wrap=True)
 
@@ -70,8 +74,10 @@ def serve(
 
     from service.api.server import uvicorn_options
     from service.app import create_app
+    from service.logs import route_standard_logging
     from service.runtime import open_runtime
 
+    route_standard_logging()
     settings = load_settings()
     runtime = open_runtime(settings)  # fail here, with one line, on bad configuration
     _err.print(f"locker: serving on http://{host or settings.host}:{port or settings.port}")
@@ -81,6 +87,10 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             log_level="info",
+            # uvicorn's loggers go to the root handler (JSON, service.logs); the access
+            # lines are ours, with the request id (service.api.observability).
+            log_config=None,
+            access_log=False,
             **uvicorn_options(settings),
         )
     finally:
@@ -97,7 +107,10 @@ def worker(
     from service.errors import ConfigurationError
     from service.jobs.queue import PostgresQueue
     from service.jobs.worker import run_worker
+    from service.logs import configure_logging, route_standard_logging
 
+    configure_logging()  # JSON lines, as `locker serve` writes them
+    route_standard_logging()  # procrastinate's warnings the same way
     with _runtime() as runtime:
         if runtime.database.engine.dialect.name != "postgresql":
             raise ConfigurationError(
@@ -129,13 +142,14 @@ def migrate(json_out: JsonOption = False) -> None:
 def bootstrap(
     org: Annotated[str, typer.Option(help="Name of the new organisation.")],
     email: Annotated[str, typer.Option(help="E-mail of its first administrator.")],
+    name: NameOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Create an organisation, its admin user and an API key (printed last, alone)."""
     from service.accounts.members import bootstrap as do_bootstrap
 
     with _runtime() as runtime:
-        made = do_bootstrap(runtime, organisation=org, email=email)
+        made = do_bootstrap(runtime, organisation=org, email=email, name=name)
     if json_out:
         _print_json(
             {"organisation": made.organisation_id, "user": made.user_id, "api_key": made.api_key}
@@ -151,18 +165,22 @@ def create_user(
     org: Annotated[str, typer.Option(help="Organisation name.")],
     email: Annotated[str, typer.Option(help="The member's e-mail.")],
     role: Annotated[str, typer.Option(help="admin, investigator, analyst or auditor.")],
+    name: NameOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Add a member to an organisation with a role."""
+    """Add a member to an organisation with a role (and their name)."""
     from service.accounts.members import add_member, operator_of
+    from service.accounts.people import person_label
 
     with _runtime() as runtime:
         operator = operator_of(runtime, organisation=org)
-        user = add_member(runtime, operator, email=email, role=role)
+        user = add_member(runtime, operator, email=email, role=role, name=name)
     if json_out:
-        _print_json({"member": user.id, "email": user.email, "role": user.role})
+        _print_json({"member": user.id, "email": user.email, "name": user.name, "role": user.role})
         return
-    _out.print(f"member {user.id} {user.email} role {user.role}")
+    _out.print(
+        f"member {user.id} {person_label(user.email, user.name)} role {user.role}", markup=False
+    )
 
 
 @admin.command("create-key")

@@ -33,6 +33,14 @@ class InvalidInput(Error):
     """The caller sent something we cannot accept (maps to 422)."""
 
 
+class RangeNotSatisfiable(InvalidInput):
+    """A byte range that selects no byte of the object (answered 416 with its size)."""
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 class Conflict(Error):
     """The change was made against a version that is no longer the latest (maps to 409)."""
 
@@ -100,8 +108,36 @@ class Throttled(Error):
         self.retry_after = retry_after
 
 
+class Unavailable(Error):
+    """Not this request's fault and worth retrying after `retry_after` seconds (maps to 503)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class TooLarge(Error):
     """The request body exceeds the configured limit (maps to 413)."""
+
+
+class Gone(Error):
+    """The resource existed but is no more: an expired or failed upload (maps to 410)."""
+
+
+class ChecksumMismatch(Error):
+    """A chunk does not match the checksum sent with it (maps to 460, tus checksum)."""
+
+
+class BadRequest(Error):
+    """A protocol header we cannot act on, where the protocol asks for 400 (tus checksum)."""
+
+
+class PreconditionFailed(Error):
+    """The client speaks a protocol version we do not (maps to 412)."""
+
+
+class UnsupportedMediaType(Error):
+    """The body's Content-Type is not the one the route takes (maps to 415)."""
 
 
 class IdleTimeout(Error):

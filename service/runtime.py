@@ -71,6 +71,7 @@ class Runtime:
         return datetime.now(UTC) + timedelta(days=self.settings.retention_days)
 
     def close(self) -> None:
+        self.log.close()
         self.database.dispose()
 
 
@@ -109,6 +110,10 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         database.dispose()
         raise
     log = CustodyLog(signer=signer, origin=settings.log_origin, co_signers=cosigners)
+    if database.engine.dialect.name == "postgresql":
+        # Every process stands ready to integrate: entries committed just before a crash
+        # enter the tree when any locker runs again, not only at the next append.
+        log.sequencer(database.engine)
     return Runtime(
         settings=settings,
         database=database,

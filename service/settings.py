@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # A client that sends nothing for this long has gone (it would hold its upload open);
     # an upload intent without a heartbeat for this long belongs to no running request.
     upload_idle_timeout_seconds: float = Field(default=120, gt=0, le=3600)
+    # A resumable upload (tus, /v1/uploads) untouched for this long expires: its parts
+    # are removed by the worker's housekeeping and by `locker fsck --repair`.
+    upload_expiry_seconds: float = Field(default=24 * 3600, gt=0, le=30 * 24 * 3600)
     # Jobs (exports, analysis, timestamps): on PostgreSQL `locker serve` runs a worker of
     # its own unless jobs_in_process is off (then run `locker worker`); a job whose worker
     # sends no heartbeat for three intervals is retried; owed work is queued again, and

@@ -46,6 +46,7 @@ def authenticate(runtime: Runtime, authorization: str | None) -> Principal:
             email=identity.email,
             role=Role(identity.role),
             actor=f"oidc:{identity.subject}"[:80],
+            name=identity.name,
         )
     except NotFound:
         # A token for an organisation this locker does not hold.

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, func
 from sqlmodel import Session, col, select
 
+from service.accounts.people import MEMBER_ADDED, person_name
 from service.accounts.permissions import Permission, Role, allows, parse_role, within
 from service.db import rerun_if_raced
 from service.db.models import ApiKey, Organisation, User
@@ -102,11 +103,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def bootstrap(runtime: Runtime, *, organisation: str, email: str) -> Bootstrapped:
+def bootstrap(
+    runtime: Runtime, *, organisation: str, email: str, name: str | None = None
+) -> Bootstrapped:
     """Create an organisation, its first (admin) member and an API key for them."""
     organisation, email = organisation.strip(), email.strip()
     if not organisation or "@" not in email:
         raise InvalidInput("bootstrap needs an organisation name and an e-mail address")
+    name = person_name(name)
     with runtime.database.session() as session:
         if session.exec(select(Organisation).where(Organisation.name == organisation)).first():
             raise InvalidInput(f"organisation {organisation!r} already exists")
@@ -122,7 +126,9 @@ def bootstrap(runtime: Runtime, *, organisation: str, email: str) -> Bootstrappe
             subjects=[f"organisation:{org.id}"],
             details={"name": organisation},
         )
-        user = _add_member(runtime, session, org.id, email, Role.ADMIN, actor=operator.actor)
+        user = _add_member(
+            runtime, session, org.id, email, Role.ADMIN, name=name, actor=operator.actor
+        )
         issued = _issue_key(
             runtime,
             session,
@@ -139,31 +145,42 @@ def bootstrap(runtime: Runtime, *, organisation: str, email: str) -> Bootstrappe
 
 
 def _add_member(
-    runtime: Runtime, session: Session, organisation_id: str, email: str, role: Role, *, actor: str
+    runtime: Runtime,
+    session: Session,
+    organisation_id: str,
+    email: str,
+    role: Role,
+    *,
+    name: str | None,
+    actor: str,
 ) -> User:
+    """Add the member and sign who they are (e-mail, and name if given) in `member.added`."""
     if "@" not in email or len(email) > 320:
         raise InvalidInput("email: not an e-mail address")
     if session.exec(
         select(User).where(User.organisation_id == organisation_id).where(same_email(email))
     ).first():
         raise InvalidInput(f"email: {email} is already a member")
-    user = User(
-        id=str(uuid.uuid4()),
-        organisation_id=organisation_id,
-        email=email,
-        role=role,
-        created_at=_now(),
-    )
-    session.add(user)
-    session.flush()
-    runtime.log.append(
+    user_id = str(uuid.uuid4())
+    added = runtime.log.append(
         session,
         organisation_id=organisation_id,
         actor=actor,
-        action="member.added",
-        subjects=[f"user:{user.id}"],
-        details={"role": role.value},
+        action=MEMBER_ADDED,
+        subjects=[f"user:{user_id}"],
+        details={"role": role.value, "email": email} | ({"name": name} if name else {}),
     )
+    user = User(
+        id=user_id,
+        organisation_id=organisation_id,
+        email=email,
+        name=name,
+        role=role,
+        created_at=_now(),
+        custody_index=added.index,
+    )
+    session.add(user)
+    session.flush()
     return user
 
 
@@ -236,16 +253,23 @@ def authenticate_key(runtime: Runtime, key: str) -> Principal:
 
 @rerun_if_raced
 def principal_for_member(
-    runtime: Runtime, *, organisation: str, email: str, role: Role, actor: str
+    runtime: Runtime,
+    *,
+    organisation: str,
+    email: str,
+    role: Role,
+    actor: str,
+    name: str | None = None,
 ) -> Principal:
-    """The principal of a member named by an identity provider (created on first use)."""
+    """The principal of a member named by an identity provider (created on first use,
+    with `name` if the provider gave one)."""
     with runtime.database.session() as session:
         org = _organisation_by_name(session, organisation)
         user = session.exec(
             select(User).where(User.organisation_id == org.id).where(same_email(email))
         ).first()
         if user is None:
-            user = _add_member(runtime, session, org.id, email, role, actor=actor)
+            user = _add_member(runtime, session, org.id, email, role, name=name, actor=actor)
     return Principal(user_id=user.id, organisation_id=org.id, role=role)
 
 
@@ -272,16 +296,20 @@ def _member(session: Session, organisation_id: str, *, email: str) -> User:
 
 
 @rerun_if_raced
-def add_member(runtime: Runtime, principal: Caller, *, email: str, role: str) -> User:
-    """An admin (or the operator) adds a member to their organisation."""
+def add_member(
+    runtime: Runtime, principal: Caller, *, email: str, role: str, name: str | None = None
+) -> User:
+    """An admin (or the operator) adds a member, named or not, to their organisation."""
     principal.require(Permission.MEMBERS)
+    wanted_role, wanted_name = _role(role), person_name(name)
     with runtime.database.session() as session:
         return _add_member(
             runtime,
             session,
             principal.organisation_id,
             email.strip(),
-            _role(role),
+            wanted_role,
+            name=wanted_name,
             actor=principal.actor,
         )
 

@@ -23,8 +23,9 @@ import httpx
 import jwt
 import structlog
 
+from service.accounts.people import person_name
 from service.accounts.permissions import Role
-from service.errors import ConfigurationError, Unauthenticated, describe
+from service.errors import ConfigurationError, InvalidInput, Unauthenticated, describe
 
 _log = structlog.get_logger("locker.security")
 
@@ -83,6 +84,7 @@ class TokenIdentity:
     email: str
     organisation: str
     role: str
+    name: str | None = None  # the standard `name` claim, recorded if the member is new
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -252,6 +254,7 @@ class OidcVerifier:
             email=_string_claim(claims, config.email_claim),
             organisation=_string_claim(claims, config.organisation_claim),
             role=role,
+            name=_name_claim(claims),
         )
 
 
@@ -281,6 +284,22 @@ def _public_key(jwk: dict[str, Any], alg: str) -> jwt.PyJWK:
         return jwt.PyJWK(jwk, algorithm=alg)
     except jwt.PyJWTError as error:
         _reject(f"key {jwk.get('kid')!r} cannot verify {alg!r}: {error}")
+
+
+def _name_claim(claims: dict[str, Any]) -> str | None:
+    """The person's name (OIDC Core 1.0 §5.1 `name`), if it is one a member may have.
+
+    A name the locker would refuse (control characters, too long) is left out rather
+    than failing the sign-in: the member is then named by e-mail.
+    """
+    value = claims.get("name")
+    if not isinstance(value, str):
+        return None
+    try:
+        return person_name(value)
+    except InvalidInput as error:
+        _log.warning("token's name claim not recorded", reason=describe(error))
+        return None
 
 
 def _string_claim(claims: dict[str, Any], name: str) -> str:

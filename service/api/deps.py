@@ -18,6 +18,7 @@ from service.accounts.permissions import Permission
 from service.accounts.throttling import FailureThrottle, record_security_event
 from service.errors import Throttled, Unauthenticated
 from service.jobs.queue import JobQueue
+from service.metrics import AUTHENTICATION_FAILURES
 from service.runtime import Runtime
 
 
@@ -48,10 +49,16 @@ async def _authenticated(request: Request, runtime: RuntimeDep) -> Principal:
     try:
         principal = await run_in_threadpool(authenticate, runtime, authorization)
     except Unauthenticated as exc:
+        AUTHENTICATION_FAILURES.inc()
         await _count_failure(request, runtime, authorization, exc)
         raise
     request.state.principal = principal
     return principal
+
+
+# The caller, authenticated once per request (FastAPI caches the dependency): for
+# dependencies that need to know who asks, beside the route's `Allowed(...)`.
+Authenticated = Annotated[Principal, Depends(_authenticated)]
 
 
 async def _count_failure(

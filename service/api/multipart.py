@@ -18,6 +18,42 @@ from service.errors import IdleTimeout, InvalidInput
 from service.evidence.intake import FormEvent, PartData, PartEnd, PartStart
 
 _MAX_BOUNDARY = 70  # RFC 2046 §5.1.1
+
+# The upload's body, for the OpenAPI document (the route reads the stream itself, so
+# FastAPI cannot infer it): Swagger UI shows a file picker and the two optional parts.
+UPLOAD_FORM_OPENAPI: dict[str, object] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The evidence file, with its filename.",
+                        },
+                        "metadata": {
+                            "type": "string",
+                            "description": "A JSON object: what the collector asserts "
+                            "(title, description, source_url, collector, captured_at, "
+                            "location, tags…), incident_id and restricted.",
+                        },
+                        "sha256": {
+                            "type": "string",
+                            "pattern": "^[0-9a-f]{64}$",
+                            "description": "The digest the collector computed; the upload "
+                            "is refused if the bytes do not match.",
+                        },
+                    },
+                },
+                "encoding": {"metadata": {"contentType": "application/json"}},
+            }
+        },
+    }
+}
 # One parameter of a Content-Disposition: name=token or name="quoted \"string\"".
 _PARAMETER = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 

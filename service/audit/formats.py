@@ -1,8 +1,8 @@
 """The audit export's tabular formats: JSON Lines for machines, CSV for readers.
 
 Both hold the same entries, each with its inclusion proof, and close with the signed
-checkpoint the proofs lead to. In the CSV the reader's columns come first (people by
-e-mail beside their ids, the entry's details as labelled fields) and the machine's
+checkpoint the proofs lead to. In the CSV the reader's columns come first (people as
+"Name <e-mail>" beside their ids, the entry's details as labelled fields) and the machine's
 columns last: the exact leaf, the proof and the leaf hash, base64. An entry that names
 something hidden from the reader is withheld: its leaf is left out (empty, or null) and
 every value naming the hidden thing reads "[withheld]"; its leaf hash and proof still

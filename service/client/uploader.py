@@ -1,12 +1,13 @@
 """`locker upload`: send a file from the field and keep a receipt that proves it was logged.
 
-The file is hashed on the investigator's machine first and its SHA-256 sent before
-the bytes, so the server checks the whole journey end to end (a changed byte is a
-422, nothing stored) and can write the bytes straight to their content-addressed
-object. On a broken connection the upload is sent again: the same digest is then
-recognised as the same evidence, never stored twice. Once the server answers, its
-custody trail for the item is fetched and the upload's entry checked against the
-signed checkpoint with the verifier key the investigator holds (`core.receipt`).
+The key is checked first (before the file is hashed or a byte of it is sent). The file
+is then hashed on the investigator's machine and sent over tus (`/v1/uploads`, see
+`service.client.tus_client`) with its SHA-256 declared before the bytes, so the server
+checks the whole journey end to end (a changed byte is a 422, nothing recorded). A
+broken connection never starts the upload over: the client asks the server how many
+bytes it holds and sends the rest. Once the server has recorded the file, its custody
+trail for the item is fetched and the upload's entry checked against the signed
+checkpoint with the verifier key the investigator holds (`core.receipt`).
 
 Standard library only (urllib), like the offline verifier: the field machine needs
 no server code.
@@ -19,29 +20,33 @@ import hashlib
 import json
 import time
 import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from service.client import tus_client
 from service.client.monitor import fetch
+from service.client.resume_state import ResumeState, default_folder
+from service.client.tus_client import (
+    CHUNK,
+    Progress,
+    Retry,
+    UploadError,
+    UploadStatus,
+    check_credentials,
+    reason_of,
+    server_base,
+)
 from service.core.checkpoint import KeyHistory, NoteVerifier
 from service.core.receipt import Receipt, ReceiptFacts, verify_receipt
-from service.errors import CONTROL_CHARACTERS, Error
+from service.errors import CONTROL_CHARACTERS
 
-CHUNK = 1024 * 1024
-_TIMEOUT_S = 120  # per socket read or write, not for the whole upload
+__all__ = ["UploadError", "Uploaded", "check_credentials", "server_base", "upload"]
+
 _MAX_BACKOFF_S = 60.0
-# Answers worth trying again: the server is busy, restarting or throttling.
-_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
-Progress = Callable[[int], None]
-
-
-class UploadError(Error):
-    """The locker refused the upload, or could not be reached after every try."""
+_SETTLE_TRIES = 5
+_SETTLE_WAIT_S = 0.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,49 +70,6 @@ def file_sha256(path: Path, progress: Progress | None = None) -> str:
     return digest.hexdigest()
 
 
-def multipart_body(
-    path: Path,
-    *,
-    filename: str,
-    fields: dict[str, str],
-    boundary: str,
-    progress: Progress | None = None,
-) -> tuple[int, Iterator[bytes]]:
-    """Content-Length and chunks of a form with `fields` first, then the file.
-
-    The fields come first so the server knows the digest before the first byte of
-    the file; the file is read one chunk at a time, never held whole.
-    """
-    head = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-        + value.encode("utf-8")
-        + b"\r\n"
-        for name, value in fields.items()
-    )
-    head += (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-        f"{_filename_parameter(filename)}\r\nContent-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-
-    def chunks() -> Iterator[bytes]:
-        yield head
-        with path.open("rb") as handle:
-            while chunk := handle.read(CHUNK):
-                yield chunk
-                if progress is not None:
-                    progress(len(chunk))
-        yield tail
-
-    return len(head) + path.stat().st_size + len(tail), chunks()
-
-
-def _filename_parameter(filename: str) -> str:
-    """A Content-Disposition filename parameter that keeps any name exactly: a quoted
-    string with backslash escapes, UTF-8 inside, as browsers send (RFC 7578 §4.2)."""
-    return 'filename="' + filename.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def upload(  # noqa: PLR0913 (keyword-only options of one upload)
     server: str,
     path: Path,
@@ -120,42 +82,148 @@ def upload(  # noqa: PLR0913 (keyword-only options of one upload)
     progress: Progress | None = None,
     on_retry: Callable[[str, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    key_checked: bool = False,
+    state_folder: Path | None = None,
 ) -> Uploaded:
-    """Upload `path`, retrying on broken connections, and check its receipt.
+    """Upload `path` over tus, resuming after broken connections, and check its receipt.
 
-    `on_retry(reason, seconds)` hears of each broken try before the wait. Raises
-    UploadError when the server refuses the file (with its one-line reason) or
-    cannot be reached `retries` times over, and a VerificationError when the server's
-    answer does not prove that the file's digest was logged.
+    `progress(position)` hears how far the file has been sent; `on_retry(reason,
+    seconds)` hears of each broken try before the wait. Raises UploadError when the
+    server refuses (4xx, with its one-line reason, never retried) or cannot be reached
+    `retries` times over, and a VerificationError when the server's answer does not
+    prove that the file's digest was logged. An upload a killed run left unfinished
+    (its URL kept under `state_folder`, by default the user's cache) is resumed.
     """
-    base = server.rstrip("/")
+    base = server_base(server)
     if CONTROL_CHARACTERS.search(path.name):
         raise UploadError("the locker refuses file names with control characters; rename the file")
+    if not key_checked:
+        check_credentials(base, api_key)
     digest = sha256 or file_sha256(path)
-    fields = {"sha256": digest}
-    if metadata is not None:
-        fields = {"metadata": json.dumps(metadata, ensure_ascii=False)} | fields
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            answer = _post_file(base, path, api_key, fields, progress)
-            break
-        except _Retry as retry:
-            if attempts > retries:
-                raise UploadError(f"gave up after {attempts} tries: {retry.reason}") from None
-            wait = retry.after if retry.after is not None else _backoff(attempts)
-            if on_retry is not None:
-                on_retry(retry.reason, wait)
-            sleep(wait)
-    if answer.get("sha256") != digest or answer.get("size") != path.stat().st_size:
-        raise UploadError(
-            f"the server recorded sha256 {answer.get('sha256')} and size {answer.get('size')}, "
-            f"not this file's {digest} and {path.stat().st_size}"
+    size = path.stat().st_size
+    tries = _Tries(retries=retries, on_retry=on_retry, sleep=sleep)
+    identity = {"server": base, "sha256": digest, "size": size, "filename": path.name}
+    state = ResumeState(state_folder or default_folder(), identity | {"metadata": metadata})
+    location, known = _earlier(state, api_key)
+    if location is None:
+        location = tries.run(
+            lambda: tus_client.create(
+                base, api_key, size=size, filename=path.name, sha256=digest, metadata=metadata or {}
+            )
         )
+        state.save(location)
+    try:
+        done = _send(location, api_key, path, progress, tries, known)
+    except GaveUp:
+        raise  # the server keeps what it received: the next run resumes from there
+    except UploadError:
+        state.forget()  # refused: that upload is over
+        raise
+    state.forget()
+    answer = {
+        "id": done.evidence_id,
+        "custody_index": done.custody_index,
+        "sha256": digest,
+        "size": size,
+        "duplicate": done.duplicate,
+    }
     receipt = fetch_receipt(base, api_key, answer)
     facts = verify_receipt(receipt, verifier, content_sha256=digest)
-    return Uploaded(answer=answer, receipt=receipt, facts=facts, attempts=attempts)
+    return Uploaded(answer=answer, receipt=receipt, facts=facts, attempts=tries.attempts)
+
+
+def _earlier(state: ResumeState, api_key: str) -> tuple[str | None, UploadStatus | None]:
+    """An upload an earlier run left unfinished, and what the server holds of it; none if
+    the server no longer has it (expired, failed, terminated) or cannot say now."""
+    location = state.location()
+    if location is None:
+        return None, None
+    try:
+        return location, tus_client.status(location, api_key)
+    except (UploadError, Retry):
+        state.forget()
+        return None, None
+
+
+def _send(
+    location: str,
+    api_key: str,
+    path: Path,
+    progress: Progress | None,
+    tries: _Tries,
+    known: UploadStatus | None,
+) -> UploadStatus:
+    """Send what the server lacks until it answers with the evidence it recorded."""
+    known = known or UploadStatus(offset=0)
+    reached = 0  # how far the last PATCH got before it broke
+
+    def sent(position: int) -> None:
+        nonlocal reached
+        reached = position
+        if progress is not None:
+            progress(position)
+
+    while True:
+        try:
+            if known is None:
+                known = _settled(location, api_key, reached, tries)
+            if known.evidence_id is not None:
+                return known
+            reached = known.offset
+            known = tus_client.send_from(location, api_key, path, known.offset, sent)
+        except Retry as retry:
+            tries.broken(retry)
+            known = None  # never start over: ask the server where it is
+
+
+def _settled(location: str, api_key: str, reached: int, tries: _Tries) -> UploadStatus:
+    """The server's offset after a broken PATCH. The server keeps what a cut request
+    brought, but may still be storing it when we ask: while it shows none of the bytes
+    that left here, ask again a few times rather than send them twice."""
+    known = tus_client.status(location, api_key)
+    for _ in range(_SETTLE_TRIES):
+        if known.evidence_id is not None or known.offset >= reached - CHUNK:
+            break
+        tries.pause(_SETTLE_WAIT_S)
+        known = tus_client.status(location, api_key)
+    return known
+
+
+class GaveUp(UploadError):
+    """Every try broke; the server keeps the bytes it has, for the next run to resume."""
+
+
+class _Tries:
+    """Counts tries; waits before the next one, or gives up after `retries` broken ones."""
+
+    def __init__(
+        self,
+        *,
+        retries: int,
+        on_retry: Callable[[str, float], None] | None,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._retries, self._on_retry, self._sleep = retries, on_retry, sleep
+        self.attempts = 1
+
+    def broken(self, retry: Retry) -> None:
+        if self.attempts > self._retries:
+            raise GaveUp(f"gave up after {self.attempts} tries: {retry.reason}")
+        self.attempts += 1
+        wait = retry.after if retry.after is not None else _backoff(self.attempts - 1)
+        if self._on_retry is not None:
+            self._on_retry(retry.reason, wait)
+        self._sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        self._sleep(seconds)
+
+    def run(self, action: Callable[[], str]) -> str:
+        while True:
+            try:
+                return action()
+            except Retry as retry:
+                self.broken(retry)
 
 
 def fetch_receipt(base: str, api_key: str, answer: dict[str, Any]) -> Receipt:
@@ -178,68 +246,14 @@ def fetch_receipt(base: str, api_key: str, answer: dict[str, Any]) -> Receipt:
     raise UploadError(f"the server's custody trail of {evidence_id} has no entry {index}")
 
 
-class _Retry(Exception):
-    def __init__(self, reason: str, after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.after = after
-
-
 def _backoff(attempt: int) -> float:
     return float(min(_MAX_BACKOFF_S, 2 ** (attempt - 1)))
-
-
-def _post_file(
-    base: str, path: Path, api_key: str, fields: dict[str, str], progress: Progress | None
-) -> dict[str, Any]:
-    boundary = f"locker-{uuid.uuid4().hex}"
-    length, body = multipart_body(
-        path, filename=path.name, fields=fields, boundary=boundary, progress=progress
-    )
-    request = urllib.request.Request(
-        f"{base}/v1/evidence",
-        data=body,
-        method="POST",
-        headers={
-            "Authorization": f"Bearer {api_key}",
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Content-Length": str(length),
-            "Accept": "application/json",
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
-            answer: dict[str, Any] = json.load(response)
-            return answer
-    except urllib.error.HTTPError as error:
-        reason = _reason(error)
-        if error.code in _RETRY_STATUSES:
-            raise _Retry(f"HTTP {error.code}: {reason}", _retry_after(error)) from None
-        raise UploadError(f"the locker refused the upload (HTTP {error.code}): {reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        # The connection broke or the answer was cut: send again; the digest
-        # makes a second arrival of the same bytes a re-submission, not a copy.
-        raise _Retry(f"{type(error).__name__}: {error}") from None
 
 
 def _get(url: str, api_key: str) -> bytes:
     try:
         return fetch(url, api_key)
     except urllib.error.HTTPError as error:
-        raise UploadError(f"GET {url} answered HTTP {error.code}: {_reason(error)}") from None
+        raise UploadError(f"GET {url} answered HTTP {error.code}: {reason_of(error)}") from None
     except (urllib.error.URLError, OSError) as error:
         raise UploadError(f"GET {url} failed: {error}") from None
-
-
-def _reason(error: urllib.error.HTTPError) -> str:
-    """The server's one-line `detail`, or the status text."""
-    try:
-        detail = json.loads(error.read()).get("detail")
-    except (ValueError, AttributeError, OSError):
-        detail = None
-    return str(detail) if detail else str(error.reason)
-
-
-def _retry_after(error: urllib.error.HTTPError) -> float | None:
-    value = error.headers.get("Retry-After") if error.headers else None
-    return float(value) if value and value.isdigit() else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 from service.core.canonical import canonical_json
 from service.errors import FormatError
@@ -33,6 +34,11 @@ _REQUIRED: dict[str, type] = {
 }
 # The names an entry's details may not use: each would shadow a signed field.
 RESERVED = frozenset({"format", "subjects", *_REQUIRED})
+
+
+def rfc3339(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds and a Z, the one time format of the log."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _check_fields(fields: Mapping[str, object]) -> None:

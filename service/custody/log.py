@@ -1,21 +1,28 @@
 """Appending to the custody log, proving inclusion and consistency, signing checkpoints.
 
-The log is an RFC 9162 Merkle tree. Every append stores the perfect subtrees it
-completes (`tree_node`), so a proof or a root needs O(log n) node reads, never a
-rebuild from all leaves. Appends are sequenced by locking the single `log_head` row
-inside the caller's transaction: indexes are distinct and gap-free, and an entry,
-its nodes and the new size commit or roll back together.
+The log is an RFC 9162 Merkle tree. The tree stores every perfect subtree
+(`tree_node`), so a proof or a root needs O(log n) node reads, never a rebuild from
+all leaves.
+
+On PostgreSQL an append reserves its index and writes its entry in the caller's
+transaction, holding no lock other writers wait for; once that transaction commits,
+the caller waits until the sequencer (custody/sequencer.py) has integrated the entry
+into the tree, so every acknowledged entry is in the log at the index it was given.
+On SQLite, where transactions run one at a time anyway, an append locks `log_head`
+and integrates its entry in the caller's transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import tuple_
+from sqlalchemy import Engine, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from service.core import merkle
 from service.core.checkpoint import (
@@ -25,10 +32,12 @@ from service.core.checkpoint import (
     cosign,
     sign_checkpoint,
 )
-from service.core.entry import decode_entry, encode_entry, entry_fields, entry_subjects
-from service.db.engine import Database
+from service.core.entry import decode_entry, encode_entry, entry_fields, entry_subjects, rfc3339
+from service.custody.sequencer import RESERVATION_CLASS, RESERVE, Sequencer, SignNote
+from service.db.engine import Database, after_commit
 from service.db.models import CustodyEntry, CustodySubject, LogHead, SignedCheckpoint, TreeNode
 from service.errors import InvalidInput
+from service.metrics import CUSTODY_APPEND_DURATION, CUSTODY_APPENDS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,9 +49,14 @@ class AppendedEntry:
     time: datetime
 
 
-def rfc3339(moment: datetime) -> str:
-    """RFC 3339 UTC with microseconds and a Z, the one time format of the log."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+__all__ = ["AppendedEntry", "CustodyLog", "rfc3339"]
+
+# How long a request waits for its committed entry to enter the tree before answering
+# 503 (the entry stays, and enters the tree at its index when a sequencer runs again).
+_INTEGRATION_WAIT_SECONDS = 30.0
+# How long a key rotation waits for the running sequencer to let go.
+_LEAD_WAIT_SECONDS = 10.0
+_AWAITED = "custody_awaited"  # the highest index a session appended, in Session.info
 
 
 class CustodyLog:
@@ -54,6 +68,8 @@ class CustodyLog:
         self._signer = signer
         self._co_signers = tuple(co_signers)  # a rotated-out key, during its overlap
         self.origin = origin
+        self._sequencers: dict[Engine, Sequencer] = {}
+        self._sequencers_lock = threading.Lock()
 
     @property
     def verifier(self) -> NoteVerifier:
@@ -74,8 +90,35 @@ class CustodyLog:
         Every one of `subjects` is signed (entry format v2); FormatError if a key of
         `details` would shadow a signed field.
         """
-        head = session.exec(select(LogHead).where(LogHead.id == 1).with_for_update()).one()
-        index = head.size
+        with CUSTODY_APPEND_DURATION.time():
+            appended = self._append(
+                session,
+                organisation_id=organisation_id,
+                actor=actor,
+                action=action,
+                subjects=subjects,
+                details=details,
+            )
+        CUSTODY_APPENDS.inc()
+        return appended
+
+    def _append(
+        self,
+        session: Session,
+        *,
+        organisation_id: str,
+        actor: str,
+        action: str,
+        subjects: Sequence[str],
+        details: Mapping[str, object] | None,
+    ) -> AppendedEntry:
+        engine = session.get_bind().engine
+        batched = engine.dialect.name == "postgresql"
+        if batched:
+            index = int(session.execute(RESERVE, {"class": RESERVATION_CLASS}).one()[0])
+        else:
+            head = session.exec(select(LogHead).where(LogHead.id == 1).with_for_update()).one()
+            index = head.size
         now = datetime.now(UTC)
         fields = entry_fields(
             index=index,
@@ -87,8 +130,6 @@ class CustodyLog:
             details=details,
         )
         leaf = encode_entry(fields)
-        siblings = _fetch_nodes(session, merkle.append_siblings(index))
-        new_nodes = merkle.hashes_for_append(index, merkle.leaf_hash(leaf), siblings)
         session.add(
             CustodyEntry(
                 index=index,
@@ -102,13 +143,69 @@ class CustodyLog:
         session.add_all(
             CustodySubject(entry_index=index, subject=s) for s in entry_subjects(decode_entry(leaf))
         )
-        session.add_all(
-            TreeNode(level=n.level, index=n.index, hash=h) for n, h in new_nodes.items()
-        )
-        head.size = index + 1
-        session.add(head)
+        if batched:
+            self._await_after_commit(session, engine, index)
+        else:
+            siblings = _fetch_nodes(session, merkle.append_siblings(index))
+            new_nodes = merkle.hashes_for_append(index, merkle.leaf_hash(leaf), siblings)
+            session.add_all(
+                TreeNode(level=n.level, index=n.index, hash=h) for n, h in new_nodes.items()
+            )
+            head.size = index + 1
+            session.add(head)
         session.flush()
         return AppendedEntry(index=index, leaf=leaf, time=now)
+
+    def _await_after_commit(self, session: Session, engine: Engine, index: int) -> None:
+        """Have the session's commit return only once its entries are in the tree."""
+        awaited = max(session.info.get(_AWAITED, -1), index)
+        session.info[_AWAITED] = awaited
+        sequencer = self.sequencer(engine)
+        after_commit(
+            session,
+            "custody",
+            lambda: sequencer.wait(awaited, timeout=_INTEGRATION_WAIT_SECONDS),
+        )
+
+    def sequencer(self, engine: Engine) -> Sequencer:
+        """This process's sequencer of the log in `engine` (PostgreSQL), started once."""
+        with self._sequencers_lock:
+            sequencer = self._sequencers.get(engine)
+            if sequencer is None:
+                sequencer = Sequencer(engine, sign=self._sign, origin=self.origin)
+                self._sequencers[engine] = sequencer
+            return sequencer
+
+    @contextmanager
+    def signing_with(self, database: Database, sign: SignNote) -> Iterator[None]:
+        """Sign the checkpoint over what the block appends with `sign` (a key rotation).
+
+        On PostgreSQL this process leads the sequencing meanwhile (waiting for another
+        leader to let go); on SQLite the block's own transaction signs it (`sign_head`).
+        """
+        if database.engine.dialect.name != "postgresql":
+            yield
+            return
+        with self.sequencer(database.engine).exclusive(sign, timeout=_LEAD_WAIT_SECONDS):
+            yield
+
+    def sign_head(self, session: Session, sign: SignNote) -> None:
+        """On SQLite, store the checkpoint over this transaction's appends, signed by `sign`."""
+        if session.get_bind().engine.dialect.name == "postgresql":
+            return  # the sequencer signs it when it integrates them (`signing_with`)
+        size = self.size(session)
+        root = self.root(session, size)
+        note = sign(Checkpoint(origin=self.origin, size=size, root_hash=root))
+        session.add(
+            SignedCheckpoint(size=size, root_hash=root, note=note, signed_at=datetime.now(UTC))
+        )
+
+    def close(self) -> None:
+        """Stop this process's sequencers, letting go of the lead."""
+        with self._sequencers_lock:
+            sequencers, self._sequencers = list(self._sequencers.values()), {}
+        for sequencer in sequencers:
+            sequencer.close()
 
     def size(self, session: Session) -> int:
         """The number of committed entries, as this transaction sees them."""
@@ -160,6 +257,11 @@ class CustodyLog:
                 assert found is not None
                 return found
         return signed
+
+    def newest_checkpoint(self, session: Session) -> SignedCheckpoint | None:
+        """The largest checkpoint signed so far, without signing one."""
+        newest = select(SignedCheckpoint).order_by(col(SignedCheckpoint.size).desc()).limit(1)
+        return session.exec(newest).first()
 
     def _sign(self, checkpoint: Checkpoint) -> str:
         note = sign_checkpoint(checkpoint, self._signer)

@@ -24,19 +24,17 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session, col, select
 
 from service.core.checkpoint import Checkpoint, NoteSigner, cosign, sign_checkpoint
-from service.core.entry import decode_entry
+from service.core.entry import decode_entry, rfc3339
 from service.custody.keys import load_key, write_key
-from service.custody.log import rfc3339
+from service.custody.sequencer import DEPLOYMENT
 from service.db.engine import Database
-from service.db.models import CustodyEntry, SignedCheckpoint
+from service.db.models import CustodyEntry
 from service.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
 
 KEY_ROTATED = "log.key_rotated"
-# Deployment-wide entries belong to no organisation's members (ids are UUIDs).
-DEPLOYMENT = "deployment"
 _SUBJECT = "log:signing-key"
 
 
@@ -65,8 +63,17 @@ def rotate_key(runtime: Runtime, *, overlap: timedelta) -> Rotation:
         ) from None
     until = datetime.now(UTC) + overlap
     old_key, new_key = old.verifier().to_text(), new.verifier().to_text()
+
+    # The checkpoint over the rotation is signed by both: the old key vouches for the
+    # new one, and the new one can open the log.
+    def sign(checkpoint: Checkpoint) -> str:
+        return cosign(sign_checkpoint(checkpoint, new), old)
+
     try:
-        with runtime.database.session() as session:
+        with (
+            runtime.log.signing_with(runtime.database, sign),
+            runtime.database.session() as session,
+        ):
             entry = runtime.log.append(
                 session,
                 organisation_id=DEPLOYMENT,
@@ -75,16 +82,7 @@ def rotate_key(runtime: Runtime, *, overlap: timedelta) -> Rotation:
                 subjects=[_SUBJECT],
                 details={"old_key": old_key, "new_key": new_key, "overlap_until": rfc3339(until)},
             )
-            # In the same transaction, the checkpoint over the rotation, signed by both:
-            # the old key vouches for the new one, and the new one can open the log.
-            size = entry.index + 1
-            root = runtime.log.root(session, size)
-            note = cosign(
-                sign_checkpoint(Checkpoint(origin=origin, size=size, root_hash=root), new), old
-            )
-            session.add(
-                SignedCheckpoint(size=size, root_hash=root, note=note, signed_at=datetime.now(UTC))
-            )
+            runtime.log.sign_head(session, sign)
     except BaseException:
         pending.unlink()
         raise

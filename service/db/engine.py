@@ -37,6 +37,8 @@ _POSTGRES_CONNECT_ARGS = {
     "keepalives_count": 3,
 }
 
+_AFTER_COMMIT = "after_commit"  # the key of the hooks in Session.info
+
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
@@ -49,7 +51,10 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session whose transaction commits on success and rolls back on error."""
+        """A session whose transaction commits on success and rolls back on error.
+
+        Once it has committed, the hooks registered with `after_commit` run, in order.
+        """
         with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
@@ -57,6 +62,8 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+            for hook in session.info.pop(_AFTER_COMMIT, {}).values():
+                hook()
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
@@ -89,6 +96,14 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def after_commit(session: Session, name: str, hook: Callable[[], None]) -> None:
+    """Run `hook` once `session` (opened by `Database.session`) has committed.
+
+    A later registration under the same `name` replaces the earlier one.
+    """
+    session.info.setdefault(_AFTER_COMMIT, {})[name] = hook
 
 
 def rerun_if_raced(use_case: Callable[_P, _T]) -> Callable[_P, _T]:

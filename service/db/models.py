@@ -35,7 +35,9 @@ class User(SQLModel, table=True):
     """A person's membership of one organisation, with their role there.
 
     Every custody entry names one as its actor. The same person (e-mail) in two
-    organisations has two rows, each with its own role.
+    organisations has two rows, each with its own role. `name` and `email` are also
+    signed in the `member.added` entry at `custody_index`, which reports read them from;
+    members added before names were recorded have neither (NULL).
     """
 
     __tablename__ = "user_account"
@@ -44,8 +46,10 @@ class User(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
     email: str = Field(max_length=320)
+    name: str | None = Field(default=None, max_length=200)
     role: str = Field(default="admin", max_length=32)
     created_at: datetime
+    custody_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class ApiKey(SQLModel, table=True):
@@ -471,3 +475,63 @@ class EvidenceQuarantine(SQLModel, table=True):
     detected_at: datetime
     custody_index: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
     reason: str = Field(max_length=1024)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first answer to a creating request sent with an Idempotency-Key (kept 24 h).
+
+    Not evidence: rows are updated when the answer is known and deleted when they
+    expire. `id` binds the key to its owner; neither the key nor the answer is stored
+    readable (see service.accounts.idempotency).
+    """
+
+    __tablename__ = "idempotency_record"
+
+    id: str = Field(primary_key=True, max_length=64)
+    owner_id: str = Field(max_length=36)
+    fingerprint: str | None = Field(default=None, max_length=64)
+    status: int | None = None
+    answer: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: datetime = Field(index=True)
+
+
+class ResumableUpload(SQLModel, table=True):
+    """A tus upload in progress: what it will be, and how many bytes the store holds.
+
+    The server keeps no state between requests: any process can take the next PATCH,
+    after a restart too. `received` only grows, by a conditional UPDATE that names the
+    offset the chunk started at, so two requests cannot both append at one offset.
+    Evidence is recorded only when the last byte arrives (then `evidence_id` is set).
+    """
+
+    __tablename__ = "resumable_upload"
+    __table_args__ = (Index("ix_resumable_upload_status_expires", "status", "expires_at"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
+    user_id: str = Field(foreign_key="user_account.id", max_length=36)
+    length: int = Field(sa_column=Column(BigInteger, nullable=False))
+    received: int = Field(sa_column=Column(BigInteger, nullable=False))
+    filename: str = Field(max_length=1024)
+    metadata_json: str = Field(sa_column=Column(Text, nullable=False))
+    claimed_sha256: str | None = Field(default=None, max_length=64)
+    # receiving -> completing -> done; or failed (with its outcome)
+    status: str = Field(default="receiving", max_length=16)
+    outcome: str | None = Field(default=None, max_length=1024)
+    evidence_id: str | None = Field(default=None, max_length=36)
+    custody_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    duplicate: bool = False
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class ResumablePart(SQLModel, table=True):
+    """The bytes of one PATCH, held as a staging object until the upload completes."""
+
+    __tablename__ = "resumable_part"
+
+    upload_id: str = Field(primary_key=True, foreign_key="resumable_upload.id", max_length=36)
+    start: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    staging_key: str = Field(max_length=512)

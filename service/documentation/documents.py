@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -20,16 +20,18 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     Strict,
     StrictInt,
     StringConstraints,
+    ValidationInfo,
     model_validator,
 )
 
 from service.core.canonical import canonical_json
 from service.documentation.countries import COUNTRY_CODES
 from service.documentation.languages import ONE_TEXT_PER_LANGUAGE, LanguageTag, canonical_case
-from service.errors import FormatError
+from service.errors import FormatError, one_line
 
 
 def _country(value: str) -> str:
@@ -262,14 +264,52 @@ Instant = Annotated[
 ]
 
 
+_EXTRA_MAX_KEYS = 100
+_EXTRA_MAX_DEPTH = 8
+_EXTRA_MAX_BYTES = 20_000
+_STORED = "stored"
+
+
+def _bounded_extra(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    """Free-form additions stay small: a few levels deep and 20,000 bytes as JSON."""
+    if _depth(value) > _EXTRA_MAX_DEPTH:
+        raise ValueError(f"nested deeper than {_EXTRA_MAX_DEPTH} levels")
+    try:
+        size = len(canonical_json(value))
+    except FormatError as exc:
+        raise ValueError(str(exc)) from None
+    if size > _EXTRA_MAX_BYTES:
+        raise ValueError(f"{size} bytes as JSON; at most {_EXTRA_MAX_BYTES}")
+    return value
+
+
+def _depth(value: JsonValue) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+Extra = Annotated[
+    dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], JsonValue],
+    Field(max_length=_EXTRA_MAX_KEYS),
+    AfterValidator(_bounded_extra),
+]
+
+
 class AssertedMetadata(BaseModel):
     """What the collector says about an item (the Berkeley Protocol's source record).
 
     Source reliability A–F and information credibility 1–6 follow the Admiralty grading.
-    Unknown keys are kept as given (small and JSON only).
+    Input is checked, not guessed: an unknown field (a misspelt `titel`) is refused with
+    the list of known ones; free-form additions go under `extra`. Versions stored before
+    that rule may hold other top-level keys: `from_stored` reads them as they were kept.
     """
 
     # Strict like the incident record; an upload's own fields (UploadMetadata) inherit it.
+    # "allow" only so that stored versions read back whole; input is refused by
+    # `_known_fields` below.
     model_config = ConfigDict(extra="allow", frozen=True, str_max_length=20_000, strict=True)
 
     title: ShortText | None = None
@@ -285,6 +325,34 @@ class AssertedMetadata(BaseModel):
     source_reliability: Reliability | None = None
     information_credibility: Credibility | None = None
     tags: list[Label] = Field(default_factory=list, max_length=50)
+    extra: Extra | None = Field(
+        default=None,
+        description="Free-form additions (at most 100 keys, 8 levels, 20,000 bytes of JSON).",
+    )
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any]) -> Self:
+        """A version as it was stored, top-level keys of before `extra` included."""
+        return cls.model_validate(data, context={_STORED: True})
+
+    @classmethod
+    def from_stored_json(cls, text: str | bytes) -> Self:
+        """`from_stored` of the JSON text a version or an upload intent keeps."""
+        return cls.model_validate_json(text, context={_STORED: True})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict) or (info.context or {}).get(_STORED):
+            return data
+        unknown = sorted(set(data) - set(cls.model_fields))
+        if unknown:
+            name = one_line(str(unknown[0]))[:40]
+            raise ValueError(
+                f"unknown field {name!r} (free-form additions go under extra); "
+                f"known fields: {', '.join(cls.model_fields)}"
+            )
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -76,6 +76,19 @@ def parse_asserted(value: Mapping[str, Any], *, prefix: str = "") -> AssertedMet
         raise InvalidInput(validation_message(exc.errors(), prefix=prefix)) from None
 
 
+def _require_known_fields(
+    stored: Mapping[str, Any], changes: Mapping[str, Any], *, version: int
+) -> None:
+    """Refuse carrying over a top-level key of a version stored before `extra` existed:
+    the editor drops it or moves it under `extra`, nothing is moved for them."""
+    for name in stored:
+        if name not in changes and name not in AssertedMetadata.model_fields:
+            raise InvalidInput(
+                f"{name[:40]!r} of version {version} is not a known field: send "
+                f'"{name[:40]}": null to drop it, or move it under extra'
+            )
+
+
 def describe_at_ingest(
     session: Session,
     evidence: Evidence,
@@ -116,7 +129,9 @@ def update_description(
         latest = latest_version(session, evidence_id)
         record = f"evidence {evidence_id} metadata"
         require_latest(record, latest=latest.version, base_version=base_version)
-        merged = json.loads(latest.asserted_json) | dict(changes)
+        stored = json.loads(latest.asserted_json)
+        _require_known_fields(stored, changes, version=latest.version)
+        merged = stored | dict(changes)
         asserted = asserted_dict(parse_asserted({k: v for k, v in merged.items() if v is not None}))
         digest = asserted_digest(asserted)
         require_change("the metadata", latest_sha256=latest.asserted_sha256, new_sha256=digest)
@@ -167,7 +182,7 @@ def _write_version(  # noqa: PLR0913 (one version's contents and context)
         custody_index=custody_index,
     )
     session.add(row)
-    metadata = AssertedMetadata.model_validate(asserted)
+    metadata = AssertedMetadata.from_stored(asserted)
     profile = session.get(EvidenceProfile, evidence.id) or EvidenceProfile(
         evidence_id=evidence.id, organisation_id=evidence.organisation_id, version=version
     )
@@ -184,7 +199,7 @@ def reindex_evidence(
 ) -> None:
     """Rebuild the item's search view from its latest description and its analysis."""
     if metadata is None:
-        metadata = AssertedMetadata.model_validate_json(
+        metadata = AssertedMetadata.from_stored_json(
             latest_version(session, evidence.id).asserted_json
         )
     places = []

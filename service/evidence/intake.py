@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from service.evidence.recording import (
     object_key,
     record_upload,
 )
+from service.metrics import INGEST_DURATION, UPLOAD_BYTES, UPLOADS, store_kind
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -168,12 +170,26 @@ async def ingest(
     runtime: Runtime, principal: Principal, form: AsyncIterator[FormEvent]
 ) -> IngestResult:
     """Consume a multipart upload (parts file, metadata, sha256) and record it."""
-    principal.require(Permission.EVIDENCE_UPLOAD)
-    async with contextlib.AsyncExitStack() as beating:
-        return await _ingest(runtime, principal, form, _Upload(beating=beating))
+    started, store, outcome = time.perf_counter(), store_kind(runtime.store), "failed"
+    try:
+        result = await _ingest(runtime, principal, form)
+        outcome = "duplicate" if result.duplicate else "stored"
+        UPLOAD_BYTES.labels(store).inc(0 if result.duplicate else result.evidence.size)
+        return result
+    finally:
+        UPLOADS.labels(store, outcome).inc()
+        INGEST_DURATION.labels(outcome).observe(time.perf_counter() - started)
 
 
 async def _ingest(
+    runtime: Runtime, principal: Principal, form: AsyncIterator[FormEvent]
+) -> IngestResult:
+    principal.require(Permission.EVIDENCE_UPLOAD)
+    async with contextlib.AsyncExitStack() as beating:
+        return await _consume(runtime, principal, form, _Upload(beating=beating))
+
+
+async def _consume(
     runtime: Runtime, principal: Principal, form: AsyncIterator[FormEvent], upload: _Upload
 ) -> IngestResult:
     try:
@@ -201,6 +217,61 @@ async def _ingest(
             await asyncio.shield(
                 asyncio.to_thread(abandon_intent, runtime, upload.intent_id, describe(exc), staged)
             )
+        raise
+
+
+def check_submission(
+    filename: str, metadata_text: str | None, claimed_text: str | None
+) -> tuple[str, UploadMetadata, str | None]:
+    """What comes with a file (name, metadata JSON, declared SHA-256), checked exactly as
+    a form upload's parts are, before a byte is stored."""
+    return (
+        _check_filename(filename),
+        _parse_metadata(metadata_text),
+        _parse_claimed_sha256(claimed_text),
+    )
+
+
+async def ingest_stream(
+    runtime: Runtime,
+    principal: Principal,
+    chunks: AsyncIterator[bytes],
+    *,
+    filename: str,
+    metadata: UploadMetadata,
+    claimed: str | None,
+) -> IngestResult:
+    """Record one file whose name and metadata are already checked (`check_submission`):
+    the same intent, streaming pipe and recording step as a form upload."""
+    principal.require(Permission.EVIDENCE_UPLOAD)
+    intent_id, expected_key = await asyncio.to_thread(
+        _open_intent, runtime, principal, filename, claimed
+    )
+    staged: StagedUpload | None = None
+    try:
+        # The intent beats while the parts stream through: a live completion is never
+        # taken for a crashed one and settled from under it.
+        async with heartbeat(runtime, intent_id):
+            staged = await stage_file(
+                runtime.store,
+                chunks,
+                limit=runtime.settings.max_upload_bytes,
+                expected_key=expected_key,
+            )
+            return await asyncio.to_thread(
+                record_upload,
+                runtime,
+                principal,
+                intent_id,
+                staged,
+                metadata=metadata,
+                claimed=claimed,
+            )
+    except BaseException as exc:
+        dropped = staged.staged if staged else None
+        await asyncio.shield(
+            asyncio.to_thread(abandon_intent, runtime, intent_id, describe(exc), dropped)
+        )
         raise
 
 

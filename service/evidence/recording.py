@@ -264,7 +264,7 @@ def _recorded_upload(session: Session, intent_id: str) -> _RecordedUpload:
     return _RecordedUpload(
         intent=intent,
         principal=principal,
-        metadata=UploadMetadata.model_validate_json(intent.metadata_json),
+        metadata=UploadMetadata.from_stored_json(intent.metadata_json),
         sha256=intent.sha256,
         sha512=intent.sha512,
         size=intent.size,

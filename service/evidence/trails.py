@@ -28,6 +28,7 @@ from service.accounts.members import Principal
 from service.accounts.permissions import Permission
 from service.core.entry import decode_entry
 from service.core.merkle import leaf_hash
+from service.custody.sequencer import DEPLOYMENT
 from service.db.models import CustodyEntry, CustodySubject, SignedCheckpoint
 from service.documentation.incidents import WITHHELD
 from service.evidence.reading import get_evidence
@@ -150,7 +151,8 @@ class EntryFilter:
 
 
 def _visible_entries(principal: Principal, wanted: EntryFilter) -> SelectOfScalar[CustodyEntry]:
-    """The caller's organisation's entries, minus those naming only items hidden from it.
+    """The caller's organisation's entries, minus those naming only items hidden from it,
+    and the deployment's own (key rotations, unused indexes), which concern every reader.
 
     An entry that names a hidden item and a visible one is kept (and shown withheld).
     """
@@ -166,7 +168,7 @@ def _visible_entries(principal: Principal, wanted: EntryFilter) -> SelectOfScala
     )
     query = (
         select(CustodyEntry)
-        .where(CustodyEntry.organisation_id == principal.organisation_id)
+        .where(col(CustodyEntry.organisation_id).in_([principal.organisation_id, DEPLOYMENT]))
         .where(or_(not_(hidden), visible_item))
         .where(col(CustodyEntry.index) >= wanted.start)
     )

@@ -58,7 +58,8 @@ from service.documentation.incidents import withhold_identities, withhold_relati
 from service.errors import DigestMismatch, Hidden, InvalidInput, NotFound, describe
 from service.evidence.descriptions import latest_version
 from service.evidence.integrity import Expected
-from service.evidence.reading import logged_read
+from service.evidence.ranges import RangeRequest, entity_tag
+from service.evidence.reading import ContentRead, ReadEntry, logged_read, record_read
 from service.exports.report import render_report, write_pdf_report
 
 if TYPE_CHECKING:
@@ -171,31 +172,39 @@ def get_export(runtime: Runtime, principal: Principal, export_id: str) -> Export
 
 
 def open_export(
-    runtime: Runtime, principal: Principal, export_id: str
-) -> tuple[Export, Iterator[bytes]]:
-    """Open the stored bundle, record the download, then stream it."""
+    runtime: Runtime, principal: Principal, export_id: str, wanted: RangeRequest | None = None
+) -> tuple[Export, ContentRead]:
+    """Open the stored bundle (or one range of it), record the download, then stream it.
+
+    A download is recorded once, not once per range: see `record_read`.
+    """
     export = get_export(runtime, principal, export_id)
     if export.status != "done" or export.object_key is None:
         raise InvalidInput(f"export {export_id} is {export.status}, not ready")
-    subjects = [
-        f"export:{export_id}",
-        *(f"evidence:{e}" for e in json.loads(export.request_json)["evidence"]),
-    ]
+    sha256, size = export.sha256 or "", export.size or 0
+    span = None
+    if wanted is not None:
+        finished = export.finished_at or export.created_at
+        span = wanted.resolve(size=size, etag=entity_tag(sha256), last_modified=finished)
+    entry = ReadEntry(
+        organisation_id=principal.organisation_id,
+        actor=principal.actor,
+        action="export.downloaded",
+        subjects=[
+            f"export:{export_id}",
+            *(f"evidence:{e}" for e in json.loads(export.request_json)["evidence"]),
+        ],
+        details={"sha256": sha256},
+    )
     chunks = logged_read(
         runtime,
         export.object_key,
         export.object_version,
-        lambda session: runtime.log.append(
-            session,
-            organisation_id=principal.organisation_id,
-            actor=principal.actor,
-            action="export.downloaded",
-            subjects=subjects,
-            details={"sha256": export.sha256 or ""},
-        ),
-        expected=Expected(sha256=export.sha256 or "", size=export.size or 0),
+        lambda session: record_read(runtime, session, entry, span=span),
+        expected=Expected(sha256=sha256, size=size),
+        span=span,
     )
-    return export, chunks
+    return export, ContentRead(chunks=chunks, span=span)
 
 
 def build_export(runtime: Runtime, export_id: str, *, final: bool = True) -> None:

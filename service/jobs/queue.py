@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import procrastinate
 import structlog
 from procrastinate.exceptions import AlreadyEnqueued
+from sqlalchemy import text
 
 from service.errors import describe
 from service.jobs.work import JOBS, Attempt, Deferral, Job, unfinished_work
@@ -37,6 +38,9 @@ class JobQueue(Protocol):
 
     def close(self) -> None:
         """Stop taking jobs; jobs already queued stay queued (or, in-process, finish)."""
+
+    def counts(self) -> dict[str, int]:
+        """Jobs queued, running and failed (given up on), for the metrics."""
 
 
 def open_queue(runtime: Runtime) -> JobQueue:
@@ -65,6 +69,7 @@ class PostgresQueue:
         )
         self.app = procrastinate_app(connector, backoff=runtime.settings.job_backoff_seconds)
         self.app.open()
+        self._database = runtime.database
 
     def defer(self, job: Job, **arguments: str) -> None:
         lock = _lock(job, arguments)
@@ -74,6 +79,21 @@ class PostgresQueue:
 
     def close(self) -> None:
         self.app.close()
+
+    def counts(self) -> dict[str, int]:
+        # procrastinate's statuses, by its index on status; failed rows stay until removed.
+        found = dict.fromkeys(_STATES.values(), 0)
+        with self._database.session() as session:
+            for status, count in session.execute(_COUNT_BY_STATUS):
+                found[_STATES[status]] = count
+        return found
+
+
+_STATES = {"todo": "queued", "doing": "running", "failed": "failed"}
+_COUNT_BY_STATUS = text(
+    "SELECT status, count(*) FROM procrastinate_jobs"
+    " WHERE status IN ('todo', 'doing', 'failed') GROUP BY status"
+)
 
 
 def procrastinate_app(
@@ -129,6 +149,7 @@ class InProcessQueue:
         self._queued: set[str] = set()
         self._guard = threading.Lock()
         self._closed = False
+        self._counts = dict.fromkeys(_STATES.values(), 0)
 
     def defer(self, job: Job, **arguments: str) -> None:
         lock = _lock(job, arguments)
@@ -137,9 +158,11 @@ class InProcessQueue:
                 return
             if lock is not None:
                 self._queued.add(lock)
+            self._counts["queued"] += 1
         self._pool.submit(self._run, job, arguments, lock)
 
     def _run(self, job: Job, arguments: dict[str, Any], lock: str | None) -> None:
+        self._count(queued=-1, running=1)
         try:
             for number in range(1, job.attempts + 1):
                 attempt = Attempt(number=number, final=number == job.attempts)
@@ -148,13 +171,25 @@ class InProcessQueue:
                     return
                 except Exception as exc:
                     _log.warning("job failed", job=job.name, attempt=number, error=describe(exc))
+                    if attempt.final:
+                        self._count(failed=1)
                     if attempt.final or self._closed:
                         return
                     time.sleep(self._runtime.settings.job_backoff_seconds * 2 ** (number - 1))
         finally:
+            self._count(running=-1)
             if lock is not None:
                 with self._guard:
                     self._queued.discard(lock)
+
+    def _count(self, **changes: int) -> None:
+        with self._guard:
+            for state, change in changes.items():
+                self._counts[state] += change
+
+    def counts(self) -> dict[str, int]:
+        with self._guard:
+            return dict(self._counts)
 
     def close(self) -> None:
         self._closed = True

@@ -7,9 +7,10 @@ lost between a commit and its defer; (3) settles, at the same pace, the upload i
 no request is handling any more (a crash or a database outage left them pending; see
 `service.evidence.intents`), as `locker fsck --repair` would; (4) timestamps the latest
 checkpoint with every configured TSA every LOCKER_TSA_INTERVAL seconds, sooner after a
-failure. Several workers may run at once: a job runs at most once at a time, and the
-housekeeping is idempotent (one token per checkpoint and authority; an intent is
-settled under its row's lock, once).
+failure; (5) deletes idempotency records past their 24 hours, every hour; (6) removes
+expired resumable uploads (`service.evidence.resumable`). Several workers may run at
+once: a job runs at most once at a time, and the housekeeping is idempotent (one token
+per checkpoint and authority; an intent is settled under its row's lock, once).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import structlog
 from procrastinate.exceptions import UniqueViolation
 from procrastinate.jobs import Status
 
+from service.accounts.idempotency import purge_expired
 from service.custody.timestamps import timestamp_periodically
 from service.errors import describe
 from service.evidence.intents import settle_pending
+from service.evidence.resumable import expire_uploads
 from service.jobs.queue import (
     JobQueue,
     database_conninfo,
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 _log = structlog.get_logger("locker.jobs")
+# Idempotency records are kept at least 24 hours; an hour's lateness in deleting is fine.
+_PURGE_SECONDS = 3600
 
 
 async def run_worker(runtime: Runtime, queue: JobQueue, *, concurrency: int = 2) -> None:
@@ -49,7 +54,9 @@ async def run_worker(runtime: Runtime, queue: JobQueue, *, concurrency: int = 2)
             _every(heartbeat, lambda: _retry_stalled(app, heartbeat * 3)),
             _every(runtime.settings.job_reconcile_seconds, lambda: _owed(runtime, queue)),
             _every(runtime.settings.job_reconcile_seconds, lambda: _stale_intents(runtime)),
+            _every(runtime.settings.job_reconcile_seconds, lambda: _expire(runtime)),
             _stamp_periodically(runtime),
+            _every(_PURGE_SECONDS, lambda: _purge_idempotency(runtime)),
         )
         try:
             await app.run_worker_async(
@@ -69,8 +76,16 @@ async def run_in_process(runtime: Runtime, queue: JobQueue) -> None:
     await asyncio.gather(
         _every(runtime.settings.job_reconcile_seconds, lambda: _owed(runtime, queue)),
         _every(runtime.settings.job_reconcile_seconds, lambda: _stale_intents(runtime)),
+        _every(runtime.settings.job_reconcile_seconds, lambda: _expire(runtime)),
         _stamp_periodically(runtime),
+        _every(_PURGE_SECONDS, lambda: _purge_idempotency(runtime)),
     )
+
+
+async def _purge_idempotency(runtime: Runtime) -> None:
+    purged = await asyncio.to_thread(purge_expired, runtime)
+    if purged:
+        _log.info("deleted expired idempotency records", records=purged)
 
 
 async def _stamp_periodically(runtime: Runtime) -> None:
@@ -101,6 +116,12 @@ async def _retry_stalled(app: procrastinate.App, silent_seconds: float) -> None:
             # The same work is queued already (queued again as owed work meanwhile): that
             # twin will do it, so this one ends here instead of being queued twice.
             await app.job_manager.finish_job(job, status=Status.FAILED, delete_job=False)
+
+
+async def _expire(runtime: Runtime) -> None:
+    # Resumable uploads nobody finished: their parts are removed (idempotent, so several
+    # workers may do it at once).
+    await asyncio.to_thread(expire_uploads, runtime)
 
 
 async def _owed(runtime: Runtime, queue: JobQueue) -> None:

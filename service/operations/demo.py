@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 DEMO_ORGANISATION = "Demo: Libya documentation team"
 DEMO_EMAIL = "demo@locker.example"
+DEMO_NAME = "ليلى (demo lead)"  # the admin's name: reports show it in both scripts
 
 _TARHUNA = {
     "title": {
@@ -111,7 +112,7 @@ def load_demo(runtime: Runtime) -> DemoResult:
         ).first()
     if exists is not None:
         raise InvalidInput(f"the demo organisation {DEMO_ORGANISATION!r} is already loaded")
-    made = bootstrap(runtime, organisation=DEMO_ORGANISATION, email=DEMO_EMAIL)
+    made = bootstrap(runtime, organisation=DEMO_ORGANISATION, email=DEMO_EMAIL, name=DEMO_NAME)
     lead = Principal(user_id=made.user_id, organisation_id=made.organisation_id, role=Role.ADMIN)
     result = DemoResult(api_key=made.api_key)
     tarhuna = create_incident(runtime, lead, parse_document(_TARHUNA))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from service.core import merkle
 from service.core.checkpoint import open_checkpoint, parse_verifier_keys
@@ -26,6 +26,7 @@ from service.db.models import (
     Evidence,
     EvidenceQuarantine,
     Export,
+    LogHead,
     OrphanObject,
     SignedCheckpoint,
     Submission,
@@ -35,8 +36,9 @@ from service.db.models import (
 from service.errors import Error
 from service.evidence.intents import settle_pending
 from service.evidence.reading import verify_object
+from service.evidence.resumable import expire_uploads, expired_uploads, part_keys
 from service.exports.bundles import export_prefix
-from service.operations.record_checks import record_findings
+from service.operations.record_checks import member_findings, record_findings
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -61,6 +63,7 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
     if repair:
         # The locker is stopped: every pending intent is a failure's, none is in flight.
         report.repairs += settle_pending(runtime, stale_only=False)
+        report.repairs += [f"removed expired upload {u}" for u in expire_uploads(runtime)]
     with runtime.database.session() as session:
         leaf_hashes = _check_leaves(session, report)
         _check_nodes(session, leaf_hashes, report)
@@ -72,9 +75,16 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
         findings, checked = record_findings(session, entries)
         report.findings += findings
         report.checked["documentation records"] = checked
+        findings, checked = member_findings(session, entries)
+        report.findings += findings
+        report.checked["named members"] = checked
         pending = session.exec(select(UploadIntent).where(UploadIntent.status == "pending")).all()
         report.findings += [f"upload intent {i.id} is still pending" for i in pending]
         report.findings += _quarantined(session)
+        report.findings += [
+            f"upload {u.id} expired with {u.received} of {u.length} bytes (--repair removes it)"
+            for u in expired_uploads(session, datetime.now(UTC))
+        ]
     _check_objects(runtime, evidence, report, repair=repair)
     _check_orphans(runtime, evidence, report, record=repair)
     _check_staging(runtime, report, repair=repair)
@@ -101,7 +111,12 @@ def _indexed_subjects(session: Session) -> dict[int, set[str]]:
 def _check_leaves(session: Session, report: Report) -> list[bytes]:
     hashes: list[bytes] = []
     indexed = _indexed_subjects(session)
-    for entry in session.exec(select(CustodyEntry).order_by(col(CustodyEntry.index))):
+    # Entries past the tree's size are committed and await the sequencer (a live log).
+    size = session.exec(select(LogHead.size)).one()
+    waiting = session.exec(select(func.count()).where(col(CustodyEntry.index) >= size)).one()
+    report.checked["log entries awaiting integration"] = waiting
+    in_tree = select(CustodyEntry).where(col(CustodyEntry.index) < size)
+    for entry in session.exec(in_tree.order_by(col(CustodyEntry.index))):
         if entry.index != len(hashes):
             report.findings.append(f"log: entry {len(hashes)} is missing (next is {entry.index})")
         try:
@@ -326,11 +341,13 @@ def _check_orphans(
 
 
 def _check_staging(runtime: Runtime, report: Report, *, repair: bool) -> None:
-    """Staging bytes no pending upload owns: left by a crash or a failed clean-up."""
+    """Staging bytes no pending upload or resumable upload's part owns: left by a crash
+    or a failed clean-up."""
     with runtime.database.session() as session:
         owned = set(
             session.exec(select(UploadIntent.staging_key).where(UploadIntent.status == "pending"))
         )
+        owned.update(part_keys(session))
     for staged in runtime.store.iter_staged():
         if staged.staging_key in owned:
             continue

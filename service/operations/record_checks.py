@@ -1,7 +1,8 @@
 """fsck's check of the documentation record against the custody log.
 
 Every version of an incident or of an item's asserted metadata, every note and every
-analysis is stored beside the log entry that recorded its digest. Recompute each
+analysis is stored beside the log entry that recorded its digest, and every member
+named since names were recorded beside the `member.added` entry that signed them. Recompute each
 digest from the stored text and compare it with the entry: an edited row, or a row
 moved onto another entry, is a finding.
 """
@@ -11,12 +12,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from service.core.canonical import canonical_sha256
 from service.core.digests import sha256
 from service.core.entry import decode_entry
-from service.db.models import CustodyEntry, EvidenceAnalysis, EvidenceVersion, IncidentVersion, Note
+from service.db.models import (
+    CustodyEntry,
+    EvidenceAnalysis,
+    EvidenceVersion,
+    IncidentVersion,
+    Note,
+    User,
+)
 from service.errors import Error
 
 
@@ -72,6 +80,27 @@ def record_findings(session: Session, entries: Mapping[int, CustodyEntry]) -> tu
             )
         )
     return findings + list(_compare(checks, entries)), len(checks)
+
+
+def member_findings(session: Session, entries: Mapping[int, CustodyEntry]) -> tuple[list[str], int]:
+    """Each named member's row against the entry that added them (an edited name or
+    e-mail is a finding), and how many rows were checked."""
+    added = select(User).where(col(User.custody_index).is_not(None))
+    checks: list[tuple[str, int, dict[str, object]]] = [
+        (
+            f"member {user.id}",
+            user.custody_index,
+            {
+                "action": "member.added",
+                "subject": f"user:{user.id}",
+                "email": user.email,
+                "name": user.name,
+            },
+        )
+        for user in session.exec(added)
+        if user.custody_index is not None
+    ]
+    return list(_compare(checks, entries)), len(checks)
 
 
 def _canonical_digest(text: str) -> str:

@@ -88,10 +88,25 @@ class ObjectStore(Protocol):
         """The original object committed at `key`, or None."""
         ...
 
+    def open_staged(self, staged: StagedObject) -> ClosingChunks:
+        """Stream a staged object's bytes (a resumable upload's parts are read back once,
+        when the upload completes); raises `ObjectMissing` at once if it is gone."""
+        ...
+
     def open(self, key: str, version_id: str | None) -> ClosingChunks:
         """Stream exactly that version's bytes; raises `ObjectMissing` at once if absent.
 
         The caller closes the stream (or exhausts it) to release the file or connection.
+        """
+        ...
+
+    def open_range(
+        self, key: str, version_id: str | None, *, start: int, length: int
+    ) -> ClosingChunks:
+        """Stream `length` bytes of that version from byte `start` (a resumed download).
+
+        Requires 0 <= start and 1 <= length and start + length <= the object's size
+        (the caller knows the size from its record). Raises like `open`.
         """
         ...
 
@@ -148,6 +163,12 @@ def check_staging_key(staged: StagedObject) -> str:
     if not _STAGING_PATTERN.fullmatch(staged.staging_key):
         raise StorageError(f"refused staging key {staged.staging_key!r}")
     return staged.staging_key
+
+
+def check_span(start: int, length: int) -> None:
+    """Refuse a span `open_range` cannot mean: a negative start or an empty length."""
+    if start < 0 or length < 1:
+        raise ValueError(f"byte span must have start >= 0 and length >= 1, got {start}, {length}")
 
 
 def check_retain_until(retain_until: datetime) -> datetime:

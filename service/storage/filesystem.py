@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from service.errors import ObjectExists, ObjectMissing, StorageError
 from service.storage.base import (
@@ -26,6 +27,7 @@ from service.storage.base import (
     StoredObject,
     check_key,
     check_retain_until,
+    check_span,
     check_staging_key,
     new_staging_key,
 )
@@ -106,15 +108,50 @@ class FilesystemStore:
 
     def open(self, key: str, version_id: str | None) -> ClosingChunks:
         """Stream the file at `key`; a version id cannot match here (no versions)."""
+        file = self._open_file(key, version_id)
+        return ClosingChunks(read=file.read, close=file.close, errors=(OSError,), what=key)
+
+    def open_range(
+        self, key: str, version_id: str | None, *, start: int, length: int
+    ) -> ClosingChunks:
+        """Stream `length` bytes of the file at `key` from byte `start`."""
+        check_span(start, length)
+        file = self._open_file(key, version_id)
+        remaining = length
+
+        def read(size: int) -> bytes:
+            nonlocal remaining
+            chunk = file.read(min(size, remaining))
+            remaining -= len(chunk)
+            return chunk
+
+        try:
+            file.seek(start)
+        except OSError as error:
+            file.close()
+            raise StorageError(f"cannot seek in object {key}: {error.strerror}") from None
+        return ClosingChunks(read=read, close=file.close, errors=(OSError,), what=key)
+
+    def _open_file(self, key: str, version_id: str | None) -> BinaryIO:
         path = self._object_path(key)
         if version_id is not None:
             raise ObjectMissing(f"object {key}: the filesystem store has no version {version_id}")
         try:
-            file = path.open("rb")
+            return path.open("rb")
         except _ABSENT:
             raise ObjectMissing(f"object {key} is not in the store") from None
         except OSError as error:
             raise StorageError(f"cannot open object {key}: {error.strerror}") from None
+
+    def open_staged(self, staged: StagedObject) -> ClosingChunks:
+        """Stream a staging file."""
+        key = check_staging_key(staged)
+        try:
+            file = self._staging_path(key).open("rb")
+        except _ABSENT:
+            raise ObjectMissing(f"staged object {key} is not in the store") from None
+        except OSError as error:
+            raise StorageError(f"cannot open staged object {key}: {error.strerror}") from None
         return ClosingChunks(read=file.read, close=file.close, errors=(OSError,), what=key)
 
     def iter_objects(self) -> Iterator[StoredObject]:

@@ -39,6 +39,7 @@ from service.storage.base import (
     StoredObject,
     check_key,
     check_retain_until,
+    check_span,
     check_staging_key,
     new_staging_key,
 )
@@ -234,9 +235,22 @@ class S3Store:
 
     def open(self, key: str, version_id: str | None) -> ClosingChunks:
         """Stream that version (the original if None), releasing the connection at the end."""
+        return self._get(key, version_id, start=0, length=0)
+
+    def open_range(
+        self, key: str, version_id: str | None, *, start: int, length: int
+    ) -> ClosingChunks:
+        """Stream part of that version with the store's own ranged GET (HTTP Range)."""
+        check_span(start, length)
+        return self._get(key, version_id, start=start, length=length)
+
+    def _get(self, key: str, version_id: str | None, *, start: int, length: int) -> ClosingChunks:
+        # minio reads `length=0` as "to the end"; the version is always named, never "latest".
         version = version_id or self._required(key).version_id
         with _provider_errors(f"reading {key} version {version}"):
-            response = self._client.get_object(self._bucket, check_key(key), version_id=version)
+            response = self._client.get_object(
+                self._bucket, check_key(key), offset=start, length=length, version_id=version
+            )
 
         def release() -> None:
             response.close()
@@ -247,6 +261,24 @@ class S3Store:
             close=release,
             errors=(urllib3.exceptions.HTTPError, OSError),
             what=f"{key} version {version}",
+        )
+
+    def open_staged(self, staged: StagedObject) -> ClosingChunks:
+        """Stream a staged object (its only version: staging keys are never rewritten)."""
+        key = check_staging_key(staged)
+        version = staged.version_id if staged.target_key is not None else None
+        with _provider_errors(f"reading staged {key}"):
+            response = self._client.get_object(self._bucket, key, version_id=version)
+
+        def release() -> None:
+            response.close()
+            response.release_conn()
+
+        return ClosingChunks(
+            read=lambda size: response.read(size, decode_content=False),
+            close=release,
+            errors=(urllib3.exceptions.HTTPError, OSError),
+            what=f"staged {key}",
         )
 
     def iter_objects(self) -> Iterator[StoredObject]:

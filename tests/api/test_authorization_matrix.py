@@ -122,7 +122,41 @@ Request = Callable[[httpx.Client, dict[str, str], Role, World], httpx.Response]
 ALL = ("own", "other", "restricted")
 OWN = ("own",)
 NOT_ITEMS = ("own", "other")  # keys and grants are not restricted items
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+def _own_upload(client: httpx.Client) -> str:
+    """A new upload of the caller's (its own: another member's answers 404)."""
+    created = client.post(
+        "/v1/uploads", headers=TUS | {"Upload-Length": "4", "Upload-Metadata": "filename eA=="}
+    )
+    return str(created.headers.get("Location", "/v1/uploads/none"))
+
+
 CASES: dict[tuple[str, str], tuple[tuple[str, ...], Request]] = {
+    ("OPTIONS", "/v1/uploads"): (OWN, lambda c, i, r, w: c.options("/v1/uploads")),
+    ("POST", "/v1/uploads"): (
+        OWN,
+        lambda c, i, r, w: c.post(
+            "/v1/uploads", headers=TUS | {"Upload-Length": "4", "Upload-Metadata": "filename eA=="}
+        ),
+    ),
+    ("HEAD", "/v1/uploads/{upload_id}"): (
+        OWN,
+        lambda c, i, r, w: c.head(_own_upload(c), headers=TUS),
+    ),
+    ("PATCH", "/v1/uploads/{upload_id}"): (
+        OWN,
+        lambda c, i, r, w: c.patch(
+            _own_upload(c),
+            content=b"ab",
+            headers=TUS | {"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
+        ),
+    ),
+    ("DELETE", "/v1/uploads/{upload_id}"): (
+        OWN,
+        lambda c, i, r, w: c.delete(_own_upload(c), headers=TUS),
+    ),
     ("POST", "/v1/evidence"): (
         OWN,
         lambda c, i, r, w: c.post(

@@ -28,7 +28,7 @@ ASSERTED = {
     "source_reliability": "B",
     "information_credibility": 2,
     "tags": ["Tarhuna"],
-    "camera_roll_id": "IMG_0042",  # unknown keys are kept as given
+    "extra": {"camera_roll_id": "IMG_0042"},  # free-form additions, kept as given
 }
 
 
@@ -57,7 +57,7 @@ def test_asserted_metadata_is_version_one_and_its_digest_is_in_the_ingest_entry(
     assert asserted["title"] == ASSERTED["title"]
     assert asserted["source_reliability"] == "B" and asserted["information_credibility"] == 2
     assert asserted["location"]["country"] == "LY"
-    assert asserted["camera_roll_id"] == "IMG_0042"
+    assert asserted["extra"] == {"camera_roll_id": "IMG_0042"}
     assert "incident_id" not in asserted and "restricted" not in asserted
     digest = hashlib.sha256(rfc8785.dumps(asserted)).hexdigest()
     assert description["asserted_sha256"] == digest

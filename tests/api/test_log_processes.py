@@ -35,6 +35,7 @@ class _Run:
     """What the clients were told: acknowledged (index, incident id) pairs."""
 
     acknowledged: list[tuple[int, str]] = field(default_factory=list)
+    acknowledged_at: list[float] = field(default_factory=list)  # time.monotonic()
     refused: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -57,6 +58,7 @@ def _writer(urls: list[str], key: str, number: int, run: _Run) -> None:
             body = response.json()
             with run.lock:
                 run.acknowledged.append((body["custody_index"], body["id"]))
+                run.acknowledged_at.append(time.monotonic())
 
 
 def _checkpoint(url: str, verifier_key: str) -> tuple[int, bytes]:
@@ -114,7 +116,9 @@ def test_two_servers_one_log_survive_a_sigkill(
         while len(run.acknowledged) < _WRITERS * _PER_WRITER // 3:
             time.sleep(0.01)
         seen.append(_checkpoint(url_b, verifier_key))
+        # A started first, so A's sequencer leads; B integrates nothing until A is gone.
         process_a.send_signal(signal.SIGKILL)  # mid-append, with requests in flight
+        killed_at = time.monotonic()
         process_a.wait(timeout=10)
         for writer in writers:
             writer.join(timeout=120)
@@ -126,6 +130,10 @@ def test_two_servers_one_log_survive_a_sigkill(
         assert len(run.acknowledged) > _WRITERS * _PER_WRITER // 2
         assert run.refused, "no request reached the killed server"
         assert all(reason.endswith("Error") for reason in run.refused), run.refused
+        # B took the sequencing over: its writers were answered again within 5 s.
+        after = [t - killed_at for t in run.acknowledged_at if t > killed_at]
+        assert after, "no request was acknowledged after the kill"
+        assert min(after) < 5, f"first acknowledgement {min(after):.1f} s after the kill"
 
         url_a2, _ = stack.enter_context(serving_process(env, log))  # restarted
         size, root = _checkpoint(url_a2, verifier_key)

@@ -42,16 +42,18 @@ def test_oidc_tokens_map_to_members_and_roles(
 ) -> None:
     server, key = idp
     locker = make_locker(oidc_issuer=ISSUER, oidc_audience=AUDIENCE, oidc_jwks_url=server.url)
-    with locker.client(mint(key, _claims())) as investigator:
+    with locker.client(mint(key, _claims(name=" نور الهدى "))) as investigator:
         created = investigator.post("/v1/incidents", json={"title": "from the field"})
         assert created.status_code == 201, created.text
-    with locker.client(mint(key, _claims(locker_role="auditor", email="a@example.org"))) as aud:
+    # A name the locker would refuse does not fail the sign-in: it is left out.
+    auditor = _claims(locker_role="auditor", email="a@example.org", name="a\u202eb")
+    with locker.client(mint(key, auditor)) as aud:
         assert aud.get(f"/v1/incidents/{created.json()['id']}").status_code == 200
         assert aud.post("/v1/incidents", json={"title": "no"}).status_code == 403
     with locker.client() as admin:
-        members = {m["email"]: m["role"] for m in admin.get("/v1/members").json()}
-    assert members["field@example.org"] == "investigator"
-    assert members["a@example.org"] == "auditor"
+        members = {m["email"]: (m["role"], m["name"]) for m in admin.get("/v1/members").json()}
+    assert members["field@example.org"] == ("investigator", "نور الهدى")
+    assert members["a@example.org"] == ("auditor", None)
 
 
 @pytest.mark.parametrize(

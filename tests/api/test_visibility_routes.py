@@ -10,6 +10,7 @@ title, in its body, its headers, or any file of an export it leads to).
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -43,7 +44,22 @@ def _upload(ids: Ids) -> list[dict[str, Any]]:
     return [{"files": [("file", ("n.png", data, "image/png"))], "data": {"metadata": metadata}}]
 
 
+TUS = {"Tus-Resumable": "1.0.0"}
+_TUS_CHUNK = TUS | {"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+
+
+def _tus_creation(ids: Ids) -> list[dict[str, Any]]:
+    metadata = base64.b64encode(json.dumps({"incident_id": ids["incident_id"]}).encode()).decode()
+    header = f"filename bi5wbmc=,metadata {metadata}"
+    return [{"headers": TUS | {"Upload-Length": "10", "Upload-Metadata": header}}]
+
+
 REQUESTS: dict[tuple[str, str], Variants] = {
+    ("OPTIONS", "/v1/uploads"): lambda i: [{}],
+    ("POST", "/v1/uploads"): _tus_creation,
+    ("HEAD", "/v1/uploads/{upload_id}"): lambda i: [{"headers": TUS}],
+    ("PATCH", "/v1/uploads/{upload_id}"): lambda i: [{"headers": _TUS_CHUNK, "content": b"ab"}],
+    ("DELETE", "/v1/uploads/{upload_id}"): lambda i: [{"headers": TUS}],
     ("POST", "/v1/evidence"): _upload,
     ("GET", "/v1/evidence"): lambda i: [
         {},
@@ -91,7 +107,12 @@ REQUESTS: dict[tuple[str, str], Variants] = {
     ],
 }
 # Run last: they change who sees what, or revoke what others use.
-LAST = {"/v1/{kind}/{item_id}/restriction", "/v1/keys/{prefix}", "/v1/grants/{grant_id}"}
+LAST = {
+    "/v1/{kind}/{item_id}/restriction",
+    "/v1/keys/{prefix}",
+    "/v1/grants/{grant_id}",
+    "/v1/uploads/{upload_id}",
+}
 # Grants are managed by admins on items they need not see, named by the id the admin
 # gives (or, to revoke, by the grant the admin made): the answer names that item.
 ADMIN_NAMES_WHAT_IT_GRANTS = {"/v1/{kind}/{item_id}/grants", "/v1/grants/{grant_id}"}
@@ -181,7 +202,14 @@ def build_world(locker: Locker) -> World:
         spare_grant = _ok(
             admin.post(f"/v1/evidence/{secret['id']}/grants", json={"email": "spare@a.example"})
         )["id"]
-    common = {"prefix": spare_key, "grant_id": spare_grant}
+        upload = admin.post(
+            "/v1/uploads", headers=TUS | {"Upload-Length": "9", "Upload-Metadata": "filename eA=="}
+        )
+    common = {
+        "prefix": spare_key,
+        "grant_id": spare_grant,
+        "upload_id": upload.headers["Location"].rsplit("/", 1)[1],
+    }
     return World(
         plain=plain,
         granted=granted,

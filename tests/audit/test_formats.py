@@ -43,7 +43,8 @@ def test_csv_names_people_and_keeps_proofs_in_the_last_columns(locker: Locker) -
     assert added["actor"] == "lead@example.org" and added["actor_id"].startswith("user:")
     assert added["subject"] == "نور@example.org"
     assert added["organisation"] == "Tarhuna Documentation Project"
-    assert added["details"] == "role: investigator"
+    # The entry signs who was added; a right-to-left value is isolated.
+    assert added["details"] == "email: \u2068نور@example.org\u2069; role: investigator"
     ingested = next(r for r in entries if r["action"] == "evidence.ingested")
     assert ingested["actor"] == "lead@example.org"
     assert {"media type: image/png", f"size: {len(PNG)}"} <= set(ingested["details"].split("; "))

@@ -200,13 +200,45 @@ def test_admin_acts_within_the_organisation_named(tmp_path: Path) -> None:
     assert "key.revoked" not in [a for a, _ in _logged_actions(tmp_path)]
 
 
-def _logged_actions(data_dir: Path) -> list[tuple[str, str]]:
-    """(action, actor) of every custody entry, read from the leaves themselves."""
+def test_admin_records_members_names(tmp_path: Path) -> None:
+    env = {"LOCKER_DATA_DIR": str(tmp_path)}
+    lead = ["admin", "bootstrap", "--org", "o", "--email", "a@example.org", "--name", " ليلى "]
+    assert _run(lead, env).returncode == 0
+
+    def add(email: str, *options: str) -> subprocess.CompletedProcess[str]:
+        member = ["admin", "create-user", "--org", "o", "--email", email, "--role", "analyst"]
+        return _run([*member, *options], env)
+
+    made = add("i@example.org", "--name", "İbrahim Şahin", "--json")
+    assert made.returncode == 0, made.stderr
+    assert '"name": "İbrahim Şahin"' in made.stdout
+    shown = add("j@example.org", "--name", "نور")
+    assert shown.returncode == 0 and "\u2068نور\u2069 <j@example.org> role analyst" in shown.stdout
+    unnamed = add("k@example.org")
+    assert unnamed.returncode == 0 and " k@example.org role analyst" in unnamed.stdout
+    bad = add("x@example.org", "--name", "a\x1bb")
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip() == "locker: name: must not hold control characters"
+    added = [e for e in _logged_entries(tmp_path) if e["action"] == "member.added"]
+    assert [(e["email"], e.get("name")) for e in added] == [
+        ("a@example.org", "ليلى"),
+        ("i@example.org", "İbrahim Şahin"),
+        ("j@example.org", "نور"),
+        ("k@example.org", None),
+    ]
+
+
+def _logged_entries(data_dir: Path) -> list[dict[str, object]]:
+    """Every custody entry's fields, read from the leaves themselves."""
     runtime = open_runtime(Settings(data_dir=data_dir))
     try:
         with runtime.database.session() as session:
             leaves = session.exec(select(CustodyEntry.leaf).order_by(col(CustodyEntry.index)))
-            entries = [decode_entry(leaf) for leaf in leaves]
+            return [decode_entry(leaf) for leaf in leaves]
     finally:
         runtime.close()
-    return [(str(e["action"]), str(e["actor"])) for e in entries]
+
+
+def _logged_actions(data_dir: Path) -> list[tuple[str, str]]:
+    """(action, actor) of every custody entry, read from the leaves themselves."""
+    return [(str(e["action"]), str(e["actor"])) for e in _logged_entries(data_dir)]

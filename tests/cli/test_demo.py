@@ -10,7 +10,7 @@ from PIL import Image
 from PIL.ExifTags import IFD
 
 from service.errors import InvalidInput
-from service.operations.demo import load_demo
+from service.operations.demo import DEMO_EMAIL, DEMO_NAME, load_demo
 from tests.cli.test_commands import _run
 from tests.harness import Locker
 
@@ -25,6 +25,7 @@ def test_demo_fills_a_fresh_locker(locker: Locker) -> None:
         history = client.get(f"/v1/incidents/{loaded.incidents[0]}/history").json()
         notes = client.get(f"/v1/evidence/{loaded.evidence[1]}/notes").json()
         related = client.get(f"/v1/incidents/{loaded.incidents[1]}").json()
+        members = client.get("/v1/members").json()
     assert [i["id"] for i in incidents] == loaded.incidents
     assert [h["id"] for h in found["items"]] == [loaded.incidents[0]]
     assert len(items) == 4
@@ -38,6 +39,7 @@ def test_demo_fills_a_fresh_locker(locker: Locker) -> None:
     assert [v["document"]["status"] for v in history] == ["under_review", "corroborated"]
     assert len(notes) == 1
     assert related["document"]["related_incidents"] == [loaded.incidents[0]]
+    assert [(m["email"], m["name"]) for m in members] == [(DEMO_EMAIL, DEMO_NAME)]
     with pytest.raises(InvalidInput, match="already loaded"):
         load_demo(locker.runtime)
 

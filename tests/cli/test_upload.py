@@ -4,22 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import httpx
 import pytest
+from sqlmodel import select
 from typer.testing import CliRunner
 
 from service.cli import app
 from service.client.uploader import UploadError, upload
+from service.core.checkpoint import NoteVerifier
 from service.core.receipt import Receipt
+from service.db.models import ResumableUpload
 from tests.harness import Locker
 
 runner = CliRunner()
 NAME = "شهادة ../أم الخير (1).pdf"
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Unfinished uploads are remembered under the user's cache: this test's own."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache / "locker" / "uploads"
 
 
 @pytest.fixture
@@ -123,34 +137,83 @@ def test_refusals_and_usage_errors_are_one_line(locker: Locker, key: Path, tmp_p
         assert client.get("/v1/evidence").json()["items"] == []
 
 
-def test_a_broken_connection_is_retried_and_nothing_is_half_recorded(
-    locker: Locker, tmp_path: Path
-) -> None:
+def test_a_cut_at_90_percent_resumes_from_the_server_offset(locker: Locker, tmp_path: Path) -> None:
+    """The connection drops at 90 % of the file: the rest is sent, not the whole file
+    again, so less than 1.1x the file crosses the wire; one record, one entry."""
     file = tmp_path / "video.mp4"
-    file.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4096)  # 1 MiB
+    file.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4 * 1024 * 1024))
+    size = file.stat().st_size
     waits: list[float] = []
-    with _cutting_proxy(locker.base_url, cut_after=300_000) as proxy:
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    with _cutting_proxy(locker.base_url, cut_after=size * 9 // 10) as proxy:
         done = upload(
             proxy.url,
             file,
             api_key=locker.api_key,
             verifier=locker.runtime.log.verifier,
-            sleep=waits.append,
+            sleep=wait,
         )
-    assert done.attempts == 2 and waits == [1.0]
-    assert proxy.connections >= 3  # the cut upload, the one that went through, the trail
+    assert proxy.was_cut and done.attempts == 2 and waits[0] == 1.0
+    print(f"bytes on the wire: {proxy.sent} for a file of {size} ({proxy.sent / size:.3f}x)")
+    assert proxy.sent < 1.1 * size, f"{proxy.sent} bytes crossed for a file of {size}"
     assert done.facts.entry["action"] == "evidence.ingested"
+    assert done.answer["sha256"] == hashlib.sha256(file.read_bytes()).hexdigest()
     with locker.client() as client:
         items = client.get("/v1/evidence").json()["items"]
         trail = client.get(f"/v1/evidence/{done.receipt.evidence_id}/custody").json()
+        content = client.get(f"/v1/evidence/{done.receipt.evidence_id}/content").content
     assert [item["id"] for item in items] == [done.receipt.evidence_id]
     assert [e["fields"]["action"] for e in trail["entries"]].count("evidence.ingested") == 1
+    assert content == file.read_bytes()
+
+
+def test_a_run_that_gave_up_is_resumed_by_the_next(
+    locker: Locker, tmp_path: Path, _own_cache: Path
+) -> None:
+    """The first run loses its connection at half the file and has no tries left; the
+    next run of the same upload asks the server and sends only the other half."""
+    file = tmp_path / "interview.wav"
+    file.write_bytes(b"RIFF" + os.urandom(2 * 1024 * 1024))
+    size = file.stat().st_size
+    with _cutting_proxy(locker.base_url, cut_after=size // 2) as proxy:
+        with pytest.raises(UploadError, match="gave up after 1 tries"):
+            upload(
+                proxy.url,
+                file,
+                api_key=locker.api_key,
+                verifier=key_of(locker),
+                retries=0,
+                sleep=_no_wait,
+            )
+        assert len(list(_own_cache.iterdir())) == 1  # the unfinished upload's URL
+        time.sleep(0.5)  # let the server count the bytes of the cut request
+        done = upload(proxy.url, file, api_key=locker.api_key, verifier=key_of(locker))
+    assert proxy.was_cut and proxy.sent < 1.1 * size, f"{proxy.sent} bytes for {size}"
+    assert done.answer["duplicate"] is False and list(_own_cache.iterdir()) == []
+    with locker.client() as client:
+        assert len(client.get("/v1/evidence").json()["items"]) == 1
+    # A remembered upload the server no longer has is started again, not an error.
+    other = tmp_path / "other.wav"
+    other.write_bytes(b"RIFF" + os.urandom(100_000))
+    with _cutting_proxy(locker.base_url, cut_after=50_000) as proxy:
+        with pytest.raises(UploadError, match="gave up"):
+            upload(proxy.url, other, api_key=locker.api_key, verifier=key_of(locker), retries=0)
+        [remembered] = list(_own_cache.iterdir())
+        location = json.loads(remembered.read_text())["location"]
+        with httpx.Client(headers={"Authorization": f"Bearer {locker.api_key}"}) as client:
+            assert client.delete(location, headers={"Tus-Resumable": "1.0.0"}).status_code == 204
+        done = upload(proxy.url, other, api_key=locker.api_key, verifier=key_of(locker))
+    assert done.answer["size"] == other.stat().st_size
 
 
 def test_the_command_says_why_it_sends_again(locker: Locker, key: Path, tmp_path: Path) -> None:
     file = tmp_path / "statement.txt"
     file.write_bytes("أقوال الشاهد\n".encode() * 40_000)  # 1 MiB
-    with _cutting_proxy(locker.base_url, cut_after=200_000) as proxy:
+    with _cutting_proxy(locker.base_url, cut_after=500_000) as proxy:
         result = runner.invoke(
             app,
             [
@@ -167,7 +230,119 @@ def test_the_command_says_why_it_sends_again(locker: Locker, key: Path, tmp_path
         )
     assert result.exit_code == 0, result.output
     assert "sending failed" in result.output and "again in 1 s" in result.output
-    assert "(stored)" in result.output
+    assert "from where the server stopped" in result.output
+    assert "(stored)" in result.output and proxy.was_cut
+
+
+def test_a_wrong_key_is_refused_before_a_byte_of_the_file(
+    locker: Locker, key: Path, tmp_path: Path
+) -> None:
+    file = tmp_path / "large.mov"
+    with file.open("wb") as handle:
+        handle.truncate(1024**3)  # 1 GiB, sparse: never read if the key is checked first
+    with _cutting_proxy(locker.base_url, cut_after=None) as proxy:
+        result = runner.invoke(
+            app,
+            ["upload", str(file), "--server", proxy.url, "--verifier-key", str(key)],
+            env={"LOCKER_API_KEY": "lk_wrong"},
+        )
+    assert result.exit_code == 2, result.output
+    assert "HTTP 401: invalid API key" in result.output and "Traceback" not in result.output
+    assert proxy.sent < 4096, f"{proxy.sent} bytes sent for a refused key"
+    with locker.runtime.database.session() as session:
+        assert session.exec(select(ResumableUpload)).all() == []
+
+
+def test_refusals_and_malformed_addresses_are_never_retried(
+    locker: Locker, key: Path, tmp_path: Path
+) -> None:
+    file = tmp_path / "note.txt"
+    file.write_bytes(b"statement")
+    for server in ("localhost:8000", "ftp://example.org", "http://", "http://host:port"):
+        with pytest.raises(UploadError, match="malformed server URL"):
+            upload(server, file, api_key=locker.api_key, verifier=key_of(locker), sleep=_no_wait)
+        result = runner.invoke(
+            app,
+            ["upload", str(file), "--server", server, "--verifier-key", str(key)],
+            env={"LOCKER_API_KEY": locker.api_key},
+        )
+        assert result.exit_code == 2 and "malformed server URL" in result.output, result.output
+    other = tmp_path / "other.txt"
+    other.write_bytes(b"other")
+    with pytest.raises(UploadError, match=r"HTTP 422: metadata\.incident_id"):
+        upload(
+            locker.base_url,
+            other,
+            api_key=locker.api_key,
+            verifier=key_of(locker),
+            metadata={"incident_id": "no-such-incident"},
+            sleep=_no_wait,
+        )
+
+
+def key_of(locker: Locker) -> NoteVerifier:
+    return locker.runtime.log.verifier
+
+
+def test_a_receipt_is_never_overwritten(locker: Locker, key: Path, tmp_path: Path) -> None:
+    file = tmp_path / "photo.jpg"
+    file.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(2000))
+    existing = tmp_path / "kept.json"
+    existing.write_text("an earlier receipt")
+    code, output = _upload(locker, key, file, "--receipt", str(existing))
+    assert code == 2 and "exists; a receipt is never overwritten" in output, output
+    assert existing.read_text() == "an earlier receipt"
+    with locker.client() as client:
+        assert client.get("/v1/evidence").json()["items"] == []
+    # The same file twice into one folder: the second receipt gets a name of its own.
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    for _ in range(2):
+        code, output = _upload(locker, key, file, "--receipt-dir", str(receipts))
+        assert code == 0, output
+    first, second = sorted(receipts.iterdir(), key=lambda p: len(p.name))
+    one, two = (Receipt.from_json(p.read_text("utf-8")) for p in (first, second))
+    assert one.evidence_id == two.evidence_id and one.index != two.index
+    assert second.name == f"{two.evidence_id}.{two.index}.receipt.json"
+
+
+def test_a_folder_and_files_with_an_incident_a_table_and_json(
+    locker: Locker, key: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "field-trip"
+    (folder / "day-2").mkdir(parents=True)
+    contents = {
+        folder / "a.jpg": b"\xff\xd8\xff\xe0" + os.urandom(3000),
+        folder / "day-2" / "b.pdf": b"%PDF-1.4\n" + os.urandom(3000),
+        folder / "empty.txt": b"",
+    }
+    for path, content in contents.items():
+        path.write_bytes(content)
+    loose = tmp_path / "c.txt"
+    loose.write_bytes(b"a loose statement")
+    with locker.client() as client:
+        incident = client.post("/v1/incidents", json={"title": "Field trip"}).json()["id"]
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    args = [str(folder), str(loose), "--incident", incident, "--receipt-dir", str(receipts)]
+    code, output = _upload(locker, key, *args)
+    assert code == 2, output  # the empty file is refused; the others are proven
+    for name in ("a.jpg", "b.pdf", "c.txt"):
+        assert name in output
+    assert "empty.txt" in output and "FAILED" in output and "HTTP 422" in output
+    assert "3 of 4 files uploaded and proven" in output
+    assert len(list(receipts.iterdir())) == 3
+    with locker.client() as client:
+        linked = client.get("/v1/evidence", params={"incident": incident}).json()["items"]
+    assert len(linked) == 3
+    # --json: one document per file, in order; the duplicates are recorded again.
+    more = tmp_path / "more"
+    more.mkdir()
+    code, output = _upload(locker, key, str(folder), "--json", "--receipt-dir", str(more))
+    documents = json.loads(output[output.index("[") :])
+    assert [Path(d["file"]).name for d in documents] == ["a.jpg", "b.pdf", "empty.txt"]
+    assert [d["duplicate"] for d in documents[:2]] == [True, True]
+    assert "HTTP 422" in documents[2]["error"] and documents[2]["receipt"] is None
 
 
 def _no_wait(_seconds: float) -> None:
@@ -175,61 +350,83 @@ def _no_wait(_seconds: float) -> None:
 
 
 class _Proxy:
-    def __init__(self, url: str) -> None:
-        self.url = url
+    """A loopback TCP proxy counting the bytes the client sends; the connection that
+    carries the byte past `cut_after` (counted over every connection) is cut there, once."""
+
+    def __init__(self, target: str, cut_after: int | None) -> None:
+        host, port = target.removeprefix("http://").split(":")
+        self._upstream = (host, int(port))
+        self._cut_after = cut_after
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self.connections = 0
+        self.sent = 0  # bytes from the client to the server, over every connection
+        self.was_cut = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def _allowance(self, wanted: int) -> int:
+        """How much of a chunk may pass; past the cut point, the rest is dropped."""
+        with self._lock:
+            limit = self._cut_after
+            if limit is None or self.was_cut or self.sent + wanted <= limit:
+                self.sent += wanted
+                return wanted
+            self.was_cut, passed, self.sent = True, limit - self.sent, limit
+            return passed
+
+    def _to_server(self, source: socket.socket, sink: socket.socket) -> None:
+        with suppress(OSError):
+            while chunk := source.recv(65536):
+                passed = self._allowance(len(chunk))
+                sink.sendall(chunk[:passed])
+                if passed < len(chunk):
+                    break
+        _close_both(source, sink)
+
+    def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
+        with client, upstream:
+            sending = threading.Thread(target=self._to_server, args=(client, upstream))
+            sending.start()
+            with suppress(OSError):
+                while chunk := upstream.recv(65536):
+                    client.sendall(chunk)
+            _close_both(upstream, client)
+            sending.join()
+
+    def serve(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            upstream = socket.create_connection(self._upstream)
+            threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
 
 
 @contextmanager
-def _cutting_proxy(target: str, *, cut_after: int) -> Iterator[_Proxy]:
-    """A loopback TCP proxy whose first connection is cut after `cut_after` bytes sent."""
-    host, port = target.removeprefix("http://").split(":")
-    listener = socket.create_server(("127.0.0.1", 0))
-    proxy = _Proxy(f"http://127.0.0.1:{listener.getsockname()[1]}")
-    stop = threading.Event()
-
-    def pipe(source: socket.socket, sink: socket.socket, limit: int | None) -> None:
-        sent = 0
-        try:
-            while chunk := source.recv(65536):
-                if limit is not None and sent + len(chunk) > limit:
-                    break
-                sink.sendall(chunk)
-                sent += len(chunk)
-        except OSError:
-            pass
-        for side in (source, sink):
-            with suppress(OSError):
-                side.shutdown(socket.SHUT_RDWR)
-
-    def serve() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            proxy.connections += 1
-            upstream = socket.create_connection((host, int(port)))
-            limit = cut_after if proxy.connections == 1 else None
-            threading.Thread(target=relay, args=(client, upstream, limit), daemon=True).start()
-
-    def relay(client: socket.socket, upstream: socket.socket, limit: int | None) -> None:
-        # Both ways, then close both sockets (each direction shuts both down when it ends).
-        with client, upstream:
-            sending = threading.Thread(target=pipe, args=(client, upstream, limit), daemon=True)
-            sending.start()
-            pipe(upstream, client, None)
-            sending.join()
-
-    thread = threading.Thread(target=serve, daemon=True)
+def _cutting_proxy(target: str, *, cut_after: int | None) -> Iterator[_Proxy]:
+    proxy = _Proxy(target, cut_after)
+    thread = threading.Thread(target=proxy.serve, daemon=True)
     thread.start()
     try:
         yield proxy
     finally:
-        stop.set()
+        proxy._stop.set()
         thread.join(timeout=5)
-        listener.close()
+        proxy.close()
+
+
+def _close_both(*sides: socket.socket) -> None:
+    for side in sides:
+        with suppress(OSError):
+            side.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.mark.parametrize("name", ['say "no".jpg', "back\\slash.pdf", "a;b=c.png", "٢٠٢٠ ‏تقرير.pdf"])

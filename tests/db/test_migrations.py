@@ -13,8 +13,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
 
+from service.accounts.people import signed_members
 from service.db import Database, open_database
+from service.db.models import User
 from service.errors import ConfigurationError
 from tests.databases import PostgresTemplate
 
@@ -145,3 +148,31 @@ def test_replicas_starting_together_migrate_once(postgres_template: PostgresTemp
                 database.dispose()
             with psycopg.connect(postgres_template.url("postgres"), autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _a_member_from_before_names(url: str) -> None:
+    """0016 keeps members added earlier, nameless and unsigned; its downgrade keeps them too."""
+    database = open_database(url)
+    _at_0008_with_a_member(database)
+    database.migrate()
+    with database.session() as session:
+        [member] = session.exec(select(User)).all()
+        # Named by the e-mail alone: their entry signed no name.
+        assert signed_members(session, [member]) == {}
+    assert (member.email, member.name, member.custody_index) == ("a@example.org", None, None)
+    config = _config()
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0015")
+        kept = connection.execute(text("SELECT id, email FROM user_account")).all()
+    assert [tuple(row) for row in kept] == [("u1", "a@example.org")]
+    database.dispose()
+
+
+def test_sqlite_keeps_members_from_before_names(tmp_path: Path) -> None:
+    _a_member_from_before_names(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+
+
+def test_postgres_keeps_members_from_before_names(postgres_template: PostgresTemplate) -> None:
+    with postgres_template.fresh() as url:
+        _a_member_from_before_names(url)

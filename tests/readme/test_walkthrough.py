@@ -104,5 +104,6 @@ def test_the_walkthrough_runs_verbatim(server: str, tmp_path: Path) -> None:
     leaf = base64.b64decode(entry["leaf_b64"])
     independent.verify_inclusion(leaf, proof["index"], size, hashes, root)
     # The audit CSV names the uploader; the bundle holds its report.
-    assert "lead@example.org" in (tmp_path / "audit.csv").read_text(encoding="utf-8")
+    audit = (tmp_path / "audit.csv").read_text(encoding="utf-8")
+    assert "\u2068نور الهدى\u2069 <lead@example.org>" in audit
     assert list((tmp_path / "bundle").glob("export-*/report/report.pdf"))

@@ -1,4 +1,4 @@
-"""The report as an auditor reads it: people by e-mail beside their ids, metadata as
+"""The report as an auditor reads it: people by name and e-mail beside their ids, metadata as
 labelled fields, and mixed-direction names in the order the bidirectional algorithm gives."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import pypdfium2 as pdfium
 import pytest
 from fpdf import FPDF
 
+from service.core.readable import isolate
 from service.exports.report import pdf as report_pdf
 from service.exports.report import render_report, write_pdf_report
 from service.exports.report.bidi import visual_runs
@@ -194,3 +195,41 @@ def test_the_wrap_check_fails_when_lines_break_after_reordering(
     monkeypatch.setattr(report_pdf, "_wrap", lambda pdf, line, width: [line])
     with pytest.raises(AssertionError):
         test_wrapped_right_to_left_text_keeps_its_lines_in_reading_order()
+
+
+NOOR = "نور"  # no letter of it overlaps the next, so pdfium reads it back in order
+
+
+def test_a_named_person_is_shown_with_their_e_mail_beside_their_id() -> None:
+    # A name isolated beside the e-mail, as people are labelled: the line stays left to right.
+    people = {LEAD: f"{isolate(NOOR)} <lead@example.org>"}
+    out = io.BytesIO()
+    write_pdf_report(
+        out,
+        export_id="export-1",
+        records=[_record()],
+        timelines={ITEM: _TIMELINE},
+        checkpoint="o\n4\nr\n",
+        people=people,
+    )
+    pdf = out.getvalue()
+    # One left-to-right line: the name, then the e-mail, then the id, drawn in the body
+    # font (after a right-to-left name, fpdf2 alone drew the id in a fallback's glyphs).
+    [ids] = _boxes(pdf, LEAD)  # found whole: readable
+    [name] = [box for box in _boxes(pdf, NOOR) if abs(box[0] - ids[0]) <= 3]
+    [email] = [box for box in _boxes(pdf, "lead@example.org") if abs(box[0] - ids[0]) <= 3]
+    assert name[2] < email[1] and email[2] < ids[1]
+    found = find_word(pdf, NOOR)
+    # Read back in reading order; nun joins waw, which joins nothing after it: two
+    # strokes, where unshaped letters would be three.
+    assert found is not None and ink_runs(pdf, found) == 2
+    html = render_report(
+        export_id="export-1",
+        records=[_record()],
+        timelines={ITEM: _TIMELINE},
+        checkpoint="",
+        people=people,
+    )
+    named = f'<td dir="auto"><bdi>{NOOR}</bdi> &lt;lead@example.org&gt;</td>'
+    assert f'{named}<td dir="auto">{LEAD}</td>' in html
+    assert html.count(named) == 3  # the People table, the acquisition, the timeline

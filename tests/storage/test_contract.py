@@ -133,6 +133,17 @@ def test_iter_staged_lists_staged_objects(object_store: ObjectStore) -> None:
     assert all(s.staging_key.startswith("staging/") for s in staged)
 
 
+def test_staged_bytes_read_back_exactly_until_discarded(object_store: ObjectStore) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    staged = object_store.stage(_odd_chunks(data))
+    assert b"".join(object_store.open_staged(staged)) == data
+    object_store.discard(staged)
+    with pytest.raises(ObjectMissing):
+        object_store.open_staged(staged)
+    with pytest.raises(StorageError):
+        object_store.open_staged(StagedObject(staging_key="org/test/sha256/ab12", size=1))
+
+
 def test_open_missing_key_raises_object_missing(object_store: ObjectStore) -> None:
     with pytest.raises(ObjectMissing):
         object_store.open("org/test/sha256/absent", None)

@@ -6,9 +6,10 @@ from fastapi import APIRouter, status
 
 from service.accounts.access import grant_access, restrict_item, revoke_access
 from service.api.deps import ITEM_KIND, Granter, ItemPath, Restricter, RuntimeDep
+from service.api.idempotency import Idempotency, IdempotentRoute
 from service.api.schemas.access import GrantCreate, GrantPublic
 
-router = APIRouter(prefix="/v1", tags=["access"])
+router = APIRouter(prefix="/v1", tags=["access"], route_class=IdempotentRoute)
 
 
 @router.post("/{kind}/{item_id}/restriction", status_code=status.HTTP_204_NO_CONTENT)
@@ -23,7 +24,12 @@ def post_restriction(
     "/{kind}/{item_id}/grants", status_code=status.HTTP_201_CREATED, response_model=GrantPublic
 )
 def post_grant(
-    kind: ItemPath, item_id: str, body: GrantCreate, runtime: RuntimeDep, principal: Granter
+    kind: ItemPath,
+    item_id: str,
+    body: GrantCreate,
+    runtime: RuntimeDep,
+    principal: Granter,
+    _: Idempotency,
 ) -> GrantPublic:
     """Grant a member access to a restricted item (never oneself)."""
     grant = grant_access(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from service.api.contract import problem_responses
 from service.api.deps import (
     EvidenceDescriber,
     EvidenceReader,
@@ -14,7 +17,9 @@ from service.api.deps import (
     RuntimeDep,
 )
 from service.api.filtering import FilterParams, PagingParams
-from service.api.multipart import boundary_of, form_events, idle_limited
+from service.api.idempotency import Idempotency, IdempotentRoute
+from service.api.multipart import UPLOAD_FORM_OPENAPI, boundary_of, form_events, idle_limited
+from service.api.problems import unsatisfiable
 from service.api.schemas.custody import CustodyTrail, ProvenEntryPublic
 from service.api.schemas.evidence import (
     DescriptionPublic,
@@ -24,10 +29,10 @@ from service.api.schemas.evidence import (
     EvidencePublic,
     EvidenceSummary,
 )
-from service.api.streaming import ClosingStreamingResponse
+from service.api.streaming import download
 from service.core.digests import Digest
 from service.core.names import attachment_disposition
-from service.errors import TooLarge
+from service.errors import RangeNotSatisfiable, TooLarge
 from service.evidence.descriptions import (
     describe,
     description_history,
@@ -36,20 +41,28 @@ from service.evidence.descriptions import (
 )
 from service.evidence.extraction import wants_analysis
 from service.evidence.intake import ingest
+from service.evidence.ranges import RangeRequest
 from service.evidence.reading import get_evidence, open_content
 from service.evidence.trails import evidence_custody
 from service.jobs.work import ANALYSE
 
-router = APIRouter(prefix="/v1/evidence", tags=["evidence"])
+router = APIRouter(prefix="/v1/evidence", tags=["evidence"], route_class=IdempotentRoute)
 # Room for the multipart framing and the small metadata parts around the file.
 _FRAMING_ALLOWANCE = 1024 * 1024
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=EvidencePublic)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EvidencePublic,
+    responses=problem_responses(400, 408, 413),
+    openapi_extra=UPLOAD_FORM_OPENAPI,
+)
 async def upload_evidence(
     request: Request,
     runtime: RuntimeDep,
     principal: EvidenceUploader,
+    _: Idempotency,
     jobs: JobsDep,
 ) -> EvidencePublic:
     """Upload one file (part `file`), with optional `metadata` (JSON) and `sha256` parts."""
@@ -133,23 +146,42 @@ def get_metadata_history(
     return [DescriptionPublic.model_validate(v) for v in versions]
 
 
-@router.get("/{evidence_id}/content", response_class=StreamingResponse)
+@router.get(
+    "/{evidence_id}/content",
+    response_class=StreamingResponse,
+    responses={206: {"description": "One byte range (Range, If-Range)"}, 416: {}},
+)
 async def download_evidence(
     evidence_id: str,
     runtime: RuntimeDep,
     principal: EvidenceReader,
-) -> StreamingResponse:
-    """The exact stored bytes, with their digest (RFC 9530 Repr-Digest)."""
-    evidence, chunks = await run_in_threadpool(open_content, runtime, principal, evidence_id)
+    range_header: Annotated[str | None, Header(alias="Range")] = None,
+    if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+) -> Response:
+    """The exact stored bytes, with their digest (RFC 9530 Repr-Digest); one byte range
+    if asked (206), the whole item if If-Range names another version."""
+    wanted = RangeRequest.from_headers(range_header, if_range)
+    try:
+        evidence, read = await run_in_threadpool(
+            open_content, runtime, principal, evidence_id, wanted
+        )
+    except RangeNotSatisfiable as exc:
+        return unsatisfiable(exc)
     view = await run_in_threadpool(get_evidence, runtime, principal, evidence_id)
     digest = Digest(algorithm="sha256", hex=evidence.sha256)
     headers = {
         "Repr-Digest": f"sha-256=:{digest.b64}:",
-        "Content-Length": str(evidence.size),
         "Content-Disposition": attachment_disposition(view.submissions[0].filename),
         "X-Content-Type-Options": "nosniff",
     }
-    return ClosingStreamingResponse(chunks, media_type=evidence.media_type, headers=headers)
+    return download(
+        read,
+        size=evidence.size,
+        sha256=evidence.sha256,
+        last_modified=evidence.received_at,
+        media_type=evidence.media_type,
+        headers=headers,
+    )
 
 
 @router.get("/{evidence_id}/custody", response_model=CustodyTrail)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from service.api.deps import IncidentReader, IncidentWriter, RuntimeDep
 from service.api.filtering import FilterParams, PagingParams
+from service.api.idempotency import Idempotency, IdempotentRoute
 from service.api.schemas.incidents import (
     IncidentCreate,
     IncidentDetail,
@@ -25,7 +26,7 @@ from service.documentation.incidents import (
 )
 from service.documentation.links import link_evidence, unlink_evidence
 
-router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+router = APIRouter(prefix="/v1/incidents", tags=["incidents"], route_class=IdempotentRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=IncidentPublic)
@@ -33,6 +34,7 @@ def post_incident(
     body: IncidentCreate,
     runtime: RuntimeDep,
     principal: IncidentWriter,
+    _: Idempotency,
 ) -> IncidentPublic:
     """Record an incident (its version 1)."""
     incident = create_incident(runtime, principal, body, restricted=body.restricted)
@@ -110,6 +112,7 @@ def post_link(
     body: LinkCreate,
     runtime: RuntimeDep,
     principal: IncidentWriter,
+    _: Idempotency,
 ) -> LinkPublic:
     """Link an evidence item to the incident, with the reason."""
     link = link_evidence(

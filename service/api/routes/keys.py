@@ -6,9 +6,10 @@ from fastapi import APIRouter, status
 
 from service.accounts.members import create_key, list_keys, revoke_key
 from service.api.deps import KeyHolder, RuntimeDep
+from service.api.idempotency import Idempotency, IdempotentRoute
 from service.api.schemas.keys import KeyCreate, KeyIssued, KeyPublic
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=IdempotentRoute)
 
 
 @router.get("", response_model=list[KeyPublic])
@@ -18,7 +19,9 @@ def get_keys(runtime: RuntimeDep, principal: KeyHolder) -> list[KeyPublic]:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyIssued)
-def post_key(body: KeyCreate, runtime: RuntimeDep, principal: KeyHolder) -> KeyIssued:
+def post_key(
+    body: KeyCreate, runtime: RuntimeDep, principal: KeyHolder, _: Idempotency
+) -> KeyIssued:
     """A new key, its role at most its owner's; the secret is in this answer only."""
     issued = create_key(
         runtime,

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from service.api.contract import problem_responses
 from service.api.deps import Public, RuntimeDep
 from service.core.tiles import TileId
 from service.custody.tiles import read_tile
@@ -32,7 +33,7 @@ async def get_log_checkpoint(runtime: RuntimeDep) -> PlainTextResponse:
 @router.get(
     "/tile/{path:path}",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={200: {"content": {"application/octet-stream": {}}}, **problem_responses(400)},
 )
 async def get_tile(runtime: RuntimeDep, path: str) -> Response:
     """A hash tile, `tile/<L>/<N>[.p/<W>]`: 32-byte hashes at tree height 8·L."""

@@ -6,9 +6,10 @@ from fastapi import APIRouter, status
 
 from service.accounts.members import add_member, list_members
 from service.api.deps import MemberManager, RuntimeDep
+from service.api.idempotency import Idempotency, IdempotentRoute
 from service.api.schemas.members import MemberCreate, MemberPublic
 
-router = APIRouter(prefix="/v1/members", tags=["members"])
+router = APIRouter(prefix="/v1/members", tags=["members"], route_class=IdempotentRoute)
 
 
 @router.get("", response_model=list[MemberPublic])
@@ -18,8 +19,10 @@ def get_members(runtime: RuntimeDep, principal: MemberManager) -> list[MemberPub
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MemberPublic)
-def post_member(body: MemberCreate, runtime: RuntimeDep, principal: MemberManager) -> MemberPublic:
-    """Add a member with a role."""
+def post_member(
+    body: MemberCreate, runtime: RuntimeDep, principal: MemberManager, _: Idempotency
+) -> MemberPublic:
+    """Add a member with a role and, if given, their name."""
     return MemberPublic.model_validate(
-        add_member(runtime, principal, email=body.email, role=body.role)
+        add_member(runtime, principal, email=body.email, role=body.role, name=body.name)
     )

@@ -1,7 +1,8 @@
 """What the chain-of-custody report says, once, for both its HTML and its PDF form.
 
 Text between backticks in the verification steps is a literal (a command, a path);
-each renderer sets it apart in its own way. People are named by e-mail (the People
+each renderer sets it apart in its own way. People are named "Name <e-mail>" as their
+`member.added` entry signed them, or by e-mail alone if it signed no name (the People
 table pairs each with the id the custody log uses); metadata is `label: value`, one
 field a line; a value holding right-to-left letters is isolated (FSI…PDI), which the
 HTML renders as <bdi> and the PDF lays out with the bidirectional algorithm.
@@ -19,7 +20,7 @@ TITLE = "Chain of custody report"
 ACQUISITION_COLUMNS = ("received", "file name", "submitted by", "metadata")
 TIMELINE_COLUMNS = ("entry", "time (UTC)", "actor", "action")
 PEOPLE_HEADING = "People"
-PEOPLE_COLUMNS = ("who (e-mail)", "id in the custody log")
+PEOPLE_COLUMNS = ("who (name <e-mail>)", "id in the custody log")
 VERIFY_HEADING = "How to verify this bundle by hand"
 VERIFY_STEPS = (
     "Unzip it, go into the bag folder and run `sha256sum -c manifest-sha256.txt` and"
@@ -57,7 +58,7 @@ def item_section(
     people: Mapping[str, str] | None = None,
 ) -> ItemSection:
     """The section of one evidence record (as exported) and its decoded custody entries;
-    `people` names the references (`user:<id>` to an e-mail)."""
+    `people` names the references (`user:<id>` to "Name <e-mail>")."""
     names = people or {}
 
     def who(reference: object) -> str:
@@ -97,7 +98,7 @@ def people_rows(
     timelines: Mapping[str, Sequence[Mapping[str, object]]],
     people: Mapping[str, str],
 ) -> tuple[tuple[str, str], ...]:
-    """(e-mail, id) of everyone the report names, in the order they first appear."""
+    """(name, id) of everyone the report names, in the order they first appear."""
     seen: dict[str, None] = {}
     for record in records:
         submissions = record.get("submissions")

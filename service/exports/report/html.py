@@ -42,7 +42,7 @@ def render_report(
     people: Mapping[str, str] | None = None,
 ) -> str:
     """The report: the people it names, then per item its identity, acquisition and full
-    custody timeline; `people` maps `user:<id>` to an e-mail."""
+    custody timeline; `people` maps `user:<id>` to "Name <e-mail>"."""
     names = people or {}
     parts = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',

@@ -220,6 +220,10 @@ def _row(
         drawn = _shape(pdf, value, width - 2 * _PAD)
         draw = pdf.cell if lines[n] == 1 else pdf.multi_cell
         draw(width - 2 * _PAD, _LINE, drawn, align=_direction(value))
+        # fpdf2 draws the isolates around right-to-left runs from a fallback font and
+        # then takes the page's font for its own again without saying so: the next
+        # cell's text came out in the fallback font, unreadable. Set the font anew.
+        pdf.current_font_is_set_on_page = False
         x += width
     pdf.set_font(_FAMILY, "", _BODY)
     pdf.set_xy(pdf.l_margin, y + height)

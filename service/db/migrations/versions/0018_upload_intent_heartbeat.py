@@ -1,7 +1,7 @@
 """upload intent heartbeat: tell an upload in flight from one a failure left pending
 
-Revision ID: 0016
-Revises: 0013
+Revision ID: 0018
+Revises: 0017
 
 An upload touches its intent's `heartbeat_at` while it streams, stores and records its
 bytes. A pending intent whose heartbeat (or, for intents written before this column,
@@ -12,8 +12,8 @@ every worker may settle it as `locker fsck --repair` does, without a restart.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0013"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,116 @@
+"""Benchmark: what completing a resumable (tus) upload costs, against a form upload.
+
+A tus upload keeps no hash state between requests: when the last byte arrives the
+server reads every stored part back, in order, through the ordinary intake pipe
+(SHA-256, SHA-512, the final object with retention) and records the evidence. This
+measures that re-read: the file is sent in 8 MiB PATCHes but for its last byte, then
+the final one-byte PATCH is timed (it is almost all completion). For scale, the same
+bytes are uploaded once through POST /v1/evidence, and the whole tus upload is timed
+too. No target: the issue asks what the rebuild costs.
+
+    .venv/bin/python bench/tus_completion.py [--mib 256] [--runs 3] [--backend s3|embedded]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import statistics
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+from _locker import (
+    Locker,
+    embedded_environment,
+    run_locker,
+    s3_environment,
+    scratch_database,
+)
+from _report import Row, print_context, print_table
+from _upload import MIB, make_unique, upload, write_random_file
+
+from tests.seaweed import run_seaweed
+
+_PATCH_BYTES = 8 * MIB
+_TIMEOUT_S = 600.0
+_TUS = {"Tus-Resumable": "1.0.0"}
+
+
+def _tus_upload(locker: Locker, path: Path, sha256: str) -> tuple[float, float]:
+    """Upload `path` with tus; (seconds for the whole upload, seconds of the last PATCH)."""
+    size = path.stat().st_size
+    auth = {"Authorization": f"Bearer {locker.api_key}"}
+    metadata = f"filename {base64.b64encode(b'interview.mp4').decode()},sha256 " + (
+        base64.b64encode(sha256.encode()).decode()
+    )
+    with httpx.Client(base_url=locker.url, headers=auth | _TUS, timeout=_TIMEOUT_S) as client:
+        started = time.perf_counter()
+        created = client.post(
+            "/v1/uploads", headers={"Upload-Length": str(size), "Upload-Metadata": metadata}
+        )
+        location = created.headers["Location"]
+        with path.open("rb") as handle:
+            offset = 0
+            while offset < size - 1:
+                chunk = handle.read(min(_PATCH_BYTES, size - 1 - offset))
+                _patch(client, location, offset, chunk)
+                offset += len(chunk)
+            last = handle.read()
+        finishing = time.perf_counter()
+        answer = _patch(client, location, offset, last)
+        ended = time.perf_counter()
+    if answer.headers.get("Locker-Duplicate") != "false":
+        raise RuntimeError(f"tus upload not recorded as new evidence: {answer.headers}")
+    return ended - started, ended - finishing
+
+
+def _patch(client: httpx.Client, location: str, offset: int, chunk: bytes) -> httpx.Response:
+    headers = {"Content-Type": "application/offset+octet-stream", "Upload-Offset": str(offset)}
+    response = client.patch(location, content=chunk, headers=headers)
+    if response.status_code != 204:
+        raise RuntimeError(f"PATCH at {offset}: {response.status_code} {response.text[:300]}")
+    return response
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--backend", choices=["s3", "embedded"], default="s3")
+    args = parser.parse_args()
+    print_context()
+    with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
+        root = Path(scratch)
+        if args.backend == "s3":
+            s3 = stack.enter_context(run_seaweed(root / "seaweed"))
+            url = stack.enter_context(scratch_database("bench_tus"))
+            env = s3_environment(s3, database_url=url, data_dir=root / "data")
+        else:
+            env = embedded_environment(root / "data")
+        locker = stack.enter_context(run_locker(env, log_path=root / "locker.log"))
+        path = root / "file.bin"
+        write_random_file(path, args.mib)
+        times: dict[str, list[float]] = {"form": [], "tus": [], "completion": []}
+        for run in range(args.runs):
+            times["form"].append(upload(locker, path, sha256=make_unique(path, 2 * run + 1)))
+            whole, last = _tus_upload(locker, path, make_unique(path, 2 * run + 2))
+            times["tus"].append(whole)
+            times["completion"].append(last)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    rows = [
+        Row(label="POST /v1/evidence, whole file", value=f"{median['form']:.2f} s"),
+        Row(label="tus, whole upload (8 MiB PATCHes)", value=f"{median['tus']:.2f} s"),
+        Row(
+            label="tus, completion (re-read + record)",
+            value=f"{median['completion']:.2f} s ({args.mib / median['completion']:.0f} MiB/s)",
+        ),
+    ]
+    print_table(f"{args.mib} MiB, {args.backend}, median of {args.runs}", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,378 @@
+"""Integrating the log on PostgreSQL: writers reserve an index, one sequencer builds the tree.
+
+A writer's transaction takes the next index from the `custody_index_seq` sequence and,
+in the same statement, a transaction-level advisory lock named after that index; it
+writes its entry (leaf, subjects) with everything else it writes and commits. No lock
+outlives the statement but the writer's own, so writers never queue behind each other.
+
+One process at a time, whoever holds the session-level advisory lock `_SEQUENCER`,
+integrates: in one transaction per batch it reads the committed entries that follow the
+tree, in index order and without gaps, computes the new tree nodes in memory, stores
+them, moves `log_head` and signs one checkpoint. A batch commits whole or not at all.
+Every process runs a `Sequencer`; the others stand by, retry the lock every
+`_TAKEOVER_SECONDS` (a holder that dies loses its connection and with it the lock),
+and meanwhile watch `log_head` for the writers of their own process.
+
+A reservation whose transaction rolled back or died leaves its index missing. Once it
+has been missing for `_ABANDONED_AFTER_SECONDS`, the sequencer tries the reservation's
+own advisory lock: if it gets it, no transaction holds that index any more, and a signed
+`log.index_unused` entry fills it, so indexes stay gap-free and every gap says why.
+A writer that somehow still held the index then fails on the primary key and its whole
+transaction rolls back; it was never acknowledged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from service.core import merkle
+from service.core.checkpoint import Checkpoint
+from service.core.entry import encode_entry, entry_fields, rfc3339
+from service.errors import Unavailable
+
+_log = structlog.get_logger("locker.custody")
+
+_SEQUENCER = 0x6C6F6773657172  # the advisory lock of the one sequencer ("logseqr")
+RESERVATION_CLASS = 0x6C6F6772  # two-key advisory locks of reserved indexes ("logr")
+_BATCH = 2000  # entries per batch: one transaction, one checkpoint
+_TAKEOVER_SECONDS = 0.5
+_WATCH_SECONDS = 0.003  # how often a process without the lock reads log_head for its writers
+_IDLE_SECONDS = 0.05  # the longest the sequencer sleeps when nothing is reserved
+_BUSY_SECONDS = 1.0  # after a batch, how long the log counts as busy
+# A reservation takes its index and its lock in one statement; a missing index whose lock
+# is free this long after it was first seen missing belongs to no live transaction.
+_ABANDONED_AFTER_SECONDS = 0.25
+_RETRY_AFTER_SECONDS = 5
+
+# Deployment-wide entries belong to no organisation's members (ids are UUIDs).
+DEPLOYMENT = "deployment"
+INDEX_UNUSED = "log.index_unused"
+
+# The statement every batched append runs: reserve the index and hold it until commit.
+RESERVE = text(
+    "SELECT reserved, pg_advisory_xact_lock(:class, (reserved % 2147483648)::int) "
+    "FROM (SELECT nextval('custody_index_seq') AS reserved) AS next"
+)
+
+SignNote = Callable[[Checkpoint], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one integration did: the tree size before and after, and the new root."""
+
+    start: int
+    end: int
+    root: bytes
+
+
+class Sequencer:
+    """This process's part in integrating one PostgreSQL log."""
+
+    def __init__(self, engine: Engine, *, sign: SignNote, origin: str) -> None:
+        self._engine = engine
+        self._sign = sign
+        self._origin = origin
+        self._integrated = threading.Condition()
+        self._size = -1  # the tree size last seen; -1 before the first look
+        self._waiting = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._batch_lock = threading.RLock()  # one batch at a time in this process
+        self._exclusive: tuple[int, SignNote] | None = None  # (thread, its signer)
+        self._connection: Connection | None = None  # holds _SEQUENCER while we lead
+        self._missing_since: tuple[int, float] | None = None
+        self._busy_until = 0.0  # time.monotonic() until which the log counts as busy
+        self._thread = threading.Thread(target=self._run, name="custody-sequencer", daemon=True)
+        self._thread.start()
+
+    @property
+    def leading(self) -> bool:
+        return self._connection is not None
+
+    def wait(self, index: int, *, timeout: float) -> None:
+        """Return once entry `index` is in the tree; Unavailable after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        exclusive = self._exclusive
+        if exclusive is not None and exclusive[0] == threading.get_ident():
+            while self._size <= index and time.monotonic() < deadline:
+                self.integrate(exclusive[1])
+        self._wake.set()
+        with self._integrated:
+            self._waiting += 1
+            try:
+                while self._size <= index:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._stop.is_set():
+                        raise Unavailable(
+                            f"custody entry {index} is recorded but not yet in the log's tree; "
+                            "it will be, with that index: ask again later",
+                            retry_after=_RETRY_AFTER_SECONDS,
+                        )
+                    self._integrated.wait(min(left, 0.1))
+            finally:
+                self._waiting -= 1
+
+    def lead(self, *, timeout: float) -> None:
+        """Become the sequencer, waiting up to `timeout` seconds for another to let go."""
+        deadline = time.monotonic() + timeout
+        while not self._try_lead():
+            if time.monotonic() >= deadline:
+                raise Unavailable(
+                    "another process is sequencing the custody log; stop the locker's "
+                    "servers and workers first",
+                    retry_after=_RETRY_AFTER_SECONDS,
+                )
+            time.sleep(0.05)
+
+    @contextmanager
+    def exclusive(self, sign: SignNote, *, timeout: float) -> Iterator[None]:
+        """Lead, and let only this thread integrate, signing with `sign`, in the block."""
+        with self._batch_lock:
+            self.lead(timeout=timeout)
+            self._exclusive = (threading.get_ident(), sign)
+            try:
+                yield
+            finally:
+                self._exclusive = None
+
+    def integrate(self, sign: SignNote | None = None) -> Batch | None:
+        """Integrate one batch now (as the leader); None if nothing was waiting."""
+        with self._batch_lock:
+            connection = self._connection
+            if connection is None:
+                return None
+            try:
+                batch = _integrate(connection, sign or self._sign, self._origin, self._void)
+            except DBAPIError as exc:
+                # Nothing of the batch committed; the lead is given up with the connection.
+                self._let_go(f"integration failed: {exc.orig}")
+                raise
+        if batch is not None:
+            self._publish(batch.end)
+        return batch
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        with self._batch_lock:
+            self._let_go(None)
+        with self._integrated:
+            self._integrated.notify_all()
+
+    # --- the background loop
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except DBAPIError as exc:
+                _log.warning("custody sequencer paused", error=str(exc.orig))
+                self._stop.wait(_TAKEOVER_SECONDS)
+            except Exception:  # a bug must not end integration for good
+                _log.exception("custody sequencer failed; retrying")
+                self._stop.wait(_TAKEOVER_SECONDS)
+
+    def _step(self) -> None:
+        if self.leading or self._try_lead():
+            self._wake.clear()  # before looking: a writer's later wake-up is not lost
+            if self.integrate() is not None:
+                self._busy_until = time.monotonic() + _BUSY_SECONDS
+                return
+            # Writers of other processes cannot wake us: while the log is busy, look often.
+            busy = self._waiting or time.monotonic() < self._busy_until
+            self._wake.wait(_WATCH_SECONDS if busy else _IDLE_SECONDS)
+            return
+        # Standing by: follow the leader's progress for this process's writers.
+        deadline = time.monotonic() + _TAKEOVER_SECONDS
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if self._waiting:
+                self._publish(_tree_size(self._engine))
+            self._stop.wait(_WATCH_SECONDS if self._waiting else _IDLE_SECONDS)
+
+    def _try_lead(self) -> bool:
+        with self._batch_lock:
+            if self._connection is not None:
+                return True
+            connection = self._engine.connect()
+            got = False
+            try:
+                got = bool(
+                    connection.execute(
+                        text("SELECT pg_try_advisory_lock(:key)"), {"key": _SEQUENCER}
+                    ).scalar_one()
+                )
+                connection.commit()
+            finally:
+                if not got:
+                    connection.close()
+            if not got:
+                return False
+            self._connection = connection
+        _log.info("custody sequencer leading")
+        return True
+
+    def _let_go(self, reason: str | None) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if reason is not None:
+            _log.warning("custody sequencer let go", reason=reason)
+        # Discarding the connection ends its backend, and the session lock with it (a
+        # connection merely returned to the pool would keep holding the lock).
+        connection.invalidate()
+        connection.close()
+
+    def _publish(self, size: int) -> None:
+        with self._integrated:
+            if size > self._size:
+                self._size = size
+                self._integrated.notify_all()
+
+    def _void(self, connection: Connection, index: int) -> bool:
+        """Whether reserved index `index` was abandoned (and may be filled) by now."""
+        now = time.monotonic()
+        if self._missing_since is None or self._missing_since[0] != index:
+            self._missing_since = (index, now)
+            return False
+        if now - self._missing_since[1] < _ABANDONED_AFTER_SECONDS:
+            return False
+        free = connection.execute(
+            text("SELECT pg_try_advisory_xact_lock(:class, (:index % 2147483648)::int)"),
+            {"class": RESERVATION_CLASS, "index": index},
+        ).scalar_one()
+        return bool(free)
+
+
+def _tree_size(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return _size(connection)
+
+
+def _size(connection: Connection, *, lock: bool = False) -> int:
+    """The tree's size; with `lock`, held against another integrator until commit."""
+    query = "SELECT size FROM log_head WHERE id = 1" + (" FOR UPDATE" if lock else "")
+    return int(connection.execute(text(query)).scalar_one())
+
+
+def _integrate(
+    connection: Connection,
+    sign: SignNote,
+    origin: str,
+    abandoned: Callable[[Connection, int], bool],
+) -> Batch | None:
+    """One batch in one transaction: the committed entries after the tree, in order."""
+    if not _reserved_beyond(connection, _size(connection)):
+        connection.rollback()
+        return None  # nothing reserved: no lock taken, nothing written
+    start = _size(connection, lock=True)
+    rows = connection.execute(
+        text(
+            'SELECT "index", leaf FROM custody_entry WHERE "index" >= :start '
+            'ORDER BY "index" LIMIT :limit'
+        ),
+        {"start": start, "limit": _BATCH},
+    ).all()
+    leaves: list[bytes] = []
+    for index, leaf in rows:
+        if index != start + len(leaves):
+            break
+        leaves.append(bytes(leaf))
+    if not leaves:
+        if not abandoned(connection, start):
+            connection.rollback()
+            return None
+        leaves.append(_fill(connection, start))
+    nodes = _fetch(connection, merkle.perfect_subtrees(0, start)) if start else {}
+    created: dict[merkle.NodeId, bytes] = {}
+    for offset, leaf in enumerate(leaves):
+        index = start + offset
+        hashes = merkle.hashes_for_append(index, merkle.leaf_hash(leaf), nodes)
+        nodes.update(hashes)
+        created.update(hashes)
+    end = start + len(leaves)
+    connection.execute(
+        text('INSERT INTO tree_node (level, "index", hash) VALUES (:level, :index, :hash)'),
+        [{"level": n.level, "index": n.index, "hash": h} for n, h in created.items()],
+    )
+    connection.execute(text("UPDATE log_head SET size = :end WHERE id = 1"), {"end": end})
+    root = merkle.range_hash(0, end, nodes)
+    note = sign(Checkpoint(origin=origin, size=end, root_hash=root))
+    connection.execute(
+        text(
+            "INSERT INTO checkpoint (size, root_hash, note, signed_at) "
+            "VALUES (:size, :root, :note, :at) ON CONFLICT (size) DO NOTHING"
+        ),
+        {"size": end, "root": root, "note": note, "at": datetime.now(UTC)},
+    )
+    connection.commit()
+    return Batch(start=start, end=end, root=root)
+
+
+def _reserved_beyond(connection: Connection, size: int) -> bool:
+    """Whether some transaction took an index at or past `size` from the sequence."""
+    last, called = connection.execute(
+        text("SELECT last_value, is_called FROM custody_index_seq")
+    ).one()
+    highest = last if called else last - 1
+    return bool(highest >= size)
+
+
+def _fill(connection: Connection, index: int) -> bytes:
+    """Store the entry that says why `index` holds nothing else; its leaf."""
+    now = datetime.now(UTC)
+    subject = "log:sequence"
+    leaf = encode_entry(
+        entry_fields(
+            index=index,
+            time=rfc3339(now),
+            organisation=DEPLOYMENT,
+            actor="sequencer",
+            action=INDEX_UNUSED,
+            subjects=[subject],
+            details={"reason": "the transaction that reserved this index did not commit"},
+        )
+    )
+    connection.execute(
+        text(
+            'INSERT INTO custody_entry ("index", leaf, organisation_id, action, recorded_at) '
+            "VALUES (:index, :leaf, :organisation, :action, :at)"
+        ),
+        {
+            "index": index,
+            "leaf": leaf,
+            "organisation": DEPLOYMENT,
+            "action": INDEX_UNUSED,
+            "at": now,
+        },
+    )
+    connection.execute(
+        text("INSERT INTO custody_subject (entry_index, subject) VALUES (:index, :subject)"),
+        {"index": index, "subject": subject},
+    )
+    _log.warning("custody index filled as unused", index=index)
+    return leaf
+
+
+def _fetch(connection: Connection, ids: list[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+    levels = [n.level for n in ids]
+    indexes = [n.index for n in ids]
+    rows = connection.execute(
+        text(
+            'SELECT level, "index", hash FROM tree_node '
+            'WHERE (level, "index") IN (SELECT * FROM unnest(CAST(:levels AS integer[]), '
+            "CAST(:indexes AS bigint[])))"
+        ),
+        {"levels": levels, "indexes": indexes},
+    ).all()
+    return {merkle.NodeId(level, index): bytes(value) for level, index, value in rows}
