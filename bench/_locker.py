@@ -108,15 +108,37 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Pa
 @contextmanager
 def run_locker(locker_env: dict[str, str], *, log_path: Path) -> Iterator[Locker]:
     """Bootstrap, then serve on a free port as a separate process; stop it on exit."""
-    env = _environment(locker_env)
-    api_key = _bootstrap(env)
+    api_key = _bootstrap(_environment(locker_env))
+    with serve_locker(locker_env, log_path=log_path) as (url, pid):
+        yield Locker(url=url, pid=pid, api_key=api_key)
+
+
+@contextmanager
+def serve_locker(locker_env: dict[str, str], *, log_path: Path) -> Iterator[tuple[str, int]]:
+    """`locker serve` on a free port as a separate process, once healthy: (URL, pid)."""
     port = free_port()
-    command = [sys.executable, "-m", "service", "serve", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)
-    try:
+    with locker_process(["serve", "--port", str(port)], locker_env, log_path=log_path) as process:
         url = f"http://127.0.0.1:{port}"
         _wait_until_healthy(url, process, log_path)
-        yield Locker(url=url, pid=process.pid, api_key=api_key)
+        yield url, process.pid
+
+
+@contextmanager
+def locker_process(
+    args: list[str], locker_env: dict[str, str], *, log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m service ARGS` as a separate process until the block ends."""
+    command = [sys.executable, "-m", "service", *args]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, env=_environment(locker_env), cwd=ROOT, stdout=log, stderr=log
+        )
+    try:
+        yield process
     finally:
         stop_process(process)
+
+
+def bootstrap_key(locker_env: dict[str, str]) -> str:
+    """`locker admin bootstrap` with these settings: the new admin's API key."""
+    return _bootstrap(_environment(locker_env))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from service.core.timestamp import authority_name, load_certificates
 from service.custody import CustodyLog, open_signer
@@ -18,6 +19,7 @@ from service.custody.rotation import co_signers, finish_rotation
 from service.db import Database, open_database
 from service.documentation.vocabulary import DEFAULT_CATEGORIES, load_vocabulary
 from service.errors import ConfigurationError, FormatError
+from service.operations.readiness import database_failure
 from service.settings import Settings
 from service.storage import FilesystemStore, ObjectStore, S3Store
 
@@ -97,9 +99,7 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     vocabulary = load_vocabulary(settings.vocabulary_file)
     database = open_database(settings.effective_database_url)
     try:
-        database.check_durability()
-        if migrate:
-            database.migrate()
+        _check_database(database, migrate=migrate)
         tsa = open_tsa(settings)
         store = open_store(settings)
         key_file, origin = settings.effective_signing_key_file, settings.log_origin
@@ -123,6 +123,19 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         tsa=tsa,
         vocabulary=vocabulary,
     )
+
+
+def _check_database(database: Database, *, migrate: bool) -> None:
+    """Refuse an unsafe database; an unreachable one is a configuration error too, in one
+    line (a replica started without its database must say so, not look like a bug)."""
+    try:
+        database.check_durability()
+        if migrate:
+            database.migrate()
+    except (OperationalError, InterfaceError) as exc:
+        raise ConfigurationError(
+            f"LOCKER_DATABASE_URL: cannot use the database: {database_failure(exc)}"
+        ) from None
 
 
 def _private_directory(directory: Path) -> None:

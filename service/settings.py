@@ -79,15 +79,17 @@ class Settings(BaseSettings):
 
     retention_days: int = Field(default=3650, ge=1, le=36500)
     max_upload_bytes: int = Field(default=64 * 1024**3, ge=1)
-    # A client that sends nothing for this long has gone (it would hold its upload open).
+    # A client that sends nothing for this long has gone (it would hold its upload open);
+    # an upload intent without a heartbeat for this long belongs to no running request.
     upload_idle_timeout_seconds: float = Field(default=120, gt=0, le=3600)
     # A resumable upload (tus, /v1/uploads) untouched for this long expires: its parts
     # are removed by the worker's housekeeping and by `locker fsck --repair`.
     upload_expiry_seconds: float = Field(default=24 * 3600, gt=0, le=30 * 24 * 3600)
     # Jobs (exports, analysis, timestamps): on PostgreSQL `locker serve` runs a worker of
     # its own unless jobs_in_process is off (then run `locker worker`); a job whose worker
-    # sends no heartbeat for three intervals is retried; owed work is queued again every
-    # job_reconcile_seconds (0: only at start); a failed job is retried after
+    # sends no heartbeat for three intervals is retried; owed work is queued again, and
+    # stale upload intents settled, every job_reconcile_seconds (0: only at start); a
+    # failed job is retried after
     # job_backoff_seconds, then twice as long each time.
     jobs_in_process: bool = True
     job_heartbeat_seconds: float = Field(default=10.0, gt=0, le=600)

@@ -138,6 +138,9 @@ def bootstrap(
             expires=None,
             actor=operator.actor,
         )
+    # A signed checkpoint binds the log to its key: a process started later with another
+    # key is refused at once (custody.keys), not only after someone asked for one.
+    runtime.log.latest_checkpoint(runtime.database)
     return Bootstrapped(organisation_id=org.id, user_id=user.id, api_key=issued.secret)
 
 

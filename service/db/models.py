@@ -111,7 +111,9 @@ class UploadIntent(SQLModel, table=True):
     """Written before any byte is stored, finished after the log entry commits.
 
     A pending intent after a crash or disconnect is what `locker fsck --repair` finishes
-    or marks abandoned, so no upload is ever half-recorded.
+    or marks abandoned, so no upload is ever half-recorded. A running upload refreshes
+    `heartbeat_at`; one whose heartbeat stopped is settled by the workers as well
+    (`service.evidence.intents`).
     """
 
     __tablename__ = "upload_intent"
@@ -131,6 +133,7 @@ class UploadIntent(SQLModel, table=True):
     object_key: str | None = Field(default=None, max_length=512)
     object_version: str | None = Field(default=None, max_length=255)
     created_at: datetime
+    heartbeat_at: datetime | None = None
     finished_at: datetime | None = None
     outcome: str | None = Field(default=None, max_length=1024)
 

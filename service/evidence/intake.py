@@ -8,7 +8,9 @@ Order of writes (so nothing is ever half-recorded):
    retention-locked object;
 4. one transaction appends the custody entry, writes the evidence record and marks the
    intent done; only then does the client get its answer.
-A crash between steps leaves a pending intent that `locker fsck --repair` settles.
+A crash between steps leaves a pending intent; while the request runs it refreshes the
+intent's heartbeat, and an intent whose heartbeat stopped is settled by the workers or
+by `locker fsck --repair` (`service.evidence.intents`).
 
 Steps 1 and 2 are here (the streaming itself in `service.evidence.pipe`); steps 3 and 4
 in `service.evidence.recording`.
@@ -17,6 +19,7 @@ in `service.evidence.recording`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -36,10 +39,10 @@ from service.errors import (
     CONTROL_CHARACTERS,
     NUL_REFUSED,
     InvalidInput,
-    StorageError,
     describe,
     validation_message,
 )
+from service.evidence.intents import abandon_intent, heartbeat
 from service.evidence.pipe import StagedUpload, stage_file
 from service.evidence.recording import (
     IngestResult,
@@ -49,7 +52,6 @@ from service.evidence.recording import (
     record_upload,
 )
 from service.metrics import INGEST_DURATION, UPLOAD_BYTES, UPLOADS, store_kind
-from service.storage import StagedObject
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -183,7 +185,13 @@ async def _ingest(
     runtime: Runtime, principal: Principal, form: AsyncIterator[FormEvent]
 ) -> IngestResult:
     principal.require(Permission.EVIDENCE_UPLOAD)
-    upload = _Upload()
+    async with contextlib.AsyncExitStack() as beating:
+        return await _consume(runtime, principal, form, _Upload(beating=beating))
+
+
+async def _consume(
+    runtime: Runtime, principal: Principal, form: AsyncIterator[FormEvent], upload: _Upload
+) -> IngestResult:
     try:
         async for event in form:
             if not isinstance(event, PartStart):
@@ -241,15 +249,24 @@ async def ingest_stream(
     )
     staged: StagedUpload | None = None
     try:
-        staged = await stage_file(
-            runtime.store,
-            chunks,
-            limit=runtime.settings.max_upload_bytes,
-            expected_key=expected_key,
-        )
-        return await asyncio.to_thread(
-            record_upload, runtime, principal, intent_id, staged, metadata=metadata, claimed=claimed
-        )
+        # The intent beats while the parts stream through: a live completion is never
+        # taken for a crashed one and settled from under it.
+        async with heartbeat(runtime, intent_id):
+            staged = await stage_file(
+                runtime.store,
+                chunks,
+                limit=runtime.settings.max_upload_bytes,
+                expected_key=expected_key,
+            )
+            return await asyncio.to_thread(
+                record_upload,
+                runtime,
+                principal,
+                intent_id,
+                staged,
+                metadata=metadata,
+                claimed=claimed,
+            )
     except BaseException as exc:
         dropped = staged.staged if staged else None
         await asyncio.shield(
@@ -262,6 +279,8 @@ async def ingest_stream(
 class _Upload:
     """What an upload has received so far."""
 
+    # Holds the intent's heartbeat, from the intent's creation to the upload's end.
+    beating: contextlib.AsyncExitStack
     fields: dict[str, str] = field(default_factory=dict)
     intent_id: str | None = None
     staged: StagedUpload | None = None
@@ -290,9 +309,11 @@ async def _receive_file(
     # Validate what already arrived before storing a byte.
     _parse_metadata(upload.fields.get("metadata"))
     claimed = _parse_claimed_sha256(upload.fields.get("sha256"))
-    upload.intent_id, expected_key = await asyncio.to_thread(
+    intent_id, expected_key = await asyncio.to_thread(
         _open_intent, runtime, principal, filename, claimed
     )
+    upload.intent_id = intent_id
+    await upload.beating.enter_async_context(heartbeat(runtime, intent_id))
     upload.staged = await stage_file(
         runtime.store,
         _part_chunks(form),
@@ -309,7 +330,7 @@ def _open_intent(
     Knowing the digest before the bytes lets the store write them straight to their
     content-addressed key (still unlocked, and checked before it is committed).
     """
-    expected_key = None
+    expected_key, now = None, datetime.now(UTC)
     if claimed is not None and find_evidence(runtime, principal.organisation_id, claimed) is None:
         expected_key = object_key(principal.organisation_id, claimed)
     intent = UploadIntent(
@@ -320,31 +341,9 @@ def _open_intent(
         metadata_json="{}",
         claimed_sha256=claimed,
         staging_key=expected_key,
-        created_at=datetime.now(UTC),
+        created_at=now,
+        heartbeat_at=now,
     )
     with runtime.database.session() as session:
         session.add(intent)
     return intent.id, expected_key
-
-
-def abandon_intent(
-    runtime: Runtime, intent_id: str, reason: str, staged: StagedObject | None = None
-) -> None:
-    """Close a pending intent with the reason, then drop its staging bytes if given.
-
-    The intent is closed first: a store that fails the clean-up too (it is often the
-    store that failed the upload) must neither hide the upload's own error nor leave
-    the intent pending. Unremoved staging bytes are never evidence; fsck lists them.
-    """
-    with runtime.database.session() as session:
-        intent = session.get(UploadIntent, intent_id)
-        if intent is None or intent.status != "pending":
-            return
-        intent.status, intent.outcome = "abandoned", reason[:1024]
-        intent.finished_at = datetime.now(UTC)
-        session.add(intent)
-    if staged is not None:
-        try:
-            runtime.store.discard(staged)
-        except StorageError as exc:
-            _log.warning("staging bytes left", intent=intent_id, error=exc.diagnostics())

@@ -31,7 +31,7 @@ from service.db import rerun_if_raced
 from service.db.models import Evidence, Submission, UploadIntent, User
 from service.documentation.documents import AssertedMetadata
 from service.documentation.links import is_linked, link_in_session
-from service.errors import InvalidInput, NotFound, ObjectExists
+from service.errors import Conflict, InvalidInput, NotFound, ObjectExists
 from service.evidence.descriptions import asserted_dict, asserted_digest, describe_at_ingest
 from service.evidence.media_types import sniff_media_type
 from service.evidence.pipe import StagedUpload
@@ -91,8 +91,7 @@ def record_upload(
     # Remember where the bytes are before recording them: if we crash now, fsck
     # --repair finishes this intent from here.
     with runtime.database.session() as session:
-        intent = session.get(UploadIntent, intent_id)
-        assert intent is not None
+        intent = _pending_intent(session, intent_id)
         intent.object_key, intent.object_version = key, version
         session.add(intent)
     return finish_intent(runtime, intent_id, object_key=key, object_version=version)
@@ -117,8 +116,7 @@ def _note_digests(
                 raise InvalidInput(
                     f"metadata.incident_id: no incident {metadata.incident_id}"
                 ) from None
-        intent = session.get(UploadIntent, intent_id)
-        assert intent is not None
+        intent = _pending_intent(session, intent_id)
         intent.sha256, intent.sha512 = digests.sha256.hex, digests.sha512.hex
         intent.size, intent.media_type = digests.size, sniff_media_type(staged.head)
         intent.staging_key, intent.claimed_sha256 = staged.staged.staging_key, claimed
@@ -238,9 +236,24 @@ class _RecordedUpload:
     size: int
 
 
+def _pending_intent(session: Session, intent_id: str) -> UploadIntent:
+    """The intent, its row locked to the end of the transaction; Conflict unless pending.
+
+    A worker settles an intent whose upload stopped sending heartbeats; should that
+    upload's request wake up afterwards, whichever of the two comes second finds the
+    intent settled and writes nothing (`service.evidence.intents`).
+    """
+    intent = session.get(UploadIntent, intent_id, with_for_update=True)
+    if intent is None:
+        raise NotFound(f"no upload intent {intent_id}")
+    if intent.status != "pending":
+        raise Conflict(f"upload intent {intent_id} was settled meanwhile ({intent.status})")
+    return intent
+
+
 def _recorded_upload(session: Session, intent_id: str) -> _RecordedUpload:
-    intent = session.get(UploadIntent, intent_id)
-    if intent is None or intent.sha256 is None or intent.sha512 is None or intent.size is None:
+    intent = _pending_intent(session, intent_id)
+    if intent.sha256 is None or intent.sha512 is None or intent.size is None:
         raise NotFound(f"no recorded upload intent {intent_id}")
     # The uploader with their role of now: fsck may finish the upload much later.
     uploader = session.get(User, intent.user_id)

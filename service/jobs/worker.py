@@ -3,12 +3,14 @@
 Every worker, besides running queued jobs, (1) sends heartbeats, and retries the jobs of
 workers that went silent for three heartbeats (a SIGKILLed process, a lost machine);
 (2) queues again whatever the database says is owed (`unfinished_work`), so nothing is
-lost between a commit and its defer; (3) timestamps the latest checkpoint with every
-configured TSA every LOCKER_TSA_INTERVAL seconds, sooner after a failure; (4) deletes
-idempotency records past their 24 hours, every hour; (5) removes expired resumable
-uploads (`service.evidence.resumable`). Several
-workers may run at once: a job runs at most once at a time, and the housekeeping is
-idempotent (one token per checkpoint and authority).
+lost between a commit and its defer; (3) settles, at the same pace, the upload intents
+no request is handling any more (a crash or a database outage left them pending; see
+`service.evidence.intents`), as `locker fsck --repair` would; (4) timestamps the latest
+checkpoint with every configured TSA every LOCKER_TSA_INTERVAL seconds, sooner after a
+failure; (5) deletes idempotency records past their 24 hours, every hour; (6) removes
+expired resumable uploads (`service.evidence.resumable`). Several workers may run at
+once: a job runs at most once at a time, and the housekeeping is idempotent (one token
+per checkpoint and authority; an intent is settled under its row's lock, once).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from procrastinate.jobs import Status
 from service.accounts.idempotency import purge_expired
 from service.custody.timestamps import timestamp_periodically
 from service.errors import describe
+from service.evidence.intents import settle_pending
 from service.evidence.resumable import expire_uploads
 from service.jobs.queue import (
     JobQueue,
@@ -50,6 +53,7 @@ async def run_worker(runtime: Runtime, queue: JobQueue, *, concurrency: int = 2)
         housekeeping = asyncio.gather(
             _every(heartbeat, lambda: _retry_stalled(app, heartbeat * 3)),
             _every(runtime.settings.job_reconcile_seconds, lambda: _owed(runtime, queue)),
+            _every(runtime.settings.job_reconcile_seconds, lambda: _stale_intents(runtime)),
             _every(runtime.settings.job_reconcile_seconds, lambda: _expire(runtime)),
             _stamp_periodically(runtime),
             _every(_PURGE_SECONDS, lambda: _purge_idempotency(runtime)),
@@ -71,6 +75,7 @@ async def run_in_process(runtime: Runtime, queue: JobQueue) -> None:
     """The embedded default's housekeeping (its jobs run on the queue's own thread)."""
     await asyncio.gather(
         _every(runtime.settings.job_reconcile_seconds, lambda: _owed(runtime, queue)),
+        _every(runtime.settings.job_reconcile_seconds, lambda: _stale_intents(runtime)),
         _every(runtime.settings.job_reconcile_seconds, lambda: _expire(runtime)),
         _stamp_periodically(runtime),
         _every(_PURGE_SECONDS, lambda: _purge_idempotency(runtime)),
@@ -90,14 +95,14 @@ async def _stamp_periodically(runtime: Runtime) -> None:
 
 
 async def _every(seconds: float, step: Callable[[], Awaitable[None]]) -> None:
-    """Run `step` now and then every `seconds` (never when 0), outliving its failures."""
-    if seconds <= 0:
-        return
+    """Run `step` now and then every `seconds` (only now when 0), outliving its failures."""
     while True:
         try:
             await step()
         except Exception as exc:
             _log.warning("housekeeping step failed", error=describe(exc))
+        if seconds <= 0:
+            return
         await asyncio.sleep(seconds)
 
 
@@ -123,3 +128,8 @@ async def _owed(runtime: Runtime, queue: JobQueue) -> None:
     owed = await asyncio.to_thread(defer_unfinished, runtime, queue)
     if owed:
         _log.info("queued unfinished work", jobs=len(owed))
+
+
+async def _stale_intents(runtime: Runtime) -> None:
+    for line in await asyncio.to_thread(settle_pending, runtime, stale_only=True):
+        _log.info("settled a stale upload intent", outcome=line)

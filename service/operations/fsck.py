@@ -34,14 +34,11 @@ from service.db.models import (
     UploadIntent,
 )
 from service.errors import Error
-from service.evidence.intake import abandon_intent
+from service.evidence.intents import settle_pending
 from service.evidence.reading import verify_object
-from service.evidence.recording import finish_intent
 from service.evidence.resumable import expire_uploads, expired_uploads, part_keys
 from service.exports.bundles import export_prefix
 from service.operations.record_checks import member_findings, record_findings
-from service.storage import StagedObject
-from service.storage.base import STAGING_PREFIX
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -64,7 +61,8 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
     """Audit everything; with `repair`, settle pending intents and record orphans."""
     report = Report()
     if repair:
-        _settle_intents(runtime, report)
+        # The locker is stopped: every pending intent is a failure's, none is in flight.
+        report.repairs += settle_pending(runtime, stale_only=False)
         report.repairs += [f"removed expired upload {u}" for u in expire_uploads(runtime)]
     # One snapshot for every check: fsck may run while the locker appends.
     with runtime.database.snapshot() as session:
@@ -341,45 +339,6 @@ def _check_orphans(
                         )
                     )
                     report.repairs.append(f"recorded orphan object {orphan.key}")
-
-
-def _settle_intents(runtime: Runtime, report: Report) -> None:
-    with runtime.database.session() as session:
-        pending = session.exec(select(UploadIntent).where(UploadIntent.status == "pending")).all()
-    for intent in pending:
-        if intent.object_key and intent.sha256 and intent.sha512 and intent.size is not None:
-            expected = ContentDigests(
-                sha256=Digest(algorithm="sha256", hex=intent.sha256),
-                sha512=Digest(algorithm="sha512", hex=intent.sha512),
-                size=intent.size,
-            )
-            try:
-                verify_object(
-                    runtime.store, intent.object_key, intent.object_version, expected=expected
-                )
-                finish_intent(
-                    runtime,
-                    intent.id,
-                    object_key=intent.object_key,
-                    object_version=intent.object_version,
-                )
-                report.repairs.append(f"finished upload intent {intent.id}")
-                continue
-            except Error as exc:
-                reason = exc.diagnostics()
-            staged = None
-        else:
-            # Never committed, so never acknowledged: the uploader was told it failed.
-            reason = "interrupted before its bytes were committed"
-            staged = _staged_bytes(intent)
-        abandon_intent(runtime, intent.id, reason, staged)
-        report.repairs.append(f"abandoned upload intent {intent.id}: {reason}")
-
-
-def _staged_bytes(intent: UploadIntent) -> StagedObject | None:
-    if not intent.staging_key or not intent.staging_key.startswith(STAGING_PREFIX):
-        return None
-    return StagedObject(staging_key=intent.staging_key, size=intent.size or 0)
 
 
 def _check_staging(runtime: Runtime, report: Report, *, repair: bool) -> None:
