@@ -116,6 +116,12 @@ class Unavailable(Error):
         self.retry_after = retry_after
 
 
+class NotYetInLog(Unavailable):
+    """The request's records and log entry are committed, but the entry is not yet in
+    the log's tree (no sequencer reached the database in time): 503, and whatever the
+    request created stays created, at the index it was given."""
+
+
 class TooLarge(Error):
     """The request body exceeds the configured limit (maps to 413)."""
 

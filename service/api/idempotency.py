@@ -31,7 +31,7 @@ from service.accounts.idempotency import (
 )
 from service.api.deps import Authenticated, RuntimeDep
 from service.api.multipart import boundary_of
-from service.errors import InvalidInput, describe
+from service.errors import InvalidInput, NotYetInLog, describe
 
 _log = structlog.get_logger("locker.idempotency")
 
@@ -101,6 +101,10 @@ class IdempotentRoute(APIRoute):
                 response = await handler(request)
             except _Replay as replay:
                 return _replayed(replay.answer)
+            except NotYetInLog:
+                # What the request created is committed: the key stays claimed, so a
+                # repeat gets 409 instead of creating it twice.
+                raise
             except BaseException:
                 await _release(request, body)
                 raise

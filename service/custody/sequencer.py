@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from service.core import merkle
 from service.core.checkpoint import Checkpoint
 from service.core.entry import encode_entry, entry_fields, rfc3339
-from service.errors import Unavailable
+from service.errors import NotYetInLog, Unavailable
 
 _log = structlog.get_logger("locker.custody")
 
@@ -90,7 +90,7 @@ class Sequencer:
         self._batch_lock = threading.RLock()  # one batch at a time in this process
         self._exclusive: tuple[int, SignNote] | None = None  # (thread, its signer)
         self._connection: Connection | None = None  # holds _SEQUENCER while we lead
-        self._missing_since: tuple[int, float] | None = None
+        self._missing_since: dict[int, float] = {}  # reserved indexes seen missing, when
         self._busy_until = 0.0  # time.monotonic() until which the log counts as busy
         self._thread = threading.Thread(target=self._run, name="custody-sequencer", daemon=True)
         self._thread.start()
@@ -105,7 +105,8 @@ class Sequencer:
         exclusive = self._exclusive
         if exclusive is not None and exclusive[0] == threading.get_ident():
             while self._size <= index and time.monotonic() < deadline:
-                self.integrate(exclusive[1])
+                if self.integrate(exclusive[1]) is None:
+                    time.sleep(_WATCH_SECONDS)  # an earlier index is still in its transaction
         self._wake.set()
         with self._integrated:
             self._waiting += 1
@@ -113,7 +114,7 @@ class Sequencer:
                 while self._size <= index:
                     left = deadline - time.monotonic()
                     if left <= 0 or self._stop.is_set():
-                        raise Unavailable(
+                        raise NotYetInLog(
                             f"custody entry {index} is recorded but not yet in the log's tree; "
                             "it will be, with that index: ask again later",
                             retry_after=_RETRY_AFTER_SECONDS,
@@ -157,7 +158,11 @@ class Sequencer:
                 # Nothing of the batch committed; the lead is given up with the connection.
                 self._let_go(f"integration failed: {exc.orig}")
                 raise
+            except BaseException:
+                connection.rollback()  # nothing half-written stays in the next batch
+                raise
         if batch is not None:
+            self._missing_since = {i: t for i, t in self._missing_since.items() if i >= batch.end}
             self._publish(batch.end)
         return batch
 
@@ -205,7 +210,6 @@ class Sequencer:
             if self._connection is not None:
                 return True
             connection = self._engine.connect()
-            got = False
             try:
                 got = bool(
                     connection.execute(
@@ -213,10 +217,13 @@ class Sequencer:
                     ).scalar_one()
                 )
                 connection.commit()
-            finally:
-                if not got:
-                    connection.close()
+            except BaseException:
+                # The lock may be held by this connection: discard it, never pool it.
+                connection.invalidate()
+                connection.close()
+                raise
             if not got:
+                connection.close()
                 return False
             self._connection = connection
         _log.info("custody sequencer leading")
@@ -242,15 +249,15 @@ class Sequencer:
     def _void(self, connection: Connection, index: int) -> bool:
         """Whether reserved index `index` was abandoned (and may be filled) by now."""
         now = time.monotonic()
-        if self._missing_since is None or self._missing_since[0] != index:
-            self._missing_since = (index, now)
-            return False
-        if now - self._missing_since[1] < _ABANDONED_AFTER_SECONDS:
+        first_seen = self._missing_since.setdefault(index, now)
+        if now - first_seen < _ABANDONED_AFTER_SECONDS:
             return False
         free = connection.execute(
             text("SELECT pg_try_advisory_xact_lock(:class, (:index % 2147483648)::int)"),
             {"class": RESERVATION_CLASS, "index": index},
         ).scalar_one()
+        if free:
+            del self._missing_since[index]
         return bool(free)
 
 
@@ -272,10 +279,11 @@ def _integrate(
     abandoned: Callable[[Connection, int], bool],
 ) -> Batch | None:
     """One batch in one transaction: the committed entries after the tree, in order."""
-    if not _reserved_beyond(connection, _size(connection)):
+    if _highest_reserved(connection) < _size(connection):
         connection.rollback()
         return None  # nothing reserved: no lock taken, nothing written
     start = _size(connection, lock=True)
+    highest = _highest_reserved(connection)
     rows = connection.execute(
         text(
             'SELECT "index", leaf FROM custody_entry WHERE "index" >= :start '
@@ -283,16 +291,20 @@ def _integrate(
         ),
         {"start": start, "limit": _BATCH},
     ).all()
+    committed = {int(index): bytes(leaf) for index, leaf in rows}
     leaves: list[bytes] = []
-    for index, leaf in rows:
-        if index != start + len(leaves):
-            break
-        leaves.append(bytes(leaf))
+    while len(leaves) < _BATCH and start + len(leaves) <= highest:
+        index = start + len(leaves)
+        leaf = committed.get(index)
+        if leaf is None:
+            if not abandoned(connection, index):
+                break  # still in its writer's transaction: the batch ends before it
+            # Its writer may have committed between the read above and the lock.
+            leaf = _stored_leaf(connection, index) or _fill(connection, index)
+        leaves.append(leaf)
     if not leaves:
-        if not abandoned(connection, start):
-            connection.rollback()
-            return None
-        leaves.append(_fill(connection, start))
+        connection.rollback()
+        return None
     nodes = _fetch(connection, merkle.perfect_subtrees(0, start)) if start else {}
     created: dict[merkle.NodeId, bytes] = {}
     for offset, leaf in enumerate(leaves):
@@ -319,13 +331,19 @@ def _integrate(
     return Batch(start=start, end=end, root=root)
 
 
-def _reserved_beyond(connection: Connection, size: int) -> bool:
-    """Whether some transaction took an index at or past `size` from the sequence."""
+def _highest_reserved(connection: Connection) -> int:
+    """The highest index any transaction took from the sequence (-1 if none yet)."""
     last, called = connection.execute(
         text("SELECT last_value, is_called FROM custody_index_seq")
     ).one()
-    highest = last if called else last - 1
-    return bool(highest >= size)
+    return int(last) if called else int(last) - 1
+
+
+def _stored_leaf(connection: Connection, index: int) -> bytes | None:
+    leaf = connection.execute(
+        text('SELECT leaf FROM custody_entry WHERE "index" = :index'), {"index": index}
+    ).scalar_one_or_none()
+    return bytes(leaf) if leaf is not None else None
 
 
 def _fill(connection: Connection, index: int) -> bytes:

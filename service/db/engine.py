@@ -35,6 +35,10 @@ _POSTGRES_CONNECT_ARGS = {
     "keepalives_idle": 30,
     "keepalives_interval": 10,
     "keepalives_count": 3,
+    # The same on the server's side: a backend whose client vanished (a partitioned
+    # host) ends within about a minute, and with it the locks it held — a reserved log
+    # index, or the sequencer's lead — instead of after the kernel's two hours.
+    "options": "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3",
 }
 
 _AFTER_COMMIT = "after_commit"  # the key of the hooks in Session.info

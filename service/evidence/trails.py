@@ -194,8 +194,12 @@ def list_entries(
     those naming one beside a visible item are shown with it withheld.
     """
     principal.require(Permission.CUSTODY_READ)
-    with runtime.database.session() as session:
-        rows = session.exec(_visible_entries(principal, EntryFilter(start=start)).limit(limit))
+    with runtime.database.snapshot() as session:
+        # Only what the tree holds: on PostgreSQL entries commit out of index order, and
+        # a page that showed 11 before 10 was integrated would lead its reader past 10.
+        size = runtime.log.size(session)
+        query = _visible_entries(principal, EntryFilter(start=start))
+        rows = session.exec(query.where(col(CustodyEntry.index) < size).limit(limit))
         return shown_entries(session, principal, list(rows))
 
 

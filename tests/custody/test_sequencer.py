@@ -10,10 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
 from service.core import merkle
@@ -28,10 +30,13 @@ from service.core.checkpoint import (
 from service.core.entry import decode_entry, encode_entry, entry_fields, rfc3339
 from service.custody import CustodyLog, sequencer
 from service.custody import log as log_module
+from service.custody.rotation import rotate_key
 from service.custody.sequencer import INDEX_UNUSED, RESERVATION_CLASS, RESERVE, Sequencer
 from service.db import Database, open_database
 from service.db.models import CustodyEntry, LogHead, SignedCheckpoint
 from service.errors import Unavailable
+from service.runtime import open_runtime
+from service.settings import Settings
 from tests.databases import PostgresTemplate
 
 ORIGIN = "locker.example/sequencer-test"
@@ -332,3 +337,64 @@ def _leaf(index: int) -> bytes:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def test_a_rotation_waits_for_an_earlier_writer_and_signs_over_both(
+    database: Database, tmp_path: Path
+) -> None:
+    runtime = open_runtime(
+        Settings(data_dir=tmp_path, database_url=database.engine.url.render_as_string(False))
+    )
+    reserved = threading.Event()
+
+    def slow_writer() -> None:
+        with runtime.database.session() as slow:
+            runtime.log.append(
+                slow,
+                organisation_id="org-1",
+                actor="user:slow",
+                action="evidence.ingested",
+                subjects=["evidence:slow"],
+            )
+            reserved.set()
+            time.sleep(0.5)  # an earlier index, still in its transaction
+
+    try:
+        assert _append(runtime.log, runtime.database, 0) == 0
+        writer = threading.Thread(target=slow_writer)
+        writer.start()
+        assert reserved.wait(10)
+        rotation = rotate_key(runtime, overlap=timedelta(days=1))
+        writer.join(timeout=30)
+        assert rotation.index == 2
+        with runtime.database.session() as session:
+            latest = session.exec(
+                select(SignedCheckpoint).order_by(col(SignedCheckpoint.size).desc()).limit(1)
+            ).one()
+        # Integrated by the rotation itself, after the earlier entry: signed by both keys.
+        assert latest.size == 3
+        for key in (rotation.old_key, rotation.new_key):
+            assert open_checkpoint(latest.note, NoteVerifier.from_text(key)).size == 3
+    finally:
+        runtime.close()
+
+
+def test_a_failed_try_for_the_lead_discards_its_connection_and_tries_again(
+    database: Database, signer: NoteSigner
+) -> None:
+    failures = [OperationalError("SELECT pg_try_advisory_lock", {}, Exception("link down"))]
+
+    def cut(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "pg_try_advisory_lock" in statement and failures:
+            raise failures.pop()
+
+    event.listen(database.engine, "before_cursor_execute", cut)
+    runner = Sequencer(database.engine, sign=lambda c: sign_checkpoint(c, signer), origin=ORIGIN)
+    try:
+        deadline = time.monotonic() + 10
+        while not runner.leading and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert failures == [] and runner.leading
+    finally:
+        runner.close()
+        event.remove(database.engine, "before_cursor_execute", cut)
