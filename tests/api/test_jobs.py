@@ -15,13 +15,14 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 from sqlmodel import select
 
 from service.accounts.members import authenticate_key, bootstrap
 from service.db.models import Evidence
 from service.exports.bundles import request_export
 from service.runtime import Runtime
-from tests.databases import PostgresTemplate
+from tests.databases import PostgresTemplate, admin_url
 from tests.harness import Locker, serving
 from tests.processes import (
     LOCKER,
@@ -170,3 +171,50 @@ def test_an_export_survives_the_sigkill_of_its_worker(
                 [*LOCKER, *command], env=env, cwd=ROOT, capture_output=True, text=True
             )
         assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_a_worker_that_loses_its_database_recovers_without_a_restart(
+    postgres_template: PostgresTemplate, tmp_path: Path
+) -> None:
+    with ExitStack() as stack:
+        database_url = stack.enter_context(postgres_template.fresh())
+        database = database_url.rsplit("/", 1)[1]
+        env = locker_environment(
+            LOCKER_DATA_DIR=str(tmp_path / "data"),
+            LOCKER_DATABASE_URL=database_url,
+            LOCKER_JOBS_IN_PROCESS="false",  # only the worker runs jobs
+            LOCKER_JOB_HEARTBEAT_SECONDS="1",
+        )
+        key = bootstrap_key(env, "Outage")
+        log = tmp_path / "processes.log"
+        url, _ = stack.enter_context(serving_process(env, log))
+        worker = stack.enter_context(locker_process(["worker"], env, log))
+        client = stack.enter_context(
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        )
+        _, before = _exported_item(client, b"built before the outage")
+        assert _wait_status(client, before, {"done", "failed"})["status"] == "done"
+
+        _database_reachable(database, False)  # every connection of the worker is cut
+        try:
+            time.sleep(5)  # the worker's polling, heartbeats and housekeeping all fail
+        finally:
+            _database_reachable(database, True)
+        _, after = _exported_item(client, b"requested after the outage")
+        status = _wait_status(client, after, {"done", "failed"}, seconds=120)
+        assert status["status"] == "done", status
+        assert worker.poll() is None, "the worker exited instead of recovering"
+
+
+def _database_reachable(database: str, allowed: bool) -> None:
+    with psycopg.connect(admin_url(), autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(database), sql.Literal(allowed)
+            )
+        )
+        if not allowed:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (database,),
+            )
