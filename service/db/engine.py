@@ -182,6 +182,15 @@ def _private_sqlite_files(database: Path) -> None:
             companion.chmod(_PRIVATE_FILE)
 
 
+def _postgres_connect_args(url_options: str | tuple[str, ...] | None) -> dict[str, object]:
+    """Our libpq options, after (never instead of) any `options` the URL gives."""
+    args: dict[str, object] = dict(_POSTGRES_CONNECT_ARGS)
+    given = " ".join([url_options] if isinstance(url_options, str) else url_options or ())
+    if given:
+        args["options"] = f"{given} {args['options']}"
+    return args
+
+
 def open_database(url: str) -> Database:
     """Create the engine for `url` (sqlite:/// or postgresql+psycopg://)."""
     parsed = make_url(url)
@@ -197,6 +206,6 @@ def open_database(url: str) -> Database:
             pool_pre_ping=True,
             pool_size=10,
             max_overflow=20,
-            connect_args=_POSTGRES_CONNECT_ARGS,
+            connect_args=_postgres_connect_args(parsed.query.get("options")),
         )
     return Database(engine)
