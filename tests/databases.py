@@ -68,3 +68,19 @@ class PostgresTemplate:
 
     def drop(self) -> None:
         _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+
+
+def allow_connections(database: str, allowed: bool) -> None:
+    """Open or close `database` to new connections; closing also ends the open ones (an
+    outage as its clients see it)."""
+    with psycopg.connect(admin_url(), autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(database), sql.Literal(allowed)
+            )
+        )
+        if not allowed:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (database,),
+            )

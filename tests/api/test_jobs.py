@@ -15,14 +15,13 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from psycopg import sql
 from sqlmodel import select
 
 from service.accounts.members import authenticate_key, bootstrap
 from service.db.models import Evidence
 from service.exports.bundles import request_export
 from service.runtime import Runtime
-from tests.databases import PostgresTemplate, admin_url
+from tests.databases import PostgresTemplate, allow_connections
 from tests.harness import Locker, serving
 from tests.processes import (
     LOCKER,
@@ -195,26 +194,12 @@ def test_a_worker_that_loses_its_database_recovers_without_a_restart(
         _, before = _exported_item(client, b"built before the outage")
         assert _wait_status(client, before, {"done", "failed"})["status"] == "done"
 
-        _database_reachable(database, False)  # every connection of the worker is cut
+        allow_connections(database, False)  # every connection of the worker is cut
         try:
             time.sleep(5)  # the worker's polling, heartbeats and housekeeping all fail
         finally:
-            _database_reachable(database, True)
+            allow_connections(database, True)
         _, after = _exported_item(client, b"requested after the outage")
         status = _wait_status(client, after, {"done", "failed"}, seconds=120)
         assert status["status"] == "done", status
         assert worker.poll() is None, "the worker exited instead of recovering"
-
-
-def _database_reachable(database: str, allowed: bool) -> None:
-    with psycopg.connect(admin_url(), autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
-                sql.Identifier(database), sql.Literal(allowed)
-            )
-        )
-        if not allowed:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (database,),
-            )

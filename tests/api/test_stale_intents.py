@@ -10,9 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
@@ -24,7 +22,7 @@ from service.operations.fsck import fsck
 from service.runtime import Runtime
 from service.storage import S3Store
 from tests.cli.test_fsck import PNG, _crashed_upload
-from tests.databases import admin_url
+from tests.databases import allow_connections
 from tests.harness import Locker, free_port
 
 # Heartbeats every 0.5 s, stale after 2 s; the workers look every 0.2 s.
@@ -134,20 +132,6 @@ def test_an_upload_in_flight_is_never_settled_from_under_it(
     assert fsck(runtime).findings == []
 
 
-def _allow_connections(database: str, allowed: bool) -> None:
-    with psycopg.connect(admin_url(), autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
-                sql.Identifier(database), sql.Literal(allowed)
-            )
-        )
-        if not allowed:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (database,),
-            )
-
-
 @pytest.mark.parametrize("backend", ["postgres-s3"], indirect=True)
 def test_an_upload_cut_off_by_a_database_outage_is_settled_once_it_returns(
     make_locker: Callable[..., Locker],
@@ -161,7 +145,7 @@ def test_an_upload_cut_off_by_a_database_outage_is_settled_once_it_returns(
     def across_an_outage() -> Iterator[bytes]:
         yield PNG + b"before the outage"
         _pending_upload(runtime, "slow.png")
-        _allow_connections(database, False)  # the database goes away mid-upload
+        allow_connections(database, False)  # the database goes away mid-upload
         cut.set()
         yield PNG + b"after it"
 
@@ -169,7 +153,7 @@ def test_an_upload_cut_off_by_a_database_outage_is_settled_once_it_returns(
         response = _upload(locker, across_an_outage())
     finally:
         if cut.is_set():
-            _allow_connections(database, True)
+            allow_connections(database, True)
     # Neither the recording nor the clean-up could reach the database.
     assert response.status_code == 503, response.text
     left = _pending_upload(runtime, "slow.png")

@@ -428,11 +428,12 @@ def test_of_two_chunks_at_one_offset_only_one_counts(locker: Locker) -> None:
     assert staged_keys(locker.runtime) == []
 
 
+# The fault is injected by moving a file of the filesystem store.
+@pytest.mark.parametrize("backend", ["sqlite-fs"], indirect=True)
 def test_a_store_failure_at_completion_keeps_the_parts_for_a_retry(locker: Locker) -> None:
     """A part the store cannot read makes the completing PATCH a 503 with nothing
     recorded; once the store has it again, a PATCH at the end records the evidence."""
-    if not isinstance(locker.runtime.store, FilesystemStore):
-        pytest.skip("the fault is injected by moving a file of the filesystem store")
+    assert isinstance(locker.runtime.store, FilesystemStore)
     content = os.urandom(5000)
     staging = locker.runtime.settings.data_dir / "store" / "staging"
     with locker.client() as client:
