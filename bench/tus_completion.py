@@ -14,65 +14,21 @@ too. No target: the issue asks what the rebuild costs.
 from __future__ import annotations
 
 import argparse
-import base64
 import statistics
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 from _locker import (
-    Locker,
     embedded_environment,
     run_locker,
     s3_environment,
     scratch_database,
 )
 from _report import Row, print_context, print_table
-from _upload import MIB, make_unique, upload, write_random_file
+from _upload import make_unique, tus_upload, upload, write_random_file
 
 from tests.seaweed import run_seaweed
-
-_PATCH_BYTES = 8 * MIB
-_TIMEOUT_S = 600.0
-_TUS = {"Tus-Resumable": "1.0.0"}
-
-
-def _tus_upload(locker: Locker, path: Path, sha256: str) -> tuple[float, float]:
-    """Upload `path` with tus; (seconds for the whole upload, seconds of the last PATCH)."""
-    size = path.stat().st_size
-    auth = {"Authorization": f"Bearer {locker.api_key}"}
-    metadata = f"filename {base64.b64encode(b'interview.mp4').decode()},sha256 " + (
-        base64.b64encode(sha256.encode()).decode()
-    )
-    with httpx.Client(base_url=locker.url, headers=auth | _TUS, timeout=_TIMEOUT_S) as client:
-        started = time.perf_counter()
-        created = client.post(
-            "/v1/uploads", headers={"Upload-Length": str(size), "Upload-Metadata": metadata}
-        )
-        location = created.headers["Location"]
-        with path.open("rb") as handle:
-            offset = 0
-            while offset < size - 1:
-                chunk = handle.read(min(_PATCH_BYTES, size - 1 - offset))
-                _patch(client, location, offset, chunk)
-                offset += len(chunk)
-            last = handle.read()
-        finishing = time.perf_counter()
-        answer = _patch(client, location, offset, last)
-        ended = time.perf_counter()
-    if answer.headers.get("Locker-Duplicate") != "false":
-        raise RuntimeError(f"tus upload not recorded as new evidence: {answer.headers}")
-    return ended - started, ended - finishing
-
-
-def _patch(client: httpx.Client, location: str, offset: int, chunk: bytes) -> httpx.Response:
-    headers = {"Content-Type": "application/offset+octet-stream", "Upload-Offset": str(offset)}
-    response = client.patch(location, content=chunk, headers=headers)
-    if response.status_code != 204:
-        raise RuntimeError(f"PATCH at {offset}: {response.status_code} {response.text[:300]}")
-    return response
 
 
 def main() -> int:
@@ -96,7 +52,7 @@ def main() -> int:
         times: dict[str, list[float]] = {"form": [], "tus": [], "completion": []}
         for run in range(args.runs):
             times["form"].append(upload(locker, path, sha256=make_unique(path, 2 * run + 1)))
-            whole, last = _tus_upload(locker, path, make_unique(path, 2 * run + 2))
+            whole, last = tus_upload(locker, path, make_unique(path, 2 * run + 2))
             times["tus"].append(whole)
             times["completion"].append(last)
     median = {name: statistics.median(values) for name, values in times.items()}

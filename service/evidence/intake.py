@@ -1,11 +1,13 @@
 """Ingesting evidence: one streaming pass from the request to the object store.
 
 Order of writes (so nothing is ever half-recorded):
-1. an upload intent is recorded (pending) before any byte is stored;
-2. the bytes stream once into a staging object while SHA-256, SHA-512 and the size are
-   computed on the way, in bounded memory;
-3. the intent records the digests; the staged bytes become the content-addressed,
-   retention-locked object;
+1. an upload intent is recorded (pending) before any byte is stored, and with it the
+   key its object will have (`upload_object_key`: per organisation and upload);
+2. the bytes stream once to that key, still unlocked, while SHA-256, SHA-512 and the
+   size are computed on the way, in bounded memory;
+3. the intent records the digests; once they are checked the object is locked in place
+   (no copy); bytes the organisation holds already are removed instead (content
+   addressing lives in the database: one evidence record per organisation and digest);
 4. one transaction appends the custody entry, writes the evidence record and marks the
    intent done; only then does the client get its answer.
 A crash between steps leaves a pending intent; while the request runs it refreshes the
@@ -47,9 +49,8 @@ from service.evidence.pipe import StagedUpload, stage_file
 from service.evidence.recording import (
     IngestResult,
     UploadMetadata,
-    find_evidence,
-    object_key,
     record_upload,
+    upload_object_key,
 )
 from service.metrics import INGEST_DURATION, UPLOAD_BYTES, UPLOADS, store_kind
 
@@ -244,9 +245,7 @@ async def ingest_stream(
     """Record one file whose name and metadata are already checked (`check_submission`):
     the same intent, streaming pipe and recording step as a form upload."""
     principal.require(Permission.EVIDENCE_UPLOAD)
-    intent_id, expected_key = await asyncio.to_thread(
-        _open_intent, runtime, principal, filename, claimed
-    )
+    intent_id, key = await asyncio.to_thread(_open_intent, runtime, principal, filename, claimed)
     staged: StagedUpload | None = None
     try:
         # The intent beats while the parts stream through: a live completion is never
@@ -256,7 +255,7 @@ async def ingest_stream(
                 runtime.store,
                 chunks,
                 limit=runtime.settings.max_upload_bytes,
-                expected_key=expected_key,
+                key=key,
             )
             return await asyncio.to_thread(
                 record_upload,
@@ -309,41 +308,34 @@ async def _receive_file(
     # Validate what already arrived before storing a byte.
     _parse_metadata(upload.fields.get("metadata"))
     claimed = _parse_claimed_sha256(upload.fields.get("sha256"))
-    intent_id, expected_key = await asyncio.to_thread(
-        _open_intent, runtime, principal, filename, claimed
-    )
+    intent_id, key = await asyncio.to_thread(_open_intent, runtime, principal, filename, claimed)
     upload.intent_id = intent_id
     await upload.beating.enter_async_context(heartbeat(runtime, intent_id))
     upload.staged = await stage_file(
         runtime.store,
         _part_chunks(form),
         limit=runtime.settings.max_upload_bytes,
-        expected_key=expected_key,
+        key=key,
     )
 
 
 def _open_intent(
     runtime: Runtime, principal: Principal, filename: str, claimed: str | None
-) -> tuple[str, str | None]:
-    """Record the intent; with a field digest of new content, also where to write it.
-
-    Knowing the digest before the bytes lets the store write them straight to their
-    content-addressed key (still unlocked, and checked before it is committed).
-    """
-    expected_key, now = None, datetime.now(UTC)
-    if claimed is not None and find_evidence(runtime, principal.organisation_id, claimed) is None:
-        expected_key = object_key(principal.organisation_id, claimed)
+) -> tuple[str, str]:
+    """Record the intent and the key its bytes are written to, before the first byte."""
+    now, intent_id = datetime.now(UTC), str(uuid.uuid4())
+    key = upload_object_key(principal.organisation_id, intent_id)
     intent = UploadIntent(
-        id=str(uuid.uuid4()),
+        id=intent_id,
         organisation_id=principal.organisation_id,
         user_id=principal.user_id,
         filename=filename,
         metadata_json="{}",
         claimed_sha256=claimed,
-        staging_key=expected_key,
+        staging_key=key,
         created_at=now,
         heartbeat_at=now,
     )
     with runtime.database.session() as session:
         session.add(intent)
-    return intent.id, expected_key
+    return intent_id, key

@@ -7,7 +7,8 @@ same whoever does it, `locker fsck --repair` or a worker's periodic reconciliati
 - its bytes are stored and still hash to the digests the intent recorded: the upload is
   finished (custody entry, evidence record, submission) exactly as its request would
   have finished it;
-- otherwise it is marked abandoned with the reason and its staging bytes are dropped:
+  (locked first, if the crash came before the lock);
+- otherwise it is marked abandoned with the reason and its unlocked bytes are dropped:
   the uploader was never told it succeeded.
 
 Live or stale: while a request handles an upload (waiting for a staging turn, streaming,
@@ -36,7 +37,7 @@ from service.core.digests import ContentDigests, Digest
 from service.db.models import UploadIntent
 from service.errors import Conflict, Error, ObjectMissing, StorageError, describe
 from service.evidence.reading import verify_object
-from service.evidence.recording import finish_intent
+from service.evidence.recording import finish_intent, upload_object_key
 from service.storage import StagedObject
 from service.storage.base import STAGING_PREFIX
 
@@ -110,18 +111,15 @@ def settle_intent(runtime: Runtime, intent: UploadIntent) -> str | None:
     store could not be read (an outage is no reason to give up stored bytes; the intent
     stays pending for the next try, and fsck lists it meanwhile).
     """
-    expected, staged = _recorded_digests(intent), None
-    if expected is not None and intent.object_key:
+    expected = _recorded_digests(intent)
+    key = intent.object_key or _own_key(intent)
+    if expected is not None and key is not None:
         try:
-            verify_object(
-                runtime.store, intent.object_key, intent.object_version, expected=expected
-            )
-            finish_intent(
-                runtime,
-                intent.id,
-                object_key=intent.object_key,
-                object_version=intent.object_version,
-            )
+            version = intent.object_version if intent.object_key else _written(runtime, key)
+            verify_object(runtime.store, key, version, expected=expected)
+            # The crash may have come before the lock: evidence is never left deletable.
+            runtime.store.lock(key, version, retain_until=runtime.retain_until())
+            finish_intent(runtime, intent.id, object_key=key, object_version=version)
             return f"finished upload intent {intent.id}"
         except Conflict:
             return None
@@ -133,10 +131,9 @@ def settle_intent(runtime: Runtime, intent: UploadIntent) -> str | None:
         except Error as exc:
             reason = exc.diagnostics()
     else:
-        # Never committed, so never acknowledged: the uploader was told it failed.
-        reason = "interrupted before its bytes were committed"
-        staged = _staged_bytes(intent)
-    if not abandon_intent(runtime, intent.id, reason, staged):
+        # Never stored whole, so never acknowledged: the uploader was told it failed.
+        reason = _NOT_STORED
+    if not abandon_intent(runtime, intent.id, reason, _staged_bytes(intent)):
         return None
     return f"abandoned upload intent {intent.id}: {reason}"
 
@@ -194,7 +191,32 @@ def _discard(runtime: Runtime, intent_id: str, staged: StagedObject) -> None:
         _log.warning("staging bytes left", intent=intent_id, error=exc.diagnostics())
 
 
+_NOT_STORED = "interrupted before its bytes were stored"
+
+
+def _own_key(intent: UploadIntent) -> str | None:
+    """The key the intent's upload wrote to; None for an intent older than per-upload
+    keys (its key was content-addressed and may hold someone else's evidence)."""
+    own = upload_object_key(intent.organisation_id, intent.id)
+    staging_key = intent.staging_key
+    if staging_key is None or staging_key == own or staging_key.startswith(STAGING_PREFIX):
+        return own
+    return None
+
+
+def _written(runtime: Runtime, key: str) -> str | None:
+    """The version written at `key`; ObjectMissing if the upload never got that far."""
+    found = runtime.store.head(key)
+    if found is None:
+        raise ObjectMissing(_NOT_STORED)
+    return found.version_id
+
+
 def _staged_bytes(intent: UploadIntent) -> StagedObject | None:
-    if not intent.staging_key or not intent.staging_key.startswith(STAGING_PREFIX):
+    """Where an unfinished upload's bytes may be: its own key (any unlocked version and
+    unfinished write there), or a staging file; None for an intent older than per-upload
+    keys, whose key may hold someone else's evidence."""
+    key = _own_key(intent)
+    if key is None:
         return None
-    return StagedObject(staging_key=intent.staging_key, size=intent.size or 0)
+    return StagedObject(staging_key=intent.staging_key or key, size=0, target_key=key)

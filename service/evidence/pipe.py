@@ -64,18 +64,17 @@ async def stage_file(
     chunks: AsyncIterator[bytes],
     *,
     limit: int,
-    expected_key: str | None = None,
+    key: str | None = None,
 ) -> StagedUpload:
-    """Stream `chunks` into a staging object of `store`, digesting them on the way.
+    """Stream `chunks` into `store`, for `key` (or as a scratch object without one),
+    digesting them on the way.
 
     Raises TooLarge past `limit` bytes, and whatever the chunks or the store raise; in
     every such case nothing is left staged.
     """
     async with _staging_turns():
         pipe = _Pipe(asyncio.get_running_loop())
-        staging = asyncio.ensure_future(
-            asyncio.to_thread(_stage_in_thread, store, pipe, expected_key)
-        )
+        staging = asyncio.ensure_future(asyncio.to_thread(_stage_in_thread, store, pipe, key))
         try:
             async for chunk in _sized(chunks, limit):
                 if not await pipe.put(chunk):
@@ -129,7 +128,7 @@ def _staging_turns() -> asyncio.Semaphore:
     return turns
 
 
-def _stage_in_thread(store: ObjectStore, pipe: _Pipe, expected_key: str | None) -> StagedUpload:
+def _stage_in_thread(store: ObjectStore, pipe: _Pipe, key: str | None) -> StagedUpload:
     digester = ContentDigester()
     head = bytearray()
 
@@ -141,7 +140,7 @@ def _stage_in_thread(store: ObjectStore, pipe: _Pipe, expected_key: str | None) 
             yield chunk
 
     try:
-        staged = store.stage(digesting(), expected_key=expected_key)
+        staged = store.stage(digesting(), key=key)
     finally:
         pipe.stop()
     if not pipe.ended:

@@ -31,11 +31,10 @@ from service.db import rerun_if_raced
 from service.db.models import Evidence, Submission, UploadIntent, User
 from service.documentation.documents import AssertedMetadata
 from service.documentation.links import is_linked, link_in_session
-from service.errors import Conflict, InvalidInput, NotFound, ObjectExists
+from service.errors import Conflict, InvalidInput, NotFound
 from service.evidence.descriptions import asserted_dict, asserted_digest, describe_at_ingest
 from service.evidence.media_types import sniff_media_type
 from service.evidence.pipe import StagedUpload
-from service.evidence.reading import verify_object
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -57,9 +56,14 @@ class IngestResult:
     duplicate: bool
 
 
-def object_key(organisation_id: str, sha256_hex: str) -> str:
-    """Where an organisation's object with this content lives (content-addressed)."""
-    return f"org/{organisation_id}/sha256/{sha256_hex}"
+def upload_object_key(organisation_id: str, intent_id: str) -> str:
+    """Where the bytes of one upload are written, fixed before the first of them.
+
+    Per upload, not per content: no two uploads ever write to one key, so an object is
+    locked where it was written and nothing is copied. Items stored before this scheme
+    live at `org/<organisation>/sha256/<digest>`; every record names its own key.
+    """
+    return f"org/{organisation_id}/evidence/{intent_id}"
 
 
 def record_upload(
@@ -72,8 +76,8 @@ def record_upload(
     claimed: str | None,
 ) -> IngestResult:
     """Check the staged bytes against the claimed digest, note the digests on the
-    intent, lock the object (unless the organisation holds these bytes already) and
-    finish the intent."""
+    intent, lock the object in place (or remove it, if the organisation holds these
+    bytes already) and finish the intent."""
     digests = staged.digests
     if digests.size == 0:
         raise InvalidInput("file: empty file")
@@ -85,9 +89,8 @@ def record_upload(
     if find_evidence(runtime, principal.organisation_id, digests.sha256.hex) is not None:
         runtime.store.discard(staged.staged)
         return finish_intent(runtime, intent_id, object_key="", object_version=None)
-    key, version = _commit_object(
-        runtime, staged, object_key(principal.organisation_id, digests.sha256.hex)
-    )
+    stored = runtime.store.commit(staged.staged, retain_until=runtime.retain_until())
+    key, version = stored.key, stored.version_id
     # Remember where the bytes are before recording them: if we crash now, fsck
     # --repair finishes this intent from here.
     with runtime.database.session() as session:
@@ -109,19 +112,23 @@ def _note_digests(
     """Step 3's first half: the intent records what arrived, before anything is locked."""
     digests = staged.digests
     with runtime.database.session() as session:
-        if metadata.incident_id is not None:
-            try:
-                visible_incident(session, principal, metadata.incident_id)
-            except NotFound:
-                raise InvalidInput(
-                    f"metadata.incident_id: no incident {metadata.incident_id}"
-                ) from None
+        check_incident(session, principal, metadata)
         intent = _pending_intent(session, intent_id)
         intent.sha256, intent.sha512 = digests.sha256.hex, digests.sha512.hex
         intent.size, intent.media_type = digests.size, sniff_media_type(staged.head)
         intent.staging_key, intent.claimed_sha256 = staged.staged.staging_key, claimed
         intent.metadata_json = metadata.model_dump_json(exclude_unset=True)
         session.add(intent)
+
+
+def check_incident(session: Session, principal: Principal, metadata: UploadMetadata) -> None:
+    """The incident the metadata links the upload to must be one the uploader sees."""
+    if metadata.incident_id is None:
+        return
+    try:
+        visible_incident(session, principal, metadata.incident_id)
+    except NotFound:
+        raise InvalidInput(f"metadata.incident_id: no incident {metadata.incident_id}") from None
 
 
 def find_evidence(runtime: Runtime, organisation_id: str, sha256_hex: str) -> Evidence | None:
@@ -166,23 +173,6 @@ def _same_bytes(
         )
     )
     return next((r for r in records if r.id in seen), None), records
-
-
-def _commit_object(runtime: Runtime, staged: StagedUpload, key: str) -> tuple[str, str | None]:
-    try:
-        stored = runtime.store.commit(staged.staged, key, retain_until=runtime.retain_until())
-    except ObjectExists:
-        # Same bytes stored by an upload that crashed before recording them: the key
-        # is content-addressed, so the object there is ours once its digest checks out.
-        runtime.store.discard(staged.staged)
-        found = runtime.store.head(key)
-        if found is None:
-            raise
-        verify_object(runtime.store, key, found.version_id, expected=staged.digests)
-        # That upload may have died before locking it: evidence is never left deletable.
-        runtime.store.lock(key, found.version_id, retain_until=runtime.retain_until())
-        return key, found.version_id
-    return stored.key, stored.version_id
 
 
 @rerun_if_raced

@@ -30,7 +30,6 @@ import structlog
 from sqlalchemy import update
 from sqlmodel import Session, col, delete, select
 
-from service.accounts.access import visible_incident
 from service.accounts.members import Principal
 from service.accounts.permissions import Permission
 from service.db.models import ResumablePart, ResumableUpload
@@ -46,7 +45,7 @@ from service.errors import (
 )
 from service.evidence.intake import check_submission, ingest_stream
 from service.evidence.pipe import StagedUpload, stage_file
-from service.evidence.recording import IngestResult, UploadMetadata
+from service.evidence.recording import IngestResult, UploadMetadata, check_incident
 from service.storage import StagedObject
 
 if TYPE_CHECKING:
@@ -84,13 +83,7 @@ def create_upload(
         updated_at=now,
     )
     with runtime.database.session() as session:
-        if metadata.incident_id is not None:
-            try:
-                visible_incident(session, principal, metadata.incident_id)
-            except NotFound:
-                raise InvalidInput(
-                    f"metadata.incident_id: no incident {metadata.incident_id}"
-                ) from None
+        check_incident(session, principal, metadata)
         session.add(upload)
     return upload
 

@@ -280,11 +280,11 @@ def _build(runtime: Runtime, export_id: str) -> tuple[str, str | None, int, str]
         size = spool.tell()
         spool.seek(0)
         digester = ContentDigester()
-        staged = runtime.store.stage(_chunks(spool, digester))
         # A key of its own per attempt: an attempt that died after storing its bundle
         # (locked, never overwritten) must not stop the retry from storing another.
         key = f"{export_prefix(export.organisation_id, export_id)}{uuid.uuid4()}.zip"
-        stored = runtime.store.commit(staged, key, retain_until=runtime.retain_until())
+        staged = runtime.store.stage(_chunks(spool, digester), key=key)
+        stored = runtime.store.commit(staged, retain_until=runtime.retain_until())
     return stored.key, stored.version_id, size, digester.finish().sha256.hex
 
 

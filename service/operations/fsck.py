@@ -2,7 +2,12 @@
 
 `fsck` reads the database and the object store directly and trusts neither: each
 finding names what was expected and what was found. With `repair`, it settles upload
-intents a crash left pending and records orphan objects (it never deletes one).
+intents a crash left pending, removes unlocked bytes and unfinished writes no upload
+will finish, and records orphan objects (it never deletes a locked or unknown one).
+
+It runs beside a running locker: an upload in flight refreshes its intent's heartbeat
+and its bytes keep arriving, so only what has been silent for longer than the idle
+timeout (LOCKER_UPLOAD_IDLE_TIMEOUT_SECONDS) counts as a crash's leftover.
 """
 
 from __future__ import annotations
@@ -34,11 +39,13 @@ from service.db.models import (
     UploadIntent,
 )
 from service.errors import Error
-from service.evidence.intents import settle_pending
+from service.evidence.intents import settle_pending, stale_after
 from service.evidence.reading import verify_object
+from service.evidence.recording import upload_object_key
 from service.evidence.resumable import expire_uploads, expired_uploads, part_keys
 from service.exports.bundles import export_prefix
 from service.operations.record_checks import member_findings, record_findings
+from service.storage import StagedObject, StoredObject
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -61,8 +68,8 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
     """Audit everything; with `repair`, settle pending intents and record orphans."""
     report = Report()
     if repair:
-        # The locker is stopped: every pending intent is a failure's, none is in flight.
-        report.repairs += settle_pending(runtime, stale_only=False)
+        # Only intents silent past the idle timeout: the others belong to live requests.
+        report.repairs += settle_pending(runtime, stale_only=True)
         report.repairs += [f"removed expired upload {u}" for u in expire_uploads(runtime)]
     # One snapshot for every check: fsck may run while the locker appends.
     with runtime.database.snapshot() as session:
@@ -79,17 +86,38 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
         findings, checked = member_findings(session, entries)
         report.findings += findings
         report.checked["named members"] = checked
-        pending = session.exec(select(UploadIntent).where(UploadIntent.status == "pending")).all()
-        report.findings += [f"upload intent {i.id} is still pending" for i in pending]
+        intents = _upload_keys(session)
+        live_since = datetime.now(UTC) - stale_after(runtime.settings)
+        pending = [i for i in intents.values() if i.status == "pending"]
+        stale = [i for i in pending if not _live(i, live_since)]
+        report.checked["uploads in flight"] = len(pending) - len(stale)
+        report.findings += [
+            f"upload intent {i.id} is still pending, silent since "
+            f"{_aware(i.heartbeat_at or i.created_at):%Y-%m-%dT%H:%M:%SZ} (--repair settles it)"
+            for i in stale
+        ]
         report.findings += _quarantined(session)
         report.findings += [
             f"upload {u.id} expired with {u.received} of {u.length} bytes (--repair removes it)"
             for u in expired_uploads(session, datetime.now(UTC))
         ]
     _check_objects(runtime, evidence, report, repair=repair)
-    _check_orphans(runtime, evidence, report, record=repair)
+    _check_orphans(runtime, evidence, intents, report, repair=repair)
     _check_staging(runtime, report, repair=repair)
+    _check_unfinished(runtime, intents, report, repair=repair)
     return report
+
+
+def _upload_keys(session: Session) -> dict[str, UploadIntent]:
+    """Every upload intent, by the key its upload writes to."""
+    return {
+        upload_object_key(i.organisation_id, i.id): i for i in session.exec(select(UploadIntent))
+    }
+
+
+def _live(intent: UploadIntent, since: datetime) -> bool:
+    """A pending intent whose request beat its heartbeat lately is an upload in flight."""
+    return intent.status == "pending" and _aware(intent.heartbeat_at or intent.created_at) >= since
 
 
 def _quarantined(session: Session) -> list[str]:
@@ -308,8 +336,16 @@ def _check_lock(runtime: Runtime, item: Evidence, report: Report, *, repair: boo
 
 
 def _check_orphans(
-    runtime: Runtime, evidence: list[Evidence], report: Report, *, record: bool
+    runtime: Runtime,
+    evidence: list[Evidence],
+    intents: dict[str, UploadIntent],
+    report: Report,
+    *,
+    repair: bool,
 ) -> None:
+    """Objects no record explains. Unlocked bytes an upload wrote and will never record
+    (it was abandoned, or its bytes proved a duplicate) are removed by `repair`; any
+    other unexplained object is recorded and kept."""
     known = {item.object_key for item in evidence}
     with runtime.database.session() as session:
         known |= set(session.exec(select(OrphanObject.object_key)))
@@ -318,39 +354,79 @@ def _check_orphans(
     # An export's build attempts each store a bundle below its prefix; one that died
     # after storing is explained by its export, not an orphan.
     attempts = tuple(export_prefix(organisation, export) for organisation, export in exports)
-    orphans = [
-        o
-        for o in runtime.store.iter_objects()
-        if o.key not in known and not (attempts and o.key.startswith(attempts))
-    ]
+    orphans: list[StoredObject] = []
+    for stored in runtime.store.iter_objects():
+        if stored.key in known or (attempts and stored.key.startswith(attempts)):
+            continue
+        intent = intents.get(stored.key)
+        if intent is not None and intent.status == "pending":
+            continue  # its to settle: finished, or abandoned and removed
+        if intent is not None and runtime.store.enforces_retention:
+            _check_leftover(runtime, stored, intent, report, repair=repair)
+        else:
+            # A filesystem cannot tell unlocked bytes from evidence: kept, as an orphan.
+            orphans.append(stored)
     for orphan in orphans:
         report.findings.append(f"object {orphan.key}: stored but no evidence record explains it")
-    if record and orphans:
-        with runtime.database.session() as session:
-            for orphan in orphans:
-                if session.get(OrphanObject, orphan.key) is None:
-                    session.add(
-                        OrphanObject(
-                            object_key=orphan.key,
-                            object_version=orphan.version_id,
-                            size=orphan.size,
-                            found_at=datetime.now(UTC),
-                            note="found by fsck; kept, never deleted",
-                        )
+    if repair and orphans:
+        _record_orphans(runtime, orphans, report)
+
+
+def _check_leftover(
+    runtime: Runtime, stored: StoredObject, intent: UploadIntent, report: Report, *, repair: bool
+) -> None:
+    """The object an upload wrote to S3 but no record uses: removed if still unlocked."""
+    store = runtime.store
+    if store.retention_until(stored.key, stored.version_id):
+        # Two uploads of the same new bytes raced and both locked theirs: the second is
+        # a kept duplicate (undeletable until its retention ends), not a fault.
+        report.checked["locked duplicates of a race"] = (
+            report.checked.get("locked duplicates of a race", 0) + 1
+        )
+        return
+    what = f"object {stored.key}: unlocked bytes of upload intent {intent.id} ({intent.status})"
+    if not repair:
+        report.findings.append(f"{what}, never recorded (--repair removes them)")
+        return
+    key, version = stored.key, stored.version_id
+    store.discard(
+        StagedObject(staging_key=key, size=stored.size, target_key=key, version_id=version)
+    )
+    report.repairs.append(f"removed {what}")
+
+
+def _record_orphans(runtime: Runtime, orphans: list[StoredObject], report: Report) -> None:
+    with runtime.database.session() as session:
+        for orphan in orphans:
+            if session.get(OrphanObject, orphan.key) is None:
+                session.add(
+                    OrphanObject(
+                        object_key=orphan.key,
+                        object_version=orphan.version_id,
+                        size=orphan.size,
+                        found_at=datetime.now(UTC),
+                        note="found by fsck; kept, never deleted",
                     )
-                    report.repairs.append(f"recorded orphan object {orphan.key}")
+                )
+                report.repairs.append(f"recorded orphan object {orphan.key}")
 
 
 def _check_staging(runtime: Runtime, report: Report, *, repair: bool) -> None:
     """Staging bytes no pending upload or resumable upload's part owns: left by a crash
-    or a failed clean-up."""
+    or a failed clean-up, unless written so lately that a request may still own them."""
     with runtime.database.session() as session:
         owned = set(
             session.exec(select(UploadIntent.staging_key).where(UploadIntent.status == "pending"))
         )
         owned.update(part_keys(session))
+    live_since = datetime.now(UTC) - stale_after(runtime.settings)
     for staged in runtime.store.iter_staged():
         if staged.staging_key in owned:
+            continue
+        if staged.written_at is not None and _aware(staged.written_at) >= live_since:
+            report.checked["staging objects being written"] = (
+                report.checked.get("staging objects being written", 0) + 1
+            )
             continue
         if repair:
             runtime.store.discard(staged)
@@ -359,3 +435,30 @@ def _check_staging(runtime: Runtime, report: Report, *, repair: bool) -> None:
             report.findings.append(
                 f"{staged.staging_key}: staged bytes of an upload that never finished"
             )
+
+
+def _check_unfinished(
+    runtime: Runtime, intents: dict[str, UploadIntent], report: Report, *, repair: bool
+) -> None:
+    """Multipart uploads begun and never completed: a live upload's while its bytes keep
+    arriving or its intent keeps beating, a crashed one's otherwise (their parts take
+    space, unseen by any listing of objects, until they are aborted)."""
+    live_since = datetime.now(UTC) - stale_after(runtime.settings)
+    live = 0
+    for unfinished in runtime.store.iter_unfinished():
+        intent = intents.get(unfinished.key)
+        if _aware(unfinished.active_at) >= live_since or (
+            intent is not None and _live(intent, live_since)
+        ):
+            live += 1
+            continue
+        what = (
+            f"unfinished write to {unfinished.key} (upload {unfinished.upload_id}), "
+            f"silent since {_aware(unfinished.active_at):%Y-%m-%dT%H:%M:%SZ}"
+        )
+        if repair:
+            runtime.store.abort(unfinished)
+            report.repairs.append(f"aborted {what}")
+        else:
+            report.findings.append(f"{what} (--repair aborts it)")
+    report.checked["unfinished writes in progress"] = live

@@ -1,7 +1,14 @@
 """Object storage: one contract (`ObjectStore`), a filesystem and an S3 backend."""
 
-from service.storage.base import ObjectStore, StagedObject, StoredObject
+from service.storage.base import ObjectStore, StagedObject, StoredObject, UnfinishedWrite
 from service.storage.filesystem import FilesystemStore
 from service.storage.s3 import S3Store
 
-__all__ = ["FilesystemStore", "ObjectStore", "S3Store", "StagedObject", "StoredObject"]
+__all__ = [
+    "FilesystemStore",
+    "ObjectStore",
+    "S3Store",
+    "StagedObject",
+    "StoredObject",
+    "UnfinishedWrite",
+]

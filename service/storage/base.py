@@ -1,9 +1,13 @@
 """The object-store contract every backend satisfies, and the rules they share.
 
-An upload is written to a staging object while it is hashed; once its digest is
-known, the caller commits it under a content-addressed key, where it becomes
-permanent. Keys are checked here, once, so that neither backend ever turns a
-malformed or hostile name into a path or into a key in a reserved namespace.
+An object is written once, at a key fixed before its first byte, and hashed on the
+way; once its digests are known and checked, the caller locks it in place, where it
+becomes permanent. Nothing is ever copied inside the store: a server-side copy of a
+multi-gigabyte video costs as much as its upload. Bytes that prove unwanted (a
+duplicate, a digest mismatch, a failure) are still unlocked and are removed.
+
+Keys are checked here, once, so that neither backend ever turns a malformed or hostile
+name into a path or into a key in a reserved namespace.
 """
 
 from __future__ import annotations
@@ -43,15 +47,31 @@ class StoredObject:
 class StagedObject:
     """Bytes written but not yet committed: no retention, safe to discard.
 
-    A store may write straight to the final key when the caller knows it in advance
-    (`stage(..., expected_key=...)`): then `target_key` and `version_id` name that
-    still-unlocked version, and `commit` only locks it — no copy.
+    `target_key` is the key the bytes were written for (`stage(..., key=...)`), where
+    `commit` locks them in place; None for a scratch object (a resumable upload's part),
+    which is read back and dropped, never committed. `staging_key` is where the bytes
+    are now: the target key itself on S3 (with `version_id`, the unlocked version), a
+    file under staging/ on a filesystem. `written_at` is known for listed objects.
     """
 
     staging_key: str
     size: int
     target_key: str | None = None
     version_id: str | None = None
+    written_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnfinishedWrite:
+    """A write the store began and never finished (an S3 multipart upload): invisible
+    as an object, yet its parts take space until it is completed or aborted.
+
+    `active_at` is when bytes last arrived for it: a live upload keeps it recent.
+    """
+
+    key: str
+    upload_id: str
+    active_at: datetime
 
 
 class ObjectStore(Protocol):
@@ -64,24 +84,34 @@ class ObjectStore(Protocol):
     # Whether `retention_until` is a promise the store keeps (Object Lock) or always None.
     enforces_retention: bool
 
-    def stage(self, chunks: Iterable[bytes], *, expected_key: str | None = None) -> StagedObject:
-        """Write a stream of unknown length to a fresh staging object, in bounded memory.
+    def stage(self, chunks: Iterable[bytes], *, key: str | None = None) -> StagedObject:
+        """Write a stream of unknown length, in bounded memory, for `key` (unlocked until
+        `commit`), or without a key to a fresh scratch object.
 
-        `expected_key` is where the bytes should end up if they prove to be what the
-        caller expects; a store may write there directly, unlocked, when it is free.
+        Raises `ObjectExists` if `key` already holds an object: keys are never reused.
         """
         ...
 
-    def commit(self, staged: StagedObject, key: str, *, retain_until: datetime) -> StoredObject:
-        """Make the staged bytes the immutable object at `key`.
+    def commit(self, staged: StagedObject, *, retain_until: datetime) -> StoredObject:
+        """Lock the staged bytes in place at their key: no copy.
 
-        Raises `ObjectExists` if `key` already holds an object (it is never
-        overwritten); the staged object is then left for the caller to discard.
+        Raises `ObjectExists` if the key already holds another object (it is never
+        overwritten); the staged bytes are then left for the caller to discard.
         """
         ...
 
     def discard(self, staged: StagedObject) -> None:
-        """Remove a staged object; removing one that is already gone is not an error."""
+        """Remove staged bytes that are still unlocked; removing ones already gone is not
+        an error. Without `version_id`, every unlocked version at a target key and every
+        unfinished write to it go (an abandoned upload known only by its key)."""
+        ...
+
+    def iter_unfinished(self) -> Iterator[UnfinishedWrite]:
+        """Every write begun and never finished: a live upload's, or a crashed one's."""
+        ...
+
+    def abort(self, unfinished: UnfinishedWrite) -> None:
+        """Drop an unfinished write and the parts it stored."""
         ...
 
     def head(self, key: str) -> StoredObject | None:
@@ -111,7 +141,8 @@ class ObjectStore(Protocol):
         ...
 
     def iter_objects(self) -> Iterator[StoredObject]:
-        """Every committed object (never staging ones), for the operator's audit."""
+        """Every object at a key (never a staging one), for the operator's audit; on S3
+        that includes an upload's bytes not yet locked (they sit at their key)."""
         ...
 
     def iter_staged(self) -> Iterator[StagedObject]:
@@ -158,7 +189,7 @@ def check_staging_key(staged: StagedObject) -> str:
 
     Stops a forged StagedObject from making `discard` or `commit` touch other keys.
     """
-    if staged.target_key is not None and staged.version_id is not None:
+    if staged.staging_key == staged.target_key:
         return check_key(staged.target_key)
     if not _STAGING_PATTERN.fullmatch(staged.staging_key):
         raise StorageError(f"refused staging key {staged.staging_key!r}")

@@ -2,7 +2,9 @@
 
 Layout: `<root>/objects/<key>` for committed objects, `<root>/staging/<uuid>` for
 uploads in progress. Files are created read-only (0o444) and committed with a
-hard link, which never replaces an existing file.
+hard link to the key they were written for, which never replaces an existing file
+and copies nothing. A write in progress is its staging file: there is no other kind
+of unfinished write to list.
 
 Retention is NOT enforced here: anyone with write access to the directory can
 delete or replace an object. Immutability is only as strong as the operating
@@ -15,7 +17,7 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +27,7 @@ from service.storage.base import (
     ClosingChunks,
     StagedObject,
     StoredObject,
+    UnfinishedWrite,
     check_key,
     check_retain_until,
     check_span,
@@ -51,23 +54,29 @@ class FilesystemStore:
         except OSError as error:
             raise StorageError(f"cannot create store at {root}: {error.strerror}") from None
 
-    def stage(self, chunks: Iterable[bytes], *, expected_key: str | None = None) -> StagedObject:
-        """Write the chunks to a new read-only staging file, one chunk in memory at a time."""
-        key = new_staging_key()
-        path = self._staging_path(key)
+    def stage(self, chunks: Iterable[bytes], *, key: str | None = None) -> StagedObject:
+        """Write the chunks to a new read-only staging file, one chunk in memory at a
+        time, for `key` (linked there by `commit`) or as a scratch file."""
+        if key is not None and self.head(key) is not None:
+            raise ObjectExists(f"object {key} already exists")
+        staging_key = new_staging_key()
+        path = self._staging_path(staging_key)
         try:
-            size = _write_new_file(path, chunks, what=key)
+            size = _write_new_file(path, chunks, what=staging_key)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return StagedObject(staging_key=key, size=size)
+        return StagedObject(staging_key=staging_key, size=size, target_key=key)
 
-    def commit(self, staged: StagedObject, key: str, *, retain_until: datetime) -> StoredObject:
-        """Link the staged file at `key` durably (fsync file, then directories).
+    def commit(self, staged: StagedObject, *, retain_until: datetime) -> StoredObject:
+        """Link the staged file at its key durably (fsync file, then directories).
 
         `retain_until` is checked but cannot be enforced on a plain filesystem.
         """
         check_retain_until(retain_until)
+        key = staged.target_key
+        if key is None:
+            raise StorageError(f"{staged.staging_key} was not written for a key: nothing to lock")
         source = self._staging_path(check_staging_key(staged))
         target = self._object_path(key)
         if target.exists():
@@ -88,7 +97,9 @@ class FilesystemStore:
         return StoredObject(key=key, version_id=None, size=size)
 
     def discard(self, staged: StagedObject) -> None:
-        """Delete the staging file, if it is still there."""
+        """Delete the staging file, if it is still there (a committed file never is)."""
+        if staged.staging_key == staged.target_key:
+            return  # known only by its key: its staging file is unnamed; fsck lists it
         path = self._staging_path(check_staging_key(staged))
         with _errors_about(f"discarding {staged.staging_key}"):
             path.unlink(missing_ok=True)
@@ -168,8 +179,20 @@ class FilesystemStore:
         """Every file under staging/."""
         with _errors_about("listing staging files"):
             for path in sorted(self._staging.iterdir()):
-                size = path.stat().st_size
-                yield StagedObject(staging_key=f"{STAGING_PREFIX}{path.name}", size=size)
+                status = path.stat()
+                yield StagedObject(
+                    staging_key=f"{STAGING_PREFIX}{path.name}",
+                    size=status.st_size,
+                    written_at=datetime.fromtimestamp(status.st_mtime, UTC),
+                )
+
+    def iter_unfinished(self) -> Iterator[UnfinishedWrite]:
+        """None: a write in progress here is a staging file (`iter_staged`)."""
+        return iter(())
+
+    def abort(self, unfinished: UnfinishedWrite) -> None:
+        """Nothing to abort: this store never lists an unfinished write."""
+        raise StorageError(f"no unfinished write {unfinished.upload_id} in a filesystem store")
 
     def lock(self, key: str, version_id: str | None, *, retain_until: datetime) -> None:
         """Make the file read-only: all a filesystem can do (retention is not enforced)."""

@@ -6,10 +6,15 @@ The bucket is versioned (Object Lock requires it), so a plain delete or a later
 write only adds a version or a delete marker; this store always reads the
 ORIGINAL (oldest) version of a key, so nothing written later can shadow evidence.
 
-We check the lock rather than trust it: SeaweedFS 4.48 accepts retention headers
-on CopyObject yet stores the copy unlocked, so `commit` reads the retention back
-and sets it explicitly if missing, and `verify_lock` proves at start-up that a
-locked version really cannot be deleted.
+Objects are written unlocked at their final key and locked in place once the caller
+has checked their digests (no server-side copy); an upload that dies leaves either an
+unlocked version, which `discard` removes, or an unfinished multipart upload, which
+`iter_unfinished` lists and `abort` drops.
+
+We check the lock rather than trust it: some servers accept retention headers yet
+store the object unlocked (SeaweedFS 4.48 did on CopyObject), so `commit` reads the
+retention back after setting it, and `verify_lock` proves at start-up that a locked
+version really cannot be deleted.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import structlog
 import urllib3
 import urllib3.exceptions
 from minio import Minio
-from minio.commonconfig import COMPLIANCE, ComposeSource, CopySource
+from minio.commonconfig import COMPLIANCE
 from minio.error import MinioException, S3Error
 from minio.retention import Retention
 
@@ -37,6 +42,7 @@ from service.storage.base import (
     ClosingChunks,
     StagedObject,
     StoredObject,
+    UnfinishedWrite,
     check_key,
     check_retain_until,
     check_span,
@@ -50,7 +56,6 @@ _log = structlog.get_logger("locker.storage")
 # 8 MiB is the smallest power of two that fits a 64 GiB upload in S3's 10,000 parts.
 _PART_SIZE = 8 * 1024 * 1024
 _PARALLEL_PARTS = 2
-_MAX_COPY_SIZE = 5 * 1024**3  # S3's limit for a single CopyObject; beyond it, multipart copy
 _PROBE_KEY = f"{PROBE_PREFIX}object-lock"
 _PROBE_RETENTION = timedelta(days=1)
 _PROBE_MARGIN = timedelta(hours=1)
@@ -64,7 +69,7 @@ _TRANSPORT_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
 # a stalled server held a request for half an hour. These bound each connect and each
 # read or write on the socket, not a whole request: a multi-gigabyte upload streams for
 # as long as bytes keep moving. 120 s leaves room for a server's slowest single answer
-# (completing a multipart upload or a 5 GiB server-side copy).
+# (completing a multipart upload of many parts).
 _TIMEOUT = urllib3.Timeout(connect=10, read=120)
 # A few tries with backoff (0 s, 1 s, 2 s) for refused connections and 5xx answers;
 # urllib3 re-sends after a read failure only for its idempotent methods (not POST).
@@ -151,21 +156,23 @@ class S3Store:
                 "this server does not enforce Object Lock"
             )
 
-    def stage(self, chunks: Iterable[bytes], *, expected_key: str | None = None) -> StagedObject:
-        """Multipart-upload the chunks (8 MiB parts) to a fresh staging key.
+    def stage(self, chunks: Iterable[bytes], *, key: str | None = None) -> StagedObject:
+        """Multipart-upload the chunks (8 MiB parts) to `key`, unlocked until `commit`, or
+        without a key to a fresh scratch key under staging/.
 
-        With a free `expected_key`, write there directly instead (unlocked until
-        `commit`): a server-side copy costs as much as the upload itself.
+        The bytes go where they will stay: committing only locks that version.
         """
-        direct = expected_key is not None and self._original(check_key(expected_key)) is None
-        key = expected_key if direct and expected_key is not None else new_staging_key()
+        target = check_key(key) if key is not None else None
+        if target is not None and self._original(target) is not None:
+            raise ObjectExists(f"object {target} already exists")
+        written_to = target or new_staging_key()
         reader = _ChunkReader(chunks)
         try:
             # minio only calls read(n). Two parts in flight (not minio's default of
             # three) overlap hashing with sending and keep memory to a few parts.
             result = self._client.put_object(
                 self._bucket,
-                key,
+                written_to,
                 cast(BinaryIO, reader),
                 length=-1,
                 part_size=_PART_SIZE,
@@ -174,60 +181,65 @@ class S3Store:
         except _TRANSPORT_ERRORS as error:
             if reader.failure is not None:
                 raise reader.failure from None
-            raise _as_storage_error(error, f"staging {key}") from None
-        if direct:
-            return StagedObject(
-                staging_key=key, size=reader.size, target_key=key, version_id=result.version_id
-            )
-        return StagedObject(staging_key=key, size=reader.size)
+            raise _as_storage_error(error, f"writing {written_to}") from None
+        if target is None:
+            return StagedObject(staging_key=written_to, size=reader.size)
+        if not result.version_id:
+            raise StorageError(f"bucket {self._bucket} is not versioned: {target} has no version")
+        return StagedObject(
+            staging_key=target, size=reader.size, target_key=target, version_id=result.version_id
+        )
 
-    def commit(self, staged: StagedObject, key: str, *, retain_until: datetime) -> StoredObject:
-        """Server-side copy the staged object to `key`, lock it, then drop the staging copy.
+    def commit(self, staged: StagedObject, *, retain_until: datetime) -> StoredObject:
+        """COMPLIANCE-lock the version written at its key, then check it is the key's
+        original: a later version never counts, locked or not.
 
-        Raises ObjectExists if `key` holds an object already, including when a
-        concurrent commit won the race (its version, not ours, is the original).
+        Raises ObjectExists if another version came first (ours is then left unlocked
+        for `discard`, or, had the race gone the other way, locked but never used).
         """
-        source = check_staging_key(staged)
         until = _ceil_to_second(check_retain_until(retain_until))
-        if staged.target_key is not None and staged.version_id is not None:
-            return self._commit_in_place(staged.target_key, staged.version_id, key, until)
-        if self.head(key) is not None:
-            raise ObjectExists(f"object {key} already exists")
-        version = self._copy(source, key, size=staged.size, until=until)
-        self._lock(key, version, until, until)
-        original = self._original(key)
-        if original is None or original.version_id != version:
-            raise ObjectExists(f"object {key} was committed concurrently")
-        self._discard_quietly(staged)
-        return original
-
-    def _commit_in_place(
-        self, target: str, version: str, key: str, until: datetime
-    ) -> StoredObject:
-        """Lock a version written straight to its final key; check it is the original."""
-        if target != key:
-            raise StorageError(f"staged for {target}, not for {key}")
-        first = self._original(key)
+        key, version = staged.target_key, staged.version_id
+        if key is None or version is None or staged.staging_key != key:
+            raise StorageError(f"{staged.staging_key} was not written for a key: nothing to lock")
+        first = self._original(check_key(key))
         if first is not None and first.version_id != version:
-            # Someone stored these bytes first; ours is left unlocked for `discard`.
-            raise ObjectExists(f"object {key} was committed concurrently")
+            raise ObjectExists(f"object {key} already exists")
         self._lock(key, version, until, until)
         original = self._original(key)
         if original is None or original.version_id != version:
-            # Someone stored these bytes first; ours stays as a later, locked version.
-            raise ObjectExists(f"object {key} was committed concurrently")
+            raise ObjectExists(f"object {key} was written concurrently")
         return original
 
     def discard(self, staged: StagedObject) -> None:
-        """Permanently delete every version of the staging key (it has no retention)."""
+        """Permanently delete staged bytes: that version, or without one every unlocked
+        version at the key and every unfinished write to it."""
         source = check_staging_key(staged)
-        if staged.target_key is not None and staged.version_id is not None:
-            with _provider_errors(f"discarding {source} version {staged.version_id}"):
-                self._client.remove_object(self._bucket, source, version_id=staged.version_id)
-            return
         with _provider_errors(f"discarding {source}"):
+            if staged.version_id is not None:
+                self._client.remove_object(self._bucket, source, version_id=staged.version_id)
+                return
             for version in self._versions(source):
+                if staged.target_key is not None and self._locked(source, version.version_id):
+                    continue  # committed: only its retention's end may remove it
                 self._client.remove_object(self._bucket, source, version_id=version.version_id)
+        for unfinished in self._unfinished(prefix=source):
+            if unfinished.key == source:
+                self.abort(unfinished)
+
+    def iter_unfinished(self) -> Iterator[UnfinishedWrite]:
+        """Every multipart upload begun in the bucket and neither completed nor aborted."""
+        return self._unfinished(prefix=None)
+
+    def abort(self, unfinished: UnfinishedWrite) -> None:
+        """Abort the multipart upload; the server drops its parts."""
+        with _provider_errors(f"aborting the unfinished write to {unfinished.key}"):
+            try:
+                self._client._abort_multipart_upload(
+                    self._bucket, unfinished.key, unfinished.upload_id
+                )
+            except S3Error as error:
+                if error.code != "NoSuchUpload":  # finished or aborted meanwhile
+                    raise
 
     def head(self, key: str) -> StoredObject | None:
         """The original version at `key`; later versions and delete markers are ignored."""
@@ -306,7 +318,11 @@ class S3Store:
                 if version.is_delete_marker or version.object_name in seen:
                     continue
                 seen.add(version.object_name)
-                yield StagedObject(staging_key=version.object_name, size=version.size)
+                yield StagedObject(
+                    staging_key=version.object_name,
+                    size=version.size,
+                    written_at=version.last_modified,
+                )
 
     def lock(self, key: str, version_id: str | None, *, retain_until: datetime) -> None:
         """COMPLIANCE-lock that version until at least `retain_until` (never shortened)."""
@@ -357,29 +373,10 @@ class S3Store:
             raise StorageError(f"bucket {self._bucket}: {_PROBE_KEY} vanished after writing")
         return written
 
-    def _copy(self, source: str, key: str, *, size: int, until: datetime) -> str:
-        """Server-side copy with COMPLIANCE retention requested; returns the new version id."""
-        retention = Retention(COMPLIANCE, until)
-        with _provider_errors(f"committing {source} to {key}"):
-            if size > _MAX_COPY_SIZE:
-                # An explicit range makes minio copy in parts of at most 5 GiB.
-                sources = [ComposeSource(self._bucket, source, offset=0, length=size)]
-                written = self._client.compose_object(
-                    self._bucket, key, sources, retention=retention
-                )
-            else:
-                copy_source = CopySource(self._bucket, source)
-                written = self._client.copy_object(
-                    self._bucket, key, copy_source, retention=retention
-                )
-        if not written.version_id:
-            raise StorageError(f"bucket {self._bucket} is not versioned: {key} has no version")
-        return str(written.version_id)
-
     def _lock(self, key: str, version: str | None, at_least: datetime, extend_to: datetime) -> None:
         """Make sure `version` is COMPLIANCE-locked until `at_least`, setting it if not.
 
-        Some servers silently drop retention sent with a copy, so read it back.
+        Some servers accept retention and do not keep it, so read it back.
         """
         if _locked_until(self._retention(key, version), at_least):
             return
@@ -425,17 +422,53 @@ class S3Store:
             self._bucket, prefix=prefix, recursive=True, include_version=True
         )
 
-    def _discard_quietly(self, staged: StagedObject) -> None:
-        """Drop the staging copy after a commit; a failure here must not undo the commit."""
-        try:
-            self.discard(staged)
-        except StorageError as error:
-            # The leftover is harmless and visible: `iter_staged` lists it for cleanup.
-            _log.warning(
-                "staging copy left after commit",
-                staging_key=staged.staging_key,
-                error=error.diagnostics(),
-            )
+    def _locked(self, key: str, version: str | None) -> bool:
+        retention = self._retention(key, version)
+        return retention is not None and retention.mode == COMPLIANCE
+
+    def _unfinished(self, *, prefix: str | None) -> Iterator[UnfinishedWrite]:
+        """Multipart uploads in progress, each with when its newest part arrived.
+
+        minio's public API has no call for ListMultipartUploads, ListParts or
+        AbortMultipartUpload; its own internal ones are used, pinned by the lock file.
+        """
+        key_marker = upload_marker = None
+        while True:
+            with _provider_errors("listing unfinished writes"):
+                listing = self._client._list_multipart_uploads(
+                    self._bucket,
+                    prefix=prefix,
+                    key_marker=key_marker,
+                    upload_id_marker=upload_marker,
+                )
+            for upload in listing.uploads:
+                if upload.upload_id is None:
+                    continue  # a malformed listing entry names nothing to abort
+                yield UnfinishedWrite(
+                    key=upload.object_name,
+                    upload_id=upload.upload_id,
+                    active_at=self._last_part_at(upload),
+                )
+            if not listing.is_truncated:
+                return
+            key_marker, upload_marker = listing.next_key_marker, listing.next_upload_id_marker
+
+    def _last_part_at(self, upload: Any) -> datetime:
+        """When the upload last received a part (its start, before the first part)."""
+        latest: datetime = upload.initiated_time or datetime.now(UTC)
+        with _provider_errors(f"listing the parts of {upload.object_name}"):
+            try:
+                parts = self._client._list_parts(
+                    self._bucket, upload.object_name, upload.upload_id
+                ).parts
+            except S3Error as error:
+                if error.code != "NoSuchUpload":
+                    raise
+                parts = []
+        for part in parts:
+            if part.last_modified is not None and part.last_modified > latest:
+                latest = part.last_modified
+        return latest
 
 
 class _ChunkReader:

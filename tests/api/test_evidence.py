@@ -164,8 +164,11 @@ def test_filename_is_metadata_only(locker: Locker) -> None:
     assert_recorded(
         locker, response.json(), PNG, filename="../../etc/passwd", media_type="image/png"
     )
+    # The key is the upload's own, fixed before its first byte: never the client's name.
     [key] = stored_objects(locker)
-    assert key == f"org/{locker.organisation_id}/sha256/{hashlib.sha256(PNG).hexdigest()}"
+    with locker.runtime.database.session() as session:
+        [intent] = session.exec(select(UploadIntent)).all()
+    assert key == f"org/{locker.organisation_id}/evidence/{intent.id}"
 
 
 @pytest.mark.parametrize(

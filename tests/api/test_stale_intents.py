@@ -7,7 +7,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -51,13 +51,13 @@ def test_a_running_locker_settles_what_a_crash_left_pending(
 ) -> None:
     locker = make_locker(**_FAST)
     runtime = locker.runtime
-    stored = _crashed_upload(runtime, locker.organisation_id, PNG + b"1", stored=True)
-    unstored = _crashed_upload(runtime, locker.organisation_id, PNG + b"2", stored=False)
+    stored = _crashed_upload(runtime, locker.organisation_id, PNG + b"1", stage="locked")
+    unstored = _crashed_upload(runtime, locker.organisation_id, PNG + b"2", stage="none")
     assert sum("still pending" in f for f in fsck(runtime).findings) == 2
 
     intents = _settled(runtime, {stored, unstored})
     assert (intents[stored].status, intents[unstored].status) == ("done", "abandoned")
-    assert intents[unstored].outcome == "interrupted before its bytes were committed"
+    assert intents[unstored].outcome == "interrupted before its bytes were stored"
     with runtime.database.session() as session:
         recorded = session.exec(select(Evidence)).one()
     assert recorded.object_key == intents[stored].object_key
@@ -113,7 +113,10 @@ def test_an_upload_in_flight_is_never_settled_from_under_it(
         _pending_upload(runtime, "slow.png")
         # A younger intent no request handles: the workers settle it once it is stale,
         # when the upload in flight is older still.
-        crashed.append(_crashed_upload(runtime, locker.organisation_id, PNG + b"3", stored=False))
+        young = datetime.now(UTC)
+        crashed.append(
+            _crashed_upload(runtime, locker.organisation_id, PNG + b"3", stage="none", at=young)
+        )
         while _intents(runtime)[crashed[0]].status == "pending":
             time.sleep(_IDLE_SECONDS / 4)  # never idle as long as the idle timeout
             yield PNG
@@ -166,8 +169,8 @@ def test_an_upload_cut_off_by_a_database_outage_is_settled_once_it_returns(
 
 def test_an_intent_is_settled_once_whoever_comes_second(locker: Locker) -> None:
     runtime = locker.runtime
-    stored = _crashed_upload(runtime, locker.organisation_id, PNG + b"4", stored=True)
-    unstored = _crashed_upload(runtime, locker.organisation_id, PNG + b"5", stored=False)
+    stored = _crashed_upload(runtime, locker.organisation_id, PNG + b"4", stage="locked")
+    unstored = _crashed_upload(runtime, locker.organisation_id, PNG + b"5", stage="none")
     # What a second worker read before the first settled them.
     snapshots = {i: _intents(runtime)[i] for i in (stored, unstored)}
     assert settle_intent(runtime, snapshots[stored]) == f"finished upload intent {stored}"
@@ -185,7 +188,7 @@ def test_an_intent_is_settled_once_whoever_comes_second(locker: Locker) -> None:
 @pytest.mark.parametrize("backend", ["postgres-s3"], indirect=True)
 def test_an_unreachable_store_leaves_stored_bytes_pending(locker: Locker) -> None:
     runtime = locker.runtime
-    stored = _crashed_upload(runtime, locker.organisation_id, PNG + b"6", stored=True)
+    stored = _crashed_upload(runtime, locker.organisation_id, PNG + b"6", stage="locked")
     gone = S3Store(
         endpoint=f"127.0.0.1:{free_port()}",
         access_key="a",

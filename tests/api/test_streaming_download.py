@@ -24,8 +24,8 @@ DATA = bytes(range(256)) * (5 * 4096 + 7)  # about 5 MiB, not a whole number of 
 
 def _stored(tmp_path: Path) -> FilesystemStore:
     store = FilesystemStore(tmp_path)
-    staged = store.stage(DATA[i : i + 300_000] for i in range(0, len(DATA), 300_000))
-    store.commit(staged, "item", retain_until=datetime.now(UTC) + timedelta(days=1))
+    staged = store.stage((DATA[i : i + 300_000] for i in range(0, len(DATA), 300_000)), key="item")
+    store.commit(staged, retain_until=datetime.now(UTC) + timedelta(days=1))
     return store
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from minio import Minio
@@ -14,6 +17,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from service.db.models import Evidence, OrphanObject, UploadIntent
+from service.evidence.recording import upload_object_key
 from service.operations.fsck import fsck
 from service.runtime import Runtime, open_runtime
 from tests.harness import Locker, analysed
@@ -79,7 +83,7 @@ def test_flipped_byte_in_stored_object_is_found_or_refused(locker: Locker) -> No
     item = _upload(locker)
     runtime = locker.runtime
     settings = runtime.settings
-    key = f"org/{locker.organisation_id}/sha256/{item['sha256']}"
+    key = _object_key(runtime, str(item["id"]))
     if settings.s3_endpoint is None:
         path = Path(settings.data_dir) / "store" / "objects" / key
         os.chmod(path, 0o644)
@@ -105,56 +109,117 @@ def test_flipped_byte_in_stored_object_is_found_or_refused(locker: Locker) -> No
         assert http.get(f"/v1/evidence/{item['id']}/content").content == PNG
 
 
-def _crashed_upload(runtime: Runtime, organisation_id: str, content: bytes, *, stored: bool) -> str:
-    """An intent as a crash would leave it: pending, maybe with its object stored."""
+def _object_key(runtime: Runtime, evidence_id: str) -> str:
+    with runtime.database.session() as session:
+        evidence = session.get(Evidence, evidence_id)
+        assert evidence is not None
+        return evidence.object_key
+
+
+@contextmanager
+def _impatient(locker: Locker) -> Iterator[Runtime]:
+    """The locker as fsck sees it when uploads go silent after one second, not minutes."""
+    settings = locker.runtime.settings.model_copy(update={"upload_idle_timeout_seconds": 1})
+    runtime = open_runtime(settings)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+_LONG_AGO = datetime.now(UTC) - timedelta(hours=1)
+
+
+def _crashed_upload(
+    runtime: Runtime, organisation_id: str, content: bytes, *, stage: str, at: datetime = _LONG_AGO
+) -> str:
+    """An intent as a crash would leave it, pending and silent since `at`: its bytes
+    not written (`stage` "none"), written at its key ("written"), or locked ("locked")."""
     with runtime.database.session() as session:
         user_id = session.exec(text("SELECT id FROM user_account LIMIT 1")).scalar_one()
-    staged = runtime.store.stage(iter([content]))
+    intent_id = str(uuid.uuid4())
+    key = upload_object_key(organisation_id, intent_id)
     intent = UploadIntent(
-        id=str(uuid.uuid4()),
+        id=intent_id,
         organisation_id=organisation_id,
         user_id=user_id,
         filename="crash.png",
         metadata_json="{}",
-        created_at=datetime.now(UTC),
+        created_at=at,
+        heartbeat_at=at,
         sha256=hashlib.sha256(content).hexdigest(),
         sha512=hashlib.sha512(content).hexdigest(),
         size=len(content),
         media_type="image/png",
-        staging_key=staged.staging_key,
+        staging_key=key,
     )
-    if stored:
-        key = f"org/{organisation_id}/sha256/{intent.sha256}"
-        obj = runtime.store.commit(staged, key, retain_until=runtime.retain_until())
-        intent.object_key, intent.object_version = obj.key, obj.version_id
+    if stage != "none":
+        staged = runtime.store.stage(iter([content]), key=key)
+        intent.staging_key = staged.staging_key
+        if stage == "locked":
+            obj = runtime.store.commit(staged, retain_until=runtime.retain_until())
+            intent.object_key, intent.object_version = obj.key, obj.version_id
     with runtime.database.session() as session:
         session.add(intent)
-    return intent.id
+    return intent_id
 
 
 def test_repair_finishes_or_abandons_pending_intents(locker: Locker) -> None:
-    runtime = locker.runtime
-    finished = _crashed_upload(runtime, locker.organisation_id, PNG + b"1", stored=True)
-    abandoned = _crashed_upload(runtime, locker.organisation_id, PNG + b"2", stored=False)
+    runtime, org = locker.runtime, locker.organisation_id
+    locked = _crashed_upload(runtime, org, PNG + b"1", stage="locked")
+    written = _crashed_upload(runtime, org, PNG + b"2", stage="written")
+    lost = _crashed_upload(runtime, org, PNG + b"3", stage="none")
     findings = fsck(runtime).findings
-    assert sum("still pending" in f for f in findings) == 2
+    assert sum("still pending" in f for f in findings) == 3, findings
     report = fsck(runtime, repair=True)
-    assert any(finished in r and "finished" in r for r in report.repairs)
-    assert any(abandoned in r and "abandoned" in r for r in report.repairs)
     with runtime.database.session() as session:
         statuses = {i.id: i.status for i in session.exec(select(UploadIntent))}
-        evidence = session.exec(select(Evidence)).all()
-    assert statuses[finished] == "done"
-    assert statuses[abandoned] == "abandoned"
-    assert [e.sha256 for e in evidence] == [hashlib.sha256(PNG + b"1").hexdigest()]
+        recorded = {e.sha256 for e in session.exec(select(Evidence))}
+    # Written whole and digested, the crash came before the lock: on S3 the bytes are at
+    # their key and are locked, then recorded; a filesystem had not linked them yet.
+    written_finished = runtime.store.enforces_retention
+    assert statuses == {
+        locked: "done",
+        written: "done" if written_finished else "abandoned",
+        lost: "abandoned",
+    }, report.repairs
+    assert recorded == {
+        hashlib.sha256(PNG + suffix).hexdigest()
+        for suffix in ([b"1", b"2"] if written_finished else [b"1"])
+    }
+    for intent_id in (locked, written) if written_finished else (locked,):
+        key = upload_object_key(org, intent_id)
+        until = runtime.store.retention_until(key, None) if written_finished else None
+        assert until is None or until > datetime.now(UTC) + timedelta(days=1)
+        assert runtime.store.head(key) is not None
     assert fsck(runtime).findings == []
+    assert list(runtime.store.iter_staged()) == []
+
+
+def test_an_upload_in_flight_is_left_alone(locker: Locker) -> None:
+    """fsck beside a running locker: an intent still beating is no crash's leftover."""
+    runtime = locker.runtime
+    live = _crashed_upload(runtime, locker.organisation_id, PNG, stage="written", at=_now())
+    report = fsck(runtime, repair=True)
+    assert report.findings == [] and report.repairs == []
+    assert report.checked["uploads in flight"] == 1
+    with runtime.database.session() as session:
+        intent = session.get(UploadIntent, live)
+        assert intent is not None and intent.status == "pending"
+    assert runtime.store.head(upload_object_key(locker.organisation_id, live)) is not None or (
+        not runtime.store.enforces_retention
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def test_orphan_object_is_reported_then_recorded_never_deleted(locker: Locker) -> None:
     runtime = locker.runtime
-    staged = runtime.store.stage(iter([b"orphan bytes"]))
     key = f"org/{locker.organisation_id}/sha256/{hashlib.sha256(b'orphan bytes').hexdigest()}"
-    runtime.store.commit(staged, key, retain_until=runtime.retain_until())
+    staged = runtime.store.stage(iter([b"orphan bytes"]), key=key)
+    runtime.store.commit(staged, retain_until=runtime.retain_until())
     assert any(key in f for f in fsck(runtime).findings)
     report = fsck(runtime, repair=True)
     assert any(key in r for r in report.repairs)
@@ -164,37 +229,56 @@ def test_orphan_object_is_reported_then_recorded_never_deleted(locker: Locker) -
     assert fsck(runtime).findings == []
 
 
-def _left_unlocked(locker: Locker, content: bytes) -> str:
-    """Bytes at their content key, not locked: an upload that died before its commit."""
-    key = f"org/{locker.organisation_id}/sha256/{hashlib.sha256(content).hexdigest()}"
-    store = locker.runtime.store
+def test_unlocked_bytes_of_an_abandoned_upload_are_listed_then_removed(locker: Locker) -> None:
+    """An upload abandoned while its store was down: its bytes stay at its key, unlocked,
+    until fsck removes them. A filesystem cannot tell them from evidence: kept, recorded."""
+    runtime, store = locker.runtime, locker.runtime.store
+    stage = "written" if store.enforces_retention else "locked"
+    intent_id = _crashed_upload(runtime, locker.organisation_id, PNG, stage=stage)
+    key = upload_object_key(locker.organisation_id, intent_id)
+    with runtime.database.session() as session:
+        intent = session.get(UploadIntent, intent_id)
+        assert intent is not None
+        intent.status, intent.outcome = "abandoned", "the store was down"
+        intent.object_key = intent.object_version = None
+        session.add(intent)
+    findings = fsck(runtime).findings
+    assert any(key in f for f in findings), findings
+    report = fsck(runtime, repair=True)
+    assert any(key in r for r in report.repairs), report.repairs
     if store.enforces_retention:
-        staged = store.stage(iter([content]), expected_key=key)
-        assert staged.target_key == key  # written in place, still unlocked
-        assert store.retention_until(key, staged.version_id) is None
+        assert any(f"unlocked bytes of upload intent {intent_id}" in f for f in findings)
+        assert store.head(key) is None
     else:
-        path = locker.runtime.settings.data_dir / "store" / "objects" / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        path.chmod(0o644)
-    return key
+        assert store.head(key) is not None
+    assert fsck(runtime).findings == []
 
 
-def test_bytes_left_at_their_key_are_locked_when_adopted(locker: Locker) -> None:
-    content = PNG + b"left behind"
-    key = _left_unlocked(locker, content)
-    item = _upload(locker, content)
+def test_unfinished_writes_are_told_live_from_crashed(locker: Locker) -> None:
     store = locker.runtime.store
-    assert item["sha256"] == hashlib.sha256(content).hexdigest()
-    if store.enforces_retention:
-        with locker.runtime.database.session() as session:
-            version = session.exec(select(Evidence.object_version)).one()
-        until = store.retention_until(key, version)
-        assert until is not None and until > datetime.now(UTC)
-    else:
-        mode = (locker.runtime.settings.data_dir / "store" / "objects" / key).stat().st_mode
-        assert mode & 0o222 == 0  # read-only
-    assert fsck(locker.runtime).findings == []
+    if not store.enforces_retention:
+        assert list(store.iter_unfinished()) == []  # a filesystem's are staging files
+        return
+    settings = locker.runtime.settings
+    assert settings.s3_endpoint is not None
+    client = Minio(
+        settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=False,
+    )
+    key = upload_object_key(locker.organisation_id, str(uuid.uuid4()))
+    upload_id = client._create_multipart_upload(settings.s3_bucket, key, {})
+    with _impatient(locker) as runtime:
+        report = fsck(runtime)
+        assert report.findings == [] and report.checked["unfinished writes in progress"] == 1
+        time.sleep(2.5)  # silent for longer than the idle timeout: a crash's
+        findings = fsck(runtime).findings
+        assert any(key in f and upload_id in f and "--repair aborts" in f for f in findings)
+        repaired = fsck(runtime, repair=True)
+        assert any(key in r and "aborted" in r for r in repaired.repairs), repaired.repairs
+        assert list(runtime.store.iter_unfinished()) == []
+        assert fsck(runtime).findings == []
 
 
 def test_a_lock_shorter_than_the_retention_is_found_and_extended(locker: Locker) -> None:
@@ -233,9 +317,13 @@ def test_a_read_the_store_cannot_serve_is_not_logged_as_an_access(locker: Locker
 def test_staged_bytes_no_upload_owns_are_found_then_discarded(locker: Locker) -> None:
     store = locker.runtime.store
     staged = store.stage(iter([b"half an upload"]))
-    findings = fsck(locker.runtime).findings
-    assert any(staged.staging_key in f and "never finished" in f for f in findings)
-    report = fsck(locker.runtime, repair=True)
-    assert any(staged.staging_key in r for r in report.repairs)
-    assert [s.staging_key for s in store.iter_staged()] == []
-    assert fsck(locker.runtime).findings == []
+    with _impatient(locker) as runtime:
+        report = fsck(runtime)  # just written: a request may still own them
+        assert report.findings == [] and report.checked["staging objects being written"] == 1
+        time.sleep(2.5)
+        findings = fsck(runtime).findings
+        assert any(staged.staging_key in f and "never finished" in f for f in findings)
+        report = fsck(runtime, repair=True)
+        assert any(staged.staging_key in r for r in report.repairs)
+        assert [s.staging_key for s in store.iter_staged()] == []
+        assert fsck(runtime).findings == []

@@ -5,11 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -22,6 +18,7 @@ from service.client.uploader import UploadError, upload
 from service.core.checkpoint import NoteVerifier
 from service.core.receipt import Receipt
 from service.db.models import ResumableUpload
+from tests.cutting_proxy import cutting_proxy
 from tests.harness import Locker
 
 runner = CliRunner()
@@ -149,7 +146,7 @@ def test_a_cut_at_90_percent_resumes_from_the_server_offset(locker: Locker, tmp_
         waits.append(seconds)
         time.sleep(seconds)
 
-    with _cutting_proxy(locker.base_url, cut_after=size * 9 // 10) as proxy:
+    with cutting_proxy(locker.base_url, cuts=[size * 9 // 10]) as proxy:
         done = upload(
             proxy.url,
             file,
@@ -179,7 +176,7 @@ def test_a_run_that_gave_up_is_resumed_by_the_next(
     file = tmp_path / "interview.wav"
     file.write_bytes(b"RIFF" + os.urandom(2 * 1024 * 1024))
     size = file.stat().st_size
-    with _cutting_proxy(locker.base_url, cut_after=size // 2) as proxy:
+    with cutting_proxy(locker.base_url, cuts=[size // 2]) as proxy:
         with pytest.raises(UploadError, match="gave up after 1 tries"):
             upload(
                 proxy.url,
@@ -199,7 +196,7 @@ def test_a_run_that_gave_up_is_resumed_by_the_next(
     # A remembered upload the server no longer has is started again, not an error.
     other = tmp_path / "other.wav"
     other.write_bytes(b"RIFF" + os.urandom(100_000))
-    with _cutting_proxy(locker.base_url, cut_after=50_000) as proxy:
+    with cutting_proxy(locker.base_url, cuts=[50_000]) as proxy:
         with pytest.raises(UploadError, match="gave up"):
             upload(proxy.url, other, api_key=locker.api_key, verifier=key_of(locker), retries=0)
         [remembered] = list(_own_cache.iterdir())
@@ -213,7 +210,7 @@ def test_a_run_that_gave_up_is_resumed_by_the_next(
 def test_the_command_says_why_it_sends_again(locker: Locker, key: Path, tmp_path: Path) -> None:
     file = tmp_path / "statement.txt"
     file.write_bytes("أقوال الشاهد\n".encode() * 40_000)  # 1 MiB
-    with _cutting_proxy(locker.base_url, cut_after=500_000) as proxy:
+    with cutting_proxy(locker.base_url, cuts=[500_000]) as proxy:
         result = runner.invoke(
             app,
             [
@@ -240,7 +237,7 @@ def test_a_wrong_key_is_refused_before_a_byte_of_the_file(
     file = tmp_path / "large.mov"
     with file.open("wb") as handle:
         handle.truncate(1024**3)  # 1 GiB, sparse: never read if the key is checked first
-    with _cutting_proxy(locker.base_url, cut_after=None) as proxy:
+    with cutting_proxy(locker.base_url) as proxy:
         result = runner.invoke(
             app,
             ["upload", str(file), "--server", proxy.url, "--verifier-key", str(key)],
@@ -347,86 +344,6 @@ def test_a_folder_and_files_with_an_incident_a_table_and_json(
 
 def _no_wait(_seconds: float) -> None:
     raise AssertionError("a refusal must not be retried")
-
-
-class _Proxy:
-    """A loopback TCP proxy counting the bytes the client sends; the connection that
-    carries the byte past `cut_after` (counted over every connection) is cut there, once."""
-
-    def __init__(self, target: str, cut_after: int | None) -> None:
-        host, port = target.removeprefix("http://").split(":")
-        self._upstream = (host, int(port))
-        self._cut_after = cut_after
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self.connections = 0
-        self.sent = 0  # bytes from the client to the server, over every connection
-        self.was_cut = False
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-
-    def _allowance(self, wanted: int) -> int:
-        """How much of a chunk may pass; past the cut point, the rest is dropped."""
-        with self._lock:
-            limit = self._cut_after
-            if limit is None or self.was_cut or self.sent + wanted <= limit:
-                self.sent += wanted
-                return wanted
-            self.was_cut, passed, self.sent = True, limit - self.sent, limit
-            return passed
-
-    def _to_server(self, source: socket.socket, sink: socket.socket) -> None:
-        with suppress(OSError):
-            while chunk := source.recv(65536):
-                passed = self._allowance(len(chunk))
-                sink.sendall(chunk[:passed])
-                if passed < len(chunk):
-                    break
-        _close_both(source, sink)
-
-    def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
-        with client, upstream:
-            sending = threading.Thread(target=self._to_server, args=(client, upstream))
-            sending.start()
-            with suppress(OSError):
-                while chunk := upstream.recv(65536):
-                    client.sendall(chunk)
-            _close_both(upstream, client)
-            sending.join()
-
-    def serve(self) -> None:
-        self._listener.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            upstream = socket.create_connection(self._upstream)
-            threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-
-
-@contextmanager
-def _cutting_proxy(target: str, *, cut_after: int | None) -> Iterator[_Proxy]:
-    proxy = _Proxy(target, cut_after)
-    thread = threading.Thread(target=proxy.serve, daemon=True)
-    thread.start()
-    try:
-        yield proxy
-    finally:
-        proxy._stop.set()
-        thread.join(timeout=5)
-        proxy.close()
-
-
-def _close_both(*sides: socket.socket) -> None:
-    for side in sides:
-        with suppress(OSError):
-            side.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.mark.parametrize("name", ['say "no".jpg', "back\\slash.pdf", "a;b=c.png", "٢٠٢٠ ‏تقرير.pdf"])

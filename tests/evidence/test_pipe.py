@@ -32,12 +32,12 @@ def _staged(store: FilesystemStore) -> list[StagedObject]:
 async def test_bytes_arrive_exactly_with_their_digests_and_head(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path)
     data = bytes(range(256)) * 12_289  # about 3 MiB, not a whole number of chunks
-    upload = await stage_file(store, _chunks(data, 65_521), limit=len(data))
+    upload = await stage_file(store, _chunks(data, 65_521), limit=len(data), key="k")
     assert upload.digests.sha256.hex == hashlib.sha256(data).hexdigest()
     assert upload.digests.sha512.hex == hashlib.sha512(data).hexdigest()
     assert upload.digests.size == upload.staged.size == len(data)
     assert upload.head == data[:SNIFF_BYTES]
-    stored = store.commit(upload.staged, "k", retain_until=datetime.now(UTC) + timedelta(days=1))
+    stored = store.commit(upload.staged, retain_until=datetime.now(UTC) + timedelta(days=1))
     assert b"".join(store.open(stored.key, None)) == data
 
 
@@ -70,11 +70,11 @@ class _Gated(FilesystemStore):
         self.staging = 0
         self._lock = threading.Lock()
 
-    def stage(self, chunks: Iterable[bytes], *, expected_key: str | None = None) -> StagedObject:
+    def stage(self, chunks: Iterable[bytes], *, key: str | None = None) -> StagedObject:
         with self._lock:
             self.staging += 1
         self.gate.wait()
-        return super().stage(chunks, expected_key=expected_key)
+        return super().stage(chunks, key=key)
 
 
 async def test_a_full_pipe_holds_the_producer_without_a_thread(tmp_path: Path) -> None:
@@ -135,14 +135,14 @@ async def test_slow_uploads_leave_threads_for_short_calls(tmp_path: Path) -> Non
 class _Failing(FilesystemStore):
     """Fails after reading two chunks, as a store that lost its connection would."""
 
-    def stage(self, chunks: Iterable[bytes], *, expected_key: str | None = None) -> StagedObject:
+    def stage(self, chunks: Iterable[bytes], *, key: str | None = None) -> StagedObject:
         def two_then_fail() -> Iterator[bytes]:
             for count, chunk in enumerate(chunks):
                 if count == 2:
                     raise StorageError("store connection lost")
                 yield chunk
 
-        return super().stage(two_then_fail(), expected_key=expected_key)
+        return super().stage(two_then_fail(), key=key)
 
 
 async def test_a_store_failure_stops_the_producer_and_is_raised(tmp_path: Path) -> None:
@@ -164,8 +164,8 @@ async def test_a_store_failure_stops_the_producer_and_is_raised(tmp_path: Path) 
 class _Early(FilesystemStore):
     """Stops reading after one chunk yet reports success."""
 
-    def stage(self, chunks: Iterable[bytes], *, expected_key: str | None = None) -> StagedObject:
-        return super().stage([next(iter(chunks))], expected_key=expected_key)
+    def stage(self, chunks: Iterable[bytes], *, key: str | None = None) -> StagedObject:
+        return super().stage([next(iter(chunks))], key=key)
 
 
 async def test_a_store_that_stops_early_cannot_stage_a_truncated_file(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,7 +29,11 @@ def _odd_chunks(data: bytes) -> Iterator[bytes]:
 
 
 def _store(store: ObjectStore, data: bytes, key: str = KEY) -> StoredObject:
-    return store.commit(store.stage([data]), key, retain_until=RETAIN_UNTIL)
+    return store.commit(store.stage([data], key=key), retain_until=RETAIN_UNTIL)
+
+
+def _keys(staged: Iterable[StagedObject]) -> list[str]:
+    return [s.staging_key for s in staged]
 
 
 def _read(store: ObjectStore, key: str, version_id: str | None) -> bytes:
@@ -39,9 +43,9 @@ def _read(store: ObjectStore, key: str, version_id: str | None) -> bytes:
 @pytest.mark.parametrize("size", [0, 1, 5 * 1024 * 1024 + 3], ids=["empty", "one-byte", "5MiB+3"])
 def test_round_trip_is_byte_exact(object_store: ObjectStore, size: int) -> None:
     data = os.urandom(size)
-    staged = object_store.stage(_odd_chunks(data))
+    staged = object_store.stage(_odd_chunks(data), key=KEY)
     assert staged.size == size
-    stored = object_store.commit(staged, KEY, retain_until=RETAIN_UNTIL)
+    stored = object_store.commit(staged, retain_until=RETAIN_UNTIL)
     assert (stored.key, stored.size) == (KEY, size)
     assert _read(object_store, KEY, stored.version_id) == data
 
@@ -50,7 +54,7 @@ def test_multipart_stream_of_unknown_length(object_store: ObjectStore) -> None:
     """More than one 16 MiB part on S3: the stream is split, uploaded and joined intact."""
     data = os.urandom(17 * 1024 * 1024 + 11)
     stored = object_store.commit(
-        object_store.stage(_odd_chunks(data)), KEY, retain_until=RETAIN_UNTIL
+        object_store.stage(_odd_chunks(data), key=KEY), retain_until=RETAIN_UNTIL
     )
     assert stored.size == len(data)
     assert _read(object_store, KEY, stored.version_id) == data
@@ -93,30 +97,35 @@ def test_head_reports_the_committed_object(object_store: ObjectStore) -> None:
     assert object_store.head("org/test/sha256/other") is None
 
 
-def test_commit_never_overwrites(object_store: ObjectStore) -> None:
+def test_a_taken_key_is_never_written_again(object_store: ObjectStore) -> None:
     original = _store(object_store, b"original")
-    intruder = object_store.stage([b"replacement"])
     with pytest.raises(ObjectExists):
-        object_store.commit(intruder, KEY, retain_until=RETAIN_UNTIL)
+        object_store.stage([b"replacement"], key=KEY)
     assert object_store.head(KEY) == original
     assert _read(object_store, KEY, original.version_id) == b"original"
-    # The rejected staging object is left for the caller to discard.
-    assert intruder in list(object_store.iter_staged())
+    assert _keys(object_store.iter_staged()) == []
 
 
-def test_commit_removes_the_staging_object(object_store: ObjectStore) -> None:
-    staged = object_store.stage([b"x"])
-    object_store.commit(staged, KEY, retain_until=RETAIN_UNTIL)
-    assert list(object_store.iter_staged()) == []
+def test_commit_leaves_nothing_staged(object_store: ObjectStore) -> None:
+    staged = object_store.stage([b"x"], key=KEY)
+    object_store.commit(staged, retain_until=RETAIN_UNTIL)
+    assert _keys(object_store.iter_staged()) == []
+
+
+def test_a_scratch_object_cannot_be_committed(object_store: ObjectStore) -> None:
+    scratch = object_store.stage([b"a resumable upload's part"])
+    with pytest.raises(StorageError, match="not written for a key"):
+        object_store.commit(scratch, retain_until=RETAIN_UNTIL)
+    assert list(object_store.iter_objects()) == []
 
 
 def test_discard_removes_staged_object_and_is_idempotent(object_store: ObjectStore) -> None:
-    kept, dropped = object_store.stage([b"kept"]), object_store.stage([b"dropped"])
+    kept, dropped = object_store.stage([b"kept"]), object_store.stage([b"dropped"], key=KEY)
     object_store.discard(dropped)
     object_store.discard(dropped)
-    assert list(object_store.iter_staged()) == [kept]
+    assert _keys(object_store.iter_staged()) == [kept.staging_key]
     with pytest.raises(StorageError):
-        object_store.commit(dropped, KEY, retain_until=RETAIN_UNTIL)
+        object_store.commit(dropped, retain_until=RETAIN_UNTIL)
     assert object_store.head(KEY) is None
 
 
@@ -128,9 +137,13 @@ def test_iter_objects_lists_committed_not_staged(object_store: ObjectStore) -> N
 
 
 def test_iter_staged_lists_staged_objects(object_store: ObjectStore) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=2)
     staged = [object_store.stage([b"a" * n]) for n in (1, 2)]
-    assert sorted(object_store.iter_staged(), key=lambda s: s.size) == staged
+    listed = sorted(object_store.iter_staged(), key=lambda s: s.size)
+    assert [(s.staging_key, s.size) for s in listed] == [(s.staging_key, s.size) for s in staged]
     assert all(s.staging_key.startswith("staging/") for s in staged)
+    # When each was written, so that fsck tells a live upload's from a crashed one's.
+    assert all(s.written_at is not None and s.written_at >= before for s in listed)
 
 
 def test_staged_bytes_read_back_exactly_until_discarded(object_store: ObjectStore) -> None:
@@ -164,8 +177,10 @@ def test_source_errors_propagate_unchanged(object_store: ObjectStore) -> None:
         raise ClientWentAway
 
     with pytest.raises(ClientWentAway):
-        object_store.stage(failing())
+        object_store.stage(failing(), key=KEY)
     assert list(object_store.iter_staged()) == []
+    assert object_store.head(KEY) is None
+    assert list(object_store.iter_unfinished()) == []
 
 
 @pytest.mark.parametrize(
@@ -185,9 +200,8 @@ def test_source_errors_propagate_unchanged(object_store: ObjectStore) -> None:
     ],
 )
 def test_unsafe_keys_are_refused(object_store: ObjectStore, key: str) -> None:
-    staged = object_store.stage([b"x"])
     with pytest.raises(StorageError, match="refused object key"):
-        object_store.commit(staged, key, retain_until=RETAIN_UNTIL)
+        object_store.stage([b"x"], key=key)
     with pytest.raises(StorageError, match="refused object key"):
         object_store.head(key)
     assert list(object_store.iter_objects()) == []
@@ -202,10 +216,12 @@ def test_forged_staging_key_is_refused(object_store: ObjectStore) -> None:
 
 
 def test_naive_retention_date_is_refused(object_store: ObjectStore) -> None:
-    staged = object_store.stage([b"x"])
+    staged = object_store.stage([b"x"], key=KEY)
     with pytest.raises(ValueError, match="timezone-aware"):
-        object_store.commit(staged, KEY, retain_until=datetime.now() + timedelta(days=1))
-    assert object_store.head(KEY) is None
+        object_store.commit(staged, retain_until=datetime.now() + timedelta(days=1))
+    # Nothing was locked: the bytes written for the key stay unlocked (S3) or unlinked.
+    written = object_store.head(KEY)
+    assert written is None or object_store.retention_until(KEY, written.version_id) is None
 
 
 def test_filesystem_objects_are_read_only_files_under_objects(fs_store: FilesystemStore) -> None:

@@ -1,7 +1,7 @@
 """Object Lock conformance on the real S3 server (SeaweedFS), checked, not trusted.
 
 SeaweedFS has had releases that accepted retention yet allowed deletes (and 4.48
-ignores retention sent with CopyObject), so every guarantee the locker relies on is
+ignored retention sent with CopyObject), so every guarantee the locker relies on is
 exercised here against the server itself, through raw S3 calls as an attacker
 holding the bucket's credentials would make them.
 """
@@ -41,7 +41,7 @@ def retain_until() -> datetime:
 
 @pytest.fixture
 def committed(s3_store: S3Store, retain_until: datetime) -> StoredObject:
-    stored = s3_store.commit(s3_store.stage([EVIDENCE]), KEY, retain_until=retain_until)
+    stored = s3_store.commit(s3_store.stage([EVIDENCE], key=KEY), retain_until=retain_until)
     assert stored.version_id
     return stored
 
@@ -67,13 +67,16 @@ def test_commit_locks_in_compliance_mode_until_the_date(
     assert s3_store.retention_until(KEY, None) == retention.retain_until_date
 
 
-def test_multipart_copy_path_is_locked_too(
-    s3_store: S3Store, client: Minio, retain_until: datetime, monkeypatch: pytest.MonkeyPatch
+def test_a_multipart_object_is_locked_in_place(
+    s3_store: S3Store, client: Minio, retain_until: datetime
 ) -> None:
-    """Objects over 5 GiB are committed by multipart copy; exercised here at 6 MiB."""
-    monkeypatch.setattr("service.storage.s3._MAX_COPY_SIZE", 1024 * 1024)
-    data = os.urandom(6 * 1024 * 1024 + 5)
-    stored = s3_store.commit(s3_store.stage([data]), KEY, retain_until=retain_until)
+    """Two 8 MiB parts and a tail: the version written is the one locked, nothing copied."""
+    data = os.urandom(17 * 1024 * 1024 + 5)
+    staged = s3_store.stage([data], key=KEY)
+    stored = s3_store.commit(staged, retain_until=retain_until)
+    assert stored.version_id == staged.version_id
+    versions = list(client.list_objects(s3_store.bucket, prefix=KEY, include_version=True))
+    assert [v.version_id for v in versions] == [stored.version_id]
     assert b"".join(s3_store.open(KEY, stored.version_id)) == data
     retention_date = s3_store.retention_until(KEY, stored.version_id)
     assert retention_date is not None and retention_date >= retain_until

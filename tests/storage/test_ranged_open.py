@@ -31,7 +31,7 @@ DATA = os.urandom(3 * 1024 * 1024 + 17)
 def test_a_range_reads_exactly_those_bytes(
     object_store: ObjectStore, start: int, length: int
 ) -> None:
-    stored = object_store.commit(object_store.stage([DATA]), KEY, retain_until=RETAIN_UNTIL)
+    stored = object_store.commit(object_store.stage([DATA], key=KEY), retain_until=RETAIN_UNTIL)
     chunks = list(object_store.open_range(KEY, stored.version_id, start=start, length=length))
     assert b"".join(chunks) == DATA[start : start + length]
     assert all(len(chunk) <= 1024 * 1024 for chunk in chunks)
@@ -46,13 +46,13 @@ def test_a_range_of_a_missing_object_is_object_missing(object_store: ObjectStore
 def test_an_empty_or_negative_span_is_refused(
     object_store: ObjectStore, start: int, length: int
 ) -> None:
-    stored = object_store.commit(object_store.stage([DATA]), KEY, retain_until=RETAIN_UNTIL)
+    stored = object_store.commit(object_store.stage([DATA], key=KEY), retain_until=RETAIN_UNTIL)
     with pytest.raises(ValueError, match="byte span"):
         object_store.open_range(KEY, stored.version_id, start=start, length=length)
 
 
 def test_a_range_closed_early_releases_its_source(object_store: ObjectStore) -> None:
-    stored = object_store.commit(object_store.stage([DATA]), KEY, retain_until=RETAIN_UNTIL)
+    stored = object_store.commit(object_store.stage([DATA], key=KEY), retain_until=RETAIN_UNTIL)
     chunks = object_store.open_range(KEY, stored.version_id, start=5, length=len(DATA) - 5)
     assert next(chunks) == DATA[5 : 5 + 1024 * 1024]
     chunks.close()
