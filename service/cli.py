@@ -323,8 +323,11 @@ def _when(moment: datetime | None) -> str:
 
 @contextmanager
 def _runtime() -> Iterator[Runtime]:
+    from service.logs import configure_logging
     from service.runtime import open_runtime
 
+    # Log lines go to stderr: stdout is the command's answer (`--json` must parse).
+    configure_logging()
     runtime = open_runtime(load_settings())
     try:
         yield runtime

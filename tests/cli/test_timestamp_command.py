@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
 
 import pytest
@@ -11,13 +11,6 @@ from service.core.timestamp import authority_name
 from tests.cli.test_commands import _run
 from tests.openssl_tsa import OpensslAuthority, openssl_available, run_openssl_tsa
 from tests.tsa import run_tsa
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _plain(output: str) -> list[str]:
-    """The lines of the command's output (the log's among them), colours removed."""
-    return _ANSI.sub("", output).splitlines()
 
 
 @pytest.mark.skipif(not openssl_available(), reason="needs the openssl command")
@@ -37,8 +30,12 @@ def test_each_reachable_authority_stamps_and_each_failure_is_named(tmp_path: Pat
         out = " ".join(done.stdout.split())  # rich wraps long lines
         assert out.count(" timestamped at ") == 1, out
         assert f"by CN=Independent TSA,O=Independent Test Authority ({independent.url})" in out
-        [failure] = [line for line in _plain(done.stdout) if "checkpoint not timestamped" in line]
-        assert f"tsa={authority_name(ours.url)}" in failure and "error='HTTP 503 " in failure
+        # Log lines go to stderr, as JSON: stdout is the command's answer.
+        [failure] = [
+            json.loads(line) for line in done.stderr.splitlines() if "not timestamped" in line
+        ]
+        assert failure["tsa"] == authority_name(ours.url)
+        assert failure["error"].startswith("HTTP 503 ")
         independent.down = True
         done = _run(["admin", "bootstrap", "--org", "o", "--email", "a@example.org"], env)
         assert done.returncode == 0, done.stderr  # the log grew: a new checkpoint to stamp
