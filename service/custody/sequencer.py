@@ -302,10 +302,8 @@ def _tree_size(engine: Engine) -> int:
         return _size(connection)
 
 
-def _size(connection: Connection, *, lock: bool = False) -> int:
-    """The tree's size; with `lock`, held against another integrator until commit."""
-    query = "SELECT size FROM log_head WHERE id = 1" + (" FOR UPDATE" if lock else "")
-    return int(connection.execute(text(query)).scalar_one())
+def _size(connection: Connection) -> int:
+    return int(connection.execute(text("SELECT size FROM log_head WHERE id = 1")).scalar_one())
 
 
 def _integrate(
@@ -318,16 +316,12 @@ def _integrate(
     if not connection.execute(_ANY_RESERVED).scalar_one():
         connection.rollback()
         return None  # nothing reserved: no lock taken, nothing written
-    start = _size(connection, lock=True)
-    highest = _highest_reserved(connection)
-    rows = connection.execute(
-        text(
-            'SELECT "index", leaf FROM custody_entry WHERE "index" >= :start '
-            'ORDER BY "index" LIMIT :limit'
-        ),
-        {"start": start, "limit": _BATCH},
-    ).all()
-    committed = {int(index): bytes(leaf) for index, leaf in rows}
+    # One statement: the tree's size (locked), then the highest reservation, then the
+    # committed entries after the tree (one that commits meanwhile is read as missing
+    # and looked up again below, or left for the next batch).
+    rows = connection.execute(_READ_BATCH, {"limit": _BATCH}).all()
+    start, highest = int(rows[0][0]), int(rows[0][1])
+    committed = {int(index): bytes(leaf) for _, _, index, leaf in rows if index is not None}
     leaves: list[bytes] = []
     while len(leaves) < _BATCH and start + len(leaves) <= highest:
         index = start + len(leaves)
@@ -349,41 +343,51 @@ def _integrate(
         nodes.update(hashes)
         created.update(hashes)
     end = start + len(leaves)
-    connection.execute(
-        text('INSERT INTO tree_node (level, "index", hash) VALUES (:level, :index, :hash)'),
-        [{"level": n.level, "index": n.index, "hash": h} for n, h in created.items()],
-    )
-    connection.execute(text("UPDATE log_head SET size = :end WHERE id = 1"), {"end": end})
     root = merkle.range_hash(0, end, nodes)
     note = sign(Checkpoint(origin=origin, size=end, root_hash=root))
     connection.execute(
-        text(
-            "INSERT INTO checkpoint (size, root_hash, note, signed_at) "
-            "VALUES (:size, :root, :note, :at) ON CONFLICT (size) DO NOTHING"
-        ),
-        {"size": end, "root": root, "note": note, "at": datetime.now(UTC)},
-    )
-    # Delivered on commit, and only then: standbys learn the size the batch made durable.
-    connection.execute(
-        text("SELECT pg_notify(:channel, :size)"), {"channel": _CHANNEL, "size": str(end)}
+        _WRITE_BATCH,
+        {
+            "levels": [n.level for n in created],
+            "indexes": [n.index for n in created],
+            "hashes": list(created.values()),
+            "end": end,
+            "root": root,
+            "note": note,
+            "at": datetime.now(UTC),
+            "channel": _CHANNEL,
+        },
     )
     connection.commit()
     return Batch(start=start, end=end, root=root)
 
 
+# A batch reads in one statement and writes in one: few round trips per batch.
+_READ_BATCH = text(
+    "WITH head AS (SELECT size FROM log_head WHERE id = 1 FOR UPDATE), "
+    "reserved AS (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS highest "
+    "FROM custody_index_seq) "
+    'SELECT head.size, reserved.highest, entry."index", entry.leaf '
+    "FROM head CROSS JOIN reserved LEFT JOIN LATERAL ("
+    'SELECT "index", leaf FROM custody_entry WHERE "index" >= head.size '
+    'ORDER BY "index" LIMIT :limit) AS entry ON true ORDER BY entry."index"'
+)
+# The new nodes, the head, the checkpoint; the notification is delivered on commit, and
+# only then: standbys learn the size the batch made durable.
+_WRITE_BATCH = text(
+    "WITH nodes AS ("
+    'INSERT INTO tree_node (level, "index", hash) SELECT * FROM unnest('
+    "CAST(:levels AS integer[]), CAST(:indexes AS bigint[]), CAST(:hashes AS bytea[]))), "
+    "head AS (UPDATE log_head SET size = :end WHERE id = 1), "
+    "signed AS (INSERT INTO checkpoint (size, root_hash, note, signed_at) "
+    "VALUES (:end, :root, :note, :at) ON CONFLICT (size) DO NOTHING) "
+    "SELECT pg_notify(:channel, CAST(:end AS text))"
+)
 # Whether any index was reserved beyond the tree: the leader's cheap look, one statement.
 _ANY_RESERVED = text(
     "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END "
     "FROM custody_index_seq) >= (SELECT size FROM log_head WHERE id = 1)"
 )
-
-
-def _highest_reserved(connection: Connection) -> int:
-    """The highest index any transaction took from the sequence (-1 if none yet)."""
-    last, called = connection.execute(
-        text("SELECT last_value, is_called FROM custody_index_seq")
-    ).one()
-    return int(last) if called else int(last) - 1
 
 
 def _stored_leaf(connection: Connection, index: int) -> bytes | None:
