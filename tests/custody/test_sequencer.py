@@ -33,7 +33,7 @@ from service.custody import log as log_module
 from service.custody.rotation import rotate_key
 from service.custody.sequencer import INDEX_UNUSED, RESERVATION_CLASS, RESERVE, Sequencer
 from service.db import Database, open_database
-from service.db.models import CustodyEntry, LogHead, SignedCheckpoint
+from service.db.models import CustodyEntry, CustodySubject, LogHead, SignedCheckpoint
 from service.errors import Unavailable
 from service.runtime import open_runtime
 from service.settings import Settings
@@ -449,3 +449,45 @@ def _terminate(database: Database, backends: list[int]) -> None:
         for pid in backends:
             admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         admin.commit()
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"reason": "plain"},
+        {"part": {"index": 0}},  # the index key again, nested: encoded after reserving
+        {"quoted": '"index":0', "number": 0.5},
+    ],
+)
+def test_the_stored_leaf_is_the_canonical_entry_of_its_index(
+    database: Database,
+    make_log: Callable[[], CustodyLog],
+    signer: NoteSigner,
+    details: dict[str, object],
+) -> None:
+    log = make_log()
+    appended = []
+    for n in range(12):  # indexes of one and of two digits
+        with database.session() as session:
+            appended.append(
+                log.append(
+                    session,
+                    organisation_id="org-1",
+                    actor="user:alice",
+                    action="evidence.ingested",
+                    subjects=[f"evidence:{n}", "incident:1"],
+                    details=details,
+                )
+            )
+    entries = _audit(database, signer.verifier())
+    assert [e.index for e in entries] == [a.index for a in appended] == list(range(12))
+    for entry, made in zip(entries, appended, strict=True):
+        assert entry.leaf == made.leaf
+        fields = decode_entry(entry.leaf)
+        assert entry.leaf == encode_entry({k: v for k, v in fields.items() if k != "format"})
+        assert {k: fields[k] for k in details} == details
+    with database.session() as session:
+        subjects = session.exec(
+            select(CustodySubject.subject).where(CustodySubject.entry_index == 11)
+        ).all()
+    assert sorted(subjects) == ["evidence:11", "incident:1"]
