@@ -22,8 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from multiprocessing import Manager, get_context
 from pathlib import Path
+from threading import Barrier as BarrierType
 
 import httpx
 from _locker import run_locker, scratch_database
@@ -36,13 +37,27 @@ from service.settings import Settings
 Operation = Callable[[int], None]
 
 
-def _hammer(threads: int, seconds: float, make: Callable[[int], Operation]) -> list[list[float]]:
-    """Run `threads` loops for `seconds`; per loop, each completed call's latency (ms)."""
+def _hammer(
+    threads: int,
+    seconds: float,
+    make: Callable[[int], Operation],
+    start: Callable[[], None] = lambda: None,
+) -> list[list[float]]:
+    """Run `threads` loops for `seconds`; per loop, each completed call's latency (ms).
+
+    Each loop makes one call first, unmeasured (connections, the sequencer); then all
+    start together once `start` has returned.
+    """
     latencies: list[list[float]] = [[] for _ in range(threads)]
-    deadline = time.monotonic() + seconds
+    warm = threading.Barrier(threads + 1)
+    go = threading.Event()
+    deadline = 0.0
 
     def loop(number: int) -> None:
         operation, done = make(number), latencies[number]
+        operation(-1)
+        warm.wait()
+        go.wait()
         while time.monotonic() < deadline:
             started = time.perf_counter()
             operation(len(done))
@@ -51,15 +66,29 @@ def _hammer(threads: int, seconds: float, make: Callable[[int], Operation]) -> l
     workers = [threading.Thread(target=loop, args=(n,)) for n in range(threads)]
     for worker in workers:
         worker.start()
+    warm.wait()
+    start()
+    deadline = time.monotonic() + seconds
+    go.set()
     for worker in workers:
         worker.join()
     return latencies
 
 
 def _append_loops(
-    url: str, data_dir: Path, org_id: str, first: int, count: int, seconds: float
+    url: str,
+    data_dir: Path,
+    org_id: str,
+    first: int,
+    count: int,
+    seconds: float,
+    start: BarrierType,
 ) -> list[float]:
-    """`count` writer loops in this process, numbered from `first`: their latencies (ms)."""
+    """`count` writer loops in this process, numbered from `first`: their latencies (ms).
+
+    They start measuring when every process has passed `start`, so the processes' runs
+    overlap (each one takes seconds to import and connect on a busy machine).
+    """
     runtime: Runtime = open_runtime(Settings(data_dir=data_dir, database_url=url), migrate=False)
     try:
 
@@ -76,7 +105,7 @@ def _append_loops(
 
             return append
 
-        return [ms for loop in _hammer(count, seconds, make) for ms in loop]
+        return [ms for loop in _hammer(count, seconds, make, start.wait) for ms in loop]
     finally:
         runtime.close()
 
@@ -91,9 +120,13 @@ def _log_layer(url: str, data_dir: Path, args: argparse.Namespace) -> list[Row]:
         shares = [args.writers // args.processes] * args.processes
         shares[0] += args.writers - sum(shares)
         firsts = [sum(shares[:n]) for n in range(args.processes)]
-        with ProcessPoolExecutor(args.processes, mp_context=get_context("spawn")) as pool:
+        with (
+            Manager() as manager,
+            ProcessPoolExecutor(args.processes, mp_context=get_context("spawn")) as pool,
+        ):
+            start = manager.Barrier(args.processes)
             futures = [
-                pool.submit(_append_loops, url, data_dir, org_id, first, share, args.seconds)
+                pool.submit(_append_loops, url, data_dir, org_id, first, share, args.seconds, start)
                 for first, share in zip(firsts, shares, strict=True)
             ]
             latencies = [ms for future in futures for ms in future.result()]

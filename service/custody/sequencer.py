@@ -11,7 +11,9 @@ tree, in index order and without gaps, computes the new tree nodes in memory, st
 them, moves `log_head` and signs one checkpoint. A batch commits whole or not at all.
 Every process runs a `Sequencer`; the others stand by, retry the lock every
 `_TAKEOVER_SECONDS` (a holder that dies loses its connection and with it the lock),
-and meanwhile watch `log_head` for the writers of their own process.
+and meanwhile tell the writers of their own process how far the tree has grown: each
+batch's transaction notifies `_CHANNEL` with the new size (PostgreSQL delivers it on
+commit), so a standby listens instead of polling `log_head`.
 
 A reservation whose transaction rolled back or died leaves its index missing. Once it
 has been missing for `_ABANDONED_AFTER_SECONDS`, the sequencer tries the reservation's
@@ -30,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
 import structlog
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -45,7 +48,9 @@ _SEQUENCER = 0x6C6F6773657172  # the advisory lock of the one sequencer ("logseq
 RESERVATION_CLASS = 0x6C6F6772  # two-key advisory locks of reserved indexes ("logr")
 _BATCH = 2000  # entries per batch: one transaction, one checkpoint
 _TAKEOVER_SECONDS = 0.5
-_WATCH_SECONDS = 0.003  # how often a process without the lock reads log_head for its writers
+_WATCH_SECONDS = 0.003  # how often the leader looks for entries other processes committed
+_CHANNEL = "custody_log"  # LISTEN/NOTIFY channel: the tree size after each batch
+_LISTEN_SECONDS = 0.1  # the longest a standby waits for a notification before looking around
 _IDLE_SECONDS = 0.05  # the longest the sequencer sleeps when nothing is reserved
 _BUSY_SECONDS = 1.0  # after a batch, how long the log counts as busy
 # A reservation takes its index and its lock in one statement; a missing index whose lock
@@ -90,6 +95,7 @@ class Sequencer:
         self._batch_lock = threading.RLock()  # one batch at a time in this process
         self._exclusive: tuple[int, SignNote] | None = None  # (thread, its signer)
         self._connection: Connection | None = None  # holds _SEQUENCER while we lead
+        self._listener: Connection | None = None  # LISTENs on _CHANNEL while we stand by
         self._missing_since: dict[int, float] = {}  # reserved indexes seen missing, when
         self._busy_until = 0.0  # time.monotonic() until which the log counts as busy
         self._thread = threading.Thread(target=self._run, name="custody-sequencer", daemon=True)
@@ -172,6 +178,7 @@ class Sequencer:
         self._thread.join(timeout=5)
         with self._batch_lock:
             self._let_go(None)
+        self._stop_listening()
         with self._integrated:
             self._integrated.notify_all()
 
@@ -184,12 +191,16 @@ class Sequencer:
             except DBAPIError as exc:
                 _log.warning("custody sequencer paused", error=str(exc.orig))
                 self._stop.wait(_TAKEOVER_SECONDS)
+            except psycopg.Error as exc:  # on the listening connection, used directly
+                _log.warning("custody sequencer paused", error=str(exc))
+                self._stop.wait(_TAKEOVER_SECONDS)
             except Exception:  # a bug must not end integration for good
                 _log.exception("custody sequencer failed; retrying")
                 self._stop.wait(_TAKEOVER_SECONDS)
 
     def _step(self) -> None:
         if self.leading or self._try_lead():
+            self._stop_listening()
             self._wake.clear()  # before looking: a writer's later wake-up is not lost
             if self.integrate() is not None:
                 self._busy_until = time.monotonic() + _BUSY_SECONDS
@@ -199,11 +210,36 @@ class Sequencer:
             self._wake.wait(_WATCH_SECONDS if busy else _IDLE_SECONDS)
             return
         # Standing by: follow the leader's progress for this process's writers.
-        deadline = time.monotonic() + _TAKEOVER_SECONDS
+        try:
+            self._follow(deadline=time.monotonic() + _TAKEOVER_SECONDS)
+        except BaseException:
+            self._stop_listening()  # it may have missed notifications: listen anew
+            raise
+
+    def _follow(self, *, deadline: float) -> None:
+        """Until `deadline`, publish the tree size each batch's notification carries."""
+        if self._listener is None:
+            listener = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._listener = listener  # from here on, a failure drops it (`_stop_listening`)
+            listener.exec_driver_sql(f"LISTEN {_CHANNEL}")
+        driver = self._listener.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        # Once a round besides the notifications (two cheap reads a second): what batches
+        # committed before this LISTEN did is never missed.
+        self._publish(_tree_size(self._engine))
         while time.monotonic() < deadline and not self._stop.is_set():
-            if self._waiting:
-                self._publish(_tree_size(self._engine))
-            self._stop.wait(_WATCH_SECONDS if self._waiting else _IDLE_SECONDS)
+            wait = min(_LISTEN_SECONDS, max(deadline - time.monotonic(), 0))
+            notes = driver.notifies(timeout=wait, stop_after=1)
+            sizes = [int(note.payload) for note in notes if note.channel == _CHANNEL]
+            if sizes:
+                self._publish(max(sizes))
+
+    def _stop_listening(self) -> None:
+        connection, self._listener = self._listener, None
+        if connection is not None:
+            # Never pooled: a pooled connection would go on listening for its next user.
+            connection.invalidate()
+            connection.close()
 
     def _try_lead(self) -> bool:
         with self._batch_lock:
@@ -266,10 +302,8 @@ def _tree_size(engine: Engine) -> int:
         return _size(connection)
 
 
-def _size(connection: Connection, *, lock: bool = False) -> int:
-    """The tree's size; with `lock`, held against another integrator until commit."""
-    query = "SELECT size FROM log_head WHERE id = 1" + (" FOR UPDATE" if lock else "")
-    return int(connection.execute(text(query)).scalar_one())
+def _size(connection: Connection) -> int:
+    return int(connection.execute(text("SELECT size FROM log_head WHERE id = 1")).scalar_one())
 
 
 def _integrate(
@@ -279,19 +313,15 @@ def _integrate(
     abandoned: Callable[[Connection, int], bool],
 ) -> Batch | None:
     """One batch in one transaction: the committed entries after the tree, in order."""
-    if _highest_reserved(connection) < _size(connection):
+    if not connection.execute(_ANY_RESERVED).scalar_one():
         connection.rollback()
         return None  # nothing reserved: no lock taken, nothing written
-    start = _size(connection, lock=True)
-    highest = _highest_reserved(connection)
-    rows = connection.execute(
-        text(
-            'SELECT "index", leaf FROM custody_entry WHERE "index" >= :start '
-            'ORDER BY "index" LIMIT :limit'
-        ),
-        {"start": start, "limit": _BATCH},
-    ).all()
-    committed = {int(index): bytes(leaf) for index, leaf in rows}
+    # One statement: the tree's size (locked), then the highest reservation, then the
+    # committed entries after the tree (one that commits meanwhile is read as missing
+    # and looked up again below, or left for the next batch).
+    rows = connection.execute(_READ_BATCH, {"limit": _BATCH}).all()
+    start, highest = int(rows[0][0]), int(rows[0][1])
+    committed = {int(index): bytes(leaf) for _, _, index, leaf in rows if index is not None}
     leaves: list[bytes] = []
     while len(leaves) < _BATCH and start + len(leaves) <= highest:
         index = start + len(leaves)
@@ -313,30 +343,51 @@ def _integrate(
         nodes.update(hashes)
         created.update(hashes)
     end = start + len(leaves)
-    connection.execute(
-        text('INSERT INTO tree_node (level, "index", hash) VALUES (:level, :index, :hash)'),
-        [{"level": n.level, "index": n.index, "hash": h} for n, h in created.items()],
-    )
-    connection.execute(text("UPDATE log_head SET size = :end WHERE id = 1"), {"end": end})
     root = merkle.range_hash(0, end, nodes)
     note = sign(Checkpoint(origin=origin, size=end, root_hash=root))
     connection.execute(
-        text(
-            "INSERT INTO checkpoint (size, root_hash, note, signed_at) "
-            "VALUES (:size, :root, :note, :at) ON CONFLICT (size) DO NOTHING"
-        ),
-        {"size": end, "root": root, "note": note, "at": datetime.now(UTC)},
+        _WRITE_BATCH,
+        {
+            "levels": [n.level for n in created],
+            "indexes": [n.index for n in created],
+            "hashes": list(created.values()),
+            "end": end,
+            "root": root,
+            "note": note,
+            "at": datetime.now(UTC),
+            "channel": _CHANNEL,
+        },
     )
     connection.commit()
     return Batch(start=start, end=end, root=root)
 
 
-def _highest_reserved(connection: Connection) -> int:
-    """The highest index any transaction took from the sequence (-1 if none yet)."""
-    last, called = connection.execute(
-        text("SELECT last_value, is_called FROM custody_index_seq")
-    ).one()
-    return int(last) if called else int(last) - 1
+# A batch reads in one statement and writes in one: few round trips per batch.
+_READ_BATCH = text(
+    "WITH head AS (SELECT size FROM log_head WHERE id = 1 FOR UPDATE), "
+    "reserved AS (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS highest "
+    "FROM custody_index_seq) "
+    'SELECT head.size, reserved.highest, entry."index", entry.leaf '
+    "FROM head CROSS JOIN reserved LEFT JOIN LATERAL ("
+    'SELECT "index", leaf FROM custody_entry WHERE "index" >= head.size '
+    'ORDER BY "index" LIMIT :limit) AS entry ON true ORDER BY entry."index"'
+)
+# The new nodes, the head, the checkpoint; the notification is delivered on commit, and
+# only then: standbys learn the size the batch made durable.
+_WRITE_BATCH = text(
+    "WITH nodes AS ("
+    'INSERT INTO tree_node (level, "index", hash) SELECT * FROM unnest('
+    "CAST(:levels AS integer[]), CAST(:indexes AS bigint[]), CAST(:hashes AS bytea[]))), "
+    "head AS (UPDATE log_head SET size = :end WHERE id = 1), "
+    "signed AS (INSERT INTO checkpoint (size, root_hash, note, signed_at) "
+    "VALUES (:end, :root, :note, :at) ON CONFLICT (size) DO NOTHING) "
+    "SELECT pg_notify(:channel, CAST(:end AS text))"
+)
+# Whether any index was reserved beyond the tree: the leader's cheap look, one statement.
+_ANY_RESERVED = text(
+    "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END "
+    "FROM custody_index_seq) >= (SELECT size FROM log_head WHERE id = 1)"
+)
 
 
 def _stored_leaf(connection: Connection, index: int) -> bytes | None:

@@ -33,7 +33,7 @@ from service.custody import log as log_module
 from service.custody.rotation import rotate_key
 from service.custody.sequencer import INDEX_UNUSED, RESERVATION_CLASS, RESERVE, Sequencer
 from service.db import Database, open_database
-from service.db.models import CustodyEntry, LogHead, SignedCheckpoint
+from service.db.models import CustodyEntry, CustodySubject, LogHead, SignedCheckpoint
 from service.errors import Unavailable
 from service.runtime import open_runtime
 from service.settings import Settings
@@ -398,3 +398,96 @@ def test_a_failed_try_for_the_lead_discards_its_connection_and_tries_again(
     finally:
         runner.close()
         event.remove(database.engine, "before_cursor_execute", cut)
+
+
+def test_a_standby_whose_listening_connection_is_cut_listens_anew(
+    database: Database, make_log: Callable[[], CustodyLog], signer: NoteSigner
+) -> None:
+    leading, standing_by = make_log(), make_log()
+    other = open_database(str(database.engine.url.render_as_string(hide_password=False)))
+    try:
+        assert _append(leading, database, 0) == 0
+        assert _append(standing_by, other, 1) == 1  # learnt from the batch's notification
+        standby = standing_by.sequencer(other.engine)
+        assert not standby.leading
+        time.sleep(3 * sequencer._TAKEOVER_SECONDS)  # rounds of standing by on one listener
+        first = _listening_backends(database)
+        assert len(first) == 1
+
+        # The listener's connection dies (a restart, a firewall): the standby listens
+        # again on a new one, and its writers still learn when their batch is in.
+        _terminate(database, first)
+        deadline = time.monotonic() + 5
+        while _listening_backends(database) in ([], first) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _listening_backends(database) not in ([], first)
+        started = time.monotonic()
+        assert _append(standing_by, other, 2) == 2
+        assert time.monotonic() - started < 1
+        _audit(database, signer.verifier())
+    finally:
+        standing_by.close()
+        other.dispose()
+    assert _listening_backends(database) == []  # closing let go of the listener too
+
+
+def _listening_backends(database: Database) -> list[int]:
+    with database.engine.connect() as admin:
+        return list(
+            admin.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND query = :listen"
+                ),
+                {"listen": f"LISTEN {sequencer._CHANNEL}"},
+            ).scalars()
+        )
+
+
+def _terminate(database: Database, backends: list[int]) -> None:
+    with database.engine.connect() as admin:
+        for pid in backends:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        admin.commit()
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"reason": "plain"},
+        {"part": {"index": 0}},  # the index key again, nested: encoded after reserving
+        {"quoted": '"index":0', "number": 0.5},
+    ],
+)
+def test_the_stored_leaf_is_the_canonical_entry_of_its_index(
+    database: Database,
+    make_log: Callable[[], CustodyLog],
+    signer: NoteSigner,
+    details: dict[str, object],
+) -> None:
+    log = make_log()
+    appended = []
+    for n in range(12):  # indexes of one and of two digits
+        with database.session() as session:
+            appended.append(
+                log.append(
+                    session,
+                    organisation_id="org-1",
+                    actor="user:alice",
+                    action="evidence.ingested",
+                    subjects=[f"evidence:{n}", "incident:1"],
+                    details=details,
+                )
+            )
+    entries = _audit(database, signer.verifier())
+    assert [e.index for e in entries] == [a.index for a in appended] == list(range(12))
+    for entry, made in zip(entries, appended, strict=True):
+        assert entry.leaf == made.leaf
+        fields = decode_entry(entry.leaf)
+        assert entry.leaf == encode_entry({k: v for k, v in fields.items() if k != "format"})
+        assert {k: fields[k] for k in details} == details
+    with database.session() as session:
+        subjects = session.exec(
+            select(CustodySubject.subject).where(CustodySubject.entry_index == 11)
+        ).all()
+    assert sorted(subjects) == ["evidence:11", "incident:1"]
