@@ -116,7 +116,13 @@ def upload_command(  # noqa: PLR0913 (typer: one parameter per option)
             "--receipt-dir", help="Where receipts go as <evidence id>.receipt.json (default: here)."
         ),
     ] = Path(),
-    retries: Annotated[int, typer.Option(min=0, help="Tries again after a broken connection.")] = 5,
+    retries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Tries again after a broken connection, afresh whenever the upload moves on.",
+        ),
+    ] = 5,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the outcome as JSON (no progress bars).")
     ] = False,

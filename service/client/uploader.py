@@ -156,6 +156,7 @@ def _send(
     """Send what the server lacks until it answers with the evidence it recorded."""
     known = known or UploadStatus(offset=0)
     reached = 0  # how far the last PATCH got before it broke
+    held = known.offset  # what the server held when the last PATCH began
 
     def sent(position: int) -> None:
         nonlocal reached
@@ -169,7 +170,9 @@ def _send(
                 known = _settled(location, api_key, reached, tries)
             if known.evidence_id is not None:
                 return known
-            reached = known.offset
+            if known.offset > held:
+                tries.progressed()
+            reached = held = known.offset
             known = tus_client.send_from(location, api_key, path, known.offset, sent)
         except Retry as retry:
             tries.broken(retry)
@@ -205,15 +208,22 @@ class _Tries:
     ) -> None:
         self._retries, self._on_retry, self._sleep = retries, on_retry, sleep
         self.attempts = 1
+        self._broken = 0  # broken tries since the upload last moved forward
 
     def broken(self, retry: Retry) -> None:
-        if self.attempts > self._retries:
+        if self._broken >= self._retries:
             raise GaveUp(f"gave up after {self.attempts} tries: {retry.reason}")
         self.attempts += 1
-        wait = retry.after if retry.after is not None else _backoff(self.attempts - 1)
+        self._broken += 1
+        wait = retry.after if retry.after is not None else _backoff(self._broken)
         if self._on_retry is not None:
             self._on_retry(retry.reason, wait)
         self._sleep(wait)
+
+    def progressed(self) -> None:
+        """The server holds more than before: a network that drops every few minutes
+        never exhausts the tries, and the wait starts short again."""
+        self._broken = 0
 
     def pause(self, seconds: float) -> None:
         self._sleep(seconds)

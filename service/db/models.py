@@ -524,6 +524,9 @@ class ResumableUpload(SQLModel, table=True):
     expires_at: datetime
     created_at: datetime
     updated_at: datetime
+    # Set while a PATCH streams into the store, cleared once its bytes are counted or
+    # dropped: a HEAD or PATCH arriving meanwhile waits, so it sees the final offset.
+    writing_since: datetime | None = None
 
 
 class ResumablePart(SQLModel, table=True):

@@ -20,6 +20,7 @@ never in a process: any process may take the next request, after a restart too.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -106,6 +107,40 @@ def upload_state(runtime: Runtime, principal: Principal, upload_id: str) -> Resu
     return upload
 
 
+async def settled_state(runtime: Runtime, principal: Principal, upload_id: str) -> ResumableUpload:
+    """`upload_state` once no PATCH is writing into the upload, or after `_WRITE_WAIT`.
+
+    A client whose connection was cut asks at once where to go on; the request that was
+    cut may still be storing and counting what arrived. Waiting for it (a moment, as a
+    rule) answers with the offset that includes those bytes. A mark older than the idle
+    timeout is a dead process's, and a write still going after `_WRITE_WAIT` is a live
+    one's: the answer is then the offset counted so far.
+    """
+    deadline = time.monotonic() + _WRITE_WAIT.total_seconds()
+    stale = timedelta(seconds=runtime.settings.upload_idle_timeout_seconds)
+    while True:
+        upload = await asyncio.to_thread(upload_state, runtime, principal, upload_id)
+        since = upload.writing_since
+        if since is None or _aware(since) < datetime.now(UTC) - stale:
+            return upload
+        if time.monotonic() >= deadline:
+            return upload
+        await asyncio.sleep(_WRITE_POLL_S)
+
+
+_WRITE_WAIT = timedelta(seconds=10)
+_WRITE_POLL_S = 0.05
+
+
+def _mark_writing(runtime: Runtime, upload_id: str, since: datetime | None) -> None:
+    with runtime.database.session() as session:
+        session.execute(
+            update(ResumableUpload)
+            .where(col(ResumableUpload.id) == upload_id)
+            .values(writing_since=since)
+        )
+
+
 def _aware(moment: datetime) -> datetime:
     """SQLite returns naive datetimes; every time stored here is UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -135,22 +170,28 @@ async def append_chunk(
     then what arrived is kept (unless a checksum was sent) and the upload waits for the
     next PATCH at the new offset.
     """
-    upload = await asyncio.to_thread(upload_state, runtime, principal, upload_id)
+    # A cut request may still be counting what it delivered: refuse a wrong offset now,
+    # before the body crosses the network again.
+    upload = await settled_state(runtime, principal, upload_id)
     _check_offset(upload, offset)
     remaining = upload.length - offset
-    staged = await stage_file(runtime.store, _bounded(chunks, remaining), limit=remaining)
-    size = staged.digests.size
-    if checksum is not None and (body_cut() or staged.digests.sha256.raw != checksum):
-        await asyncio.to_thread(runtime.store.discard, staged.staged)
-        if body_cut():
-            return Appended(upload=upload, result=None)
-        raise ChecksumMismatch(
-            f"Upload-Checksum: the chunk at offset {offset} has sha256 "
-            f"{staged.digests.sha256.b64}, not the one sent"
-        )
-    if size == 0:
-        await asyncio.to_thread(runtime.store.discard, staged.staged)
-    upload = await asyncio.to_thread(_advance, runtime, upload_id, offset, staged)
+    await asyncio.to_thread(_mark_writing, runtime, upload_id, datetime.now(UTC))
+    try:
+        staged = await stage_file(runtime.store, _bounded(chunks, remaining), limit=remaining)
+        size = staged.digests.size
+        if checksum is not None and (body_cut() or staged.digests.sha256.raw != checksum):
+            await asyncio.to_thread(runtime.store.discard, staged.staged)
+            if body_cut():
+                return Appended(upload=upload, result=None)
+            raise ChecksumMismatch(
+                f"Upload-Checksum: the chunk at offset {offset} has sha256 "
+                f"{staged.digests.sha256.b64}, not the one sent"
+            )
+        if size == 0:
+            await asyncio.to_thread(runtime.store.discard, staged.staged)
+        upload = await asyncio.to_thread(_advance, runtime, upload_id, offset, staged)
+    finally:
+        await asyncio.shield(asyncio.to_thread(_mark_writing, runtime, upload_id, None))
     if upload.received < upload.length or upload.status != "completing":
         return Appended(upload=upload, result=None)
     result = await _complete(runtime, principal, upload)

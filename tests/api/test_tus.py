@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -394,6 +395,41 @@ def test_odd_headers_empty_chunks_and_a_cut_chunk_with_a_checksum(locker: Locker
         done = patch(client, location, 0, content, **{"Upload-Checksum": checksum(content)})
         assert done.status_code == 204, done.text
     assert staged_keys(locker.runtime) == []
+
+
+def test_a_head_while_a_patch_writes_answers_once_its_bytes_count(locker: Locker) -> None:
+    """A client cut off asks at once where to go on: the answer waits for the request that
+    is still storing what it delivered, so those bytes are never sent twice."""
+    content = os.urandom(200_000)
+    with locker.client() as client:
+        location = create(client, len(content), metadata_header("w.bin", content)).headers[
+            "Location"
+        ]
+        port = int(locker.base_url.rsplit(":", 1)[1])
+        head = (
+            f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {locker.api_key}\r\nTus-Resumable: 1.0.0\r\n"
+            f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+            f"Content-Length: 100000\r\nConnection: close\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", port)) as slow:
+            slow.sendall(head + content[:50_000])
+            time.sleep(0.3)  # the PATCH is past its offset check, writing
+            rest = threading.Timer(0.5, slow.sendall, args=(content[50_000:100_000],))
+            rest.start()
+            asked = time.monotonic()
+            state = client.head(location, headers=TUS)
+            waited = time.monotonic() - asked
+            rest.join()
+        assert state.status_code == 200 and state.headers["Upload-Offset"] == "100000"
+        assert waited >= 0.4, waited  # it answered only once the PATCH had counted
+        # A PATCH at the old offset learns the same at once, before sending its body again.
+        late = patch(client, location, 0, content[:100_000])
+        assert late.status_code == 409 and "does not match" in late.json()["detail"]
+        done = patch(client, location, 100_000, content[100_000:])
+        assert done.status_code == 204
+        evidence_id = done.headers["Locker-Evidence-Id"]
+        assert client.get(f"/v1/evidence/{evidence_id}/content").content == content
 
 
 def test_of_two_chunks_at_one_offset_only_one_counts(locker: Locker) -> None:

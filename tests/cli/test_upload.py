@@ -168,6 +168,32 @@ def test_a_cut_at_90_percent_resumes_from_the_server_offset(locker: Locker, tmp_
     assert content == file.read_bytes()
 
 
+def test_a_link_that_drops_again_and_again_never_runs_out_of_tries(
+    locker: Locker, tmp_path: Path
+) -> None:
+    """Six cuts with one try to spare: each try moved the upload on, so the count starts
+    afresh and the wait stays at its shortest; nothing is sent twice but what was in
+    flight when the link dropped."""
+    file = tmp_path / "long-interview.mp4"
+    file.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(3 * 1024 * 1024))
+    size = file.stat().st_size
+    waits: list[float] = []
+    cuts = [size * n // 7 for n in range(1, 7)]
+    with cutting_proxy(locker.base_url, cuts=cuts) as proxy:
+        done = upload(
+            proxy.url,
+            file,
+            api_key=locker.api_key,
+            verifier=key_of(locker),
+            retries=1,
+            on_retry=lambda _reason, wait: waits.append(wait),
+        )
+    assert proxy.cut == 6 and done.attempts == 7
+    assert waits == [1.0] * 6
+    assert proxy.sent < 1.1 * size, f"{proxy.sent} bytes for {size}"
+    assert done.answer["sha256"] == hashlib.sha256(file.read_bytes()).hexdigest()
+
+
 def test_a_run_that_gave_up_is_resumed_by_the_next(
     locker: Locker, tmp_path: Path, _own_cache: Path
 ) -> None:

@@ -36,8 +36,8 @@ from service.evidence.resumable import (
     Appended,
     append_chunk,
     create_upload,
+    settled_state,
     terminate_upload,
-    upload_state,
 )
 from service.jobs.work import ANALYSE
 from service.runtime import Runtime
@@ -178,9 +178,10 @@ async def create(
 
 
 @router.head("/{upload_id}", dependencies=[_TusRequest], responses=problem_responses(410, 412))
-def head_upload(upload_id: str, runtime: RuntimeDep, principal: EvidenceUploader) -> Response:
-    """How many bytes the server holds; once complete, the evidence it became."""
-    upload = upload_state(runtime, principal, upload_id)
+async def head_upload(upload_id: str, runtime: RuntimeDep, principal: EvidenceUploader) -> Response:
+    """How many bytes the server holds (once a PATCH in flight has counted its own);
+    once complete, the evidence it became."""
+    upload = await settled_state(runtime, principal, upload_id)
     return Response(status_code=status.HTTP_200_OK, headers=_headers(upload))
 
 
