@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for tests.seaweed and tests.harness
 
 from tests.harness import free_port  # noqa: E402
-from tests.seaweed import SeaweedServer, stop_process  # noqa: E402
+from tests.seaweed import SeaweedServer, run_seaweed, stop_process  # noqa: E402
 
 ADMIN_URL = os.environ.get("LOCKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _START_TIMEOUT_S = 60.0
@@ -142,3 +142,18 @@ def locker_process(
 def bootstrap_key(locker_env: dict[str, str]) -> str:
     """`locker admin bootstrap` with these settings: the new admin's API key."""
     return _bootstrap(_environment(locker_env))
+
+
+def start_locker(
+    stack: ExitStack, root: Path, *, backend: str, database: str, **settings: str
+) -> Locker:
+    """A locker on `backend` ("s3": SeaweedFS and a scratch PostgreSQL database named
+    after `database`; "embedded": SQLite and the filesystem) with these LOCKER_*
+    `settings` besides, running until `stack` closes."""
+    if backend == "s3":
+        s3 = stack.enter_context(run_seaweed(root / "seaweed"))
+        url = stack.enter_context(scratch_database(database))
+        env = s3_environment(s3, database_url=url, data_dir=root / "data")
+    else:
+        env = embedded_environment(root / "data")
+    return stack.enter_context(run_locker(env | settings, log_path=root / "locker.log"))

@@ -19,16 +19,9 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from _locker import (
-    embedded_environment,
-    run_locker,
-    s3_environment,
-    scratch_database,
-)
+from _locker import start_locker
 from _report import Row, print_context, print_table
 from _upload import make_unique, tus_upload, upload, write_random_file
-
-from tests.seaweed import run_seaweed
 
 
 def main() -> int:
@@ -40,13 +33,7 @@ def main() -> int:
     print_context()
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
         root = Path(scratch)
-        if args.backend == "s3":
-            s3 = stack.enter_context(run_seaweed(root / "seaweed"))
-            url = stack.enter_context(scratch_database("bench_tus"))
-            env = s3_environment(s3, database_url=url, data_dir=root / "data")
-        else:
-            env = embedded_environment(root / "data")
-        locker = stack.enter_context(run_locker(env, log_path=root / "locker.log"))
+        locker = start_locker(stack, root, backend=args.backend, database="bench_tus")
         path = root / "file.bin"
         write_random_file(path, args.mib)
         times: dict[str, list[float]] = {"form": [], "tus": [], "completion": []}

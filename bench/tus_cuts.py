@@ -19,14 +19,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
-from _locker import embedded_environment, run_locker, s3_environment, scratch_database
+from _locker import start_locker
 from _report import Row, print_context, print_table
 from _upload import MIB, write_random_file
 
 from service.client.uploader import upload
 from service.core.checkpoint import parse_verifier_keys
 from tests.cutting_proxy import cutting_proxy
-from tests.seaweed import run_seaweed
 
 _TARGET_RATIO = 1.1
 
@@ -40,14 +39,13 @@ def main() -> int:
     print_context()
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
         root = Path(scratch)
-        if args.backend == "s3":
-            s3 = stack.enter_context(run_seaweed(root / "seaweed"))
-            url = stack.enter_context(scratch_database("bench_tus_cuts"))
-            env = s3_environment(s3, database_url=url, data_dir=root / "data")
-        else:
-            env = embedded_environment(root / "data")
-        env["LOCKER_MAX_UPLOAD_BYTES"] = str((args.mib + 1) * MIB)
-        locker = stack.enter_context(run_locker(env, log_path=root / "locker.log"))
+        locker = start_locker(
+            stack,
+            root,
+            backend=args.backend,
+            database="bench_tus_cuts",
+            LOCKER_MAX_UPLOAD_BYTES=str((args.mib + 1) * MIB),
+        )
         verifier = parse_verifier_keys(httpx.get(f"{locker.url}/v1/custody/verifier-key").text)
         path = root / "video.mp4"
         write_random_file(path, args.mib)

@@ -60,6 +60,20 @@ def patch(
     )
 
 
+def raw_patch_head(locker: Locker, location: str, length: int, extra: str = "") -> bytes:
+    """The head of a PATCH at offset 0 for a raw socket: to cut it, or send it slowly."""
+    return (
+        f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {locker.api_key}\r\nTus-Resumable: 1.0.0\r\n"
+        f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+        f"{extra}Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def raw_connection(locker: Locker) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", int(locker.base_url.rsplit(":", 1)[1])))
+
+
 def checksum(body: bytes) -> str:
     return "sha256 " + base64.b64encode(hashlib.sha256(body).digest()).decode()
 
@@ -286,14 +300,8 @@ def test_a_cut_connection_keeps_what_arrived(locker: Locker) -> None:
         location = create(client, len(content), metadata_header("h.bin", content)).headers[
             "Location"
         ]
-        port = int(locker.base_url.rsplit(":", 1)[1])
-        head = (
-            f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {locker.api_key}\r\nTus-Resumable: 1.0.0\r\n"
-            f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
-            f"Content-Length: {len(content)}\r\n\r\n"
-        ).encode()
-        with socket.create_connection(("127.0.0.1", port)) as raw:
+        head = raw_patch_head(locker, location, len(content))
+        with raw_connection(locker) as raw:
             raw.sendall(head + content[:250_000])
             time.sleep(0.2)  # let the server take the bytes before the cut
         offset = _wait_for_offset(client, location, 250_000)
@@ -381,14 +389,10 @@ def test_odd_headers_empty_chunks_and_a_cut_chunk_with_a_checksum(locker: Locker
         empty = patch(client, location, 0, b"")
         assert empty.status_code == 204 and empty.headers["Upload-Offset"] == "0"
         # A chunk sent with a checksum and cut short cannot match it: none of it is kept.
-        port = int(locker.base_url.rsplit(":", 1)[1])
-        head = (
-            f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {locker.api_key}\r\nTus-Resumable: 1.0.0\r\n"
-            f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
-            f"Upload-Checksum: {checksum(content)}\r\nContent-Length: {len(content)}\r\n\r\n"
-        ).encode()
-        with socket.create_connection(("127.0.0.1", port)) as raw:
+        head = raw_patch_head(
+            locker, location, len(content), f"Upload-Checksum: {checksum(content)}\r\n"
+        )
+        with raw_connection(locker) as raw:
             raw.sendall(head + content[:100_000])
             time.sleep(0.2)
         # The cut request is over once a request at its offset is answered as usual.
@@ -405,14 +409,8 @@ def test_a_head_while_a_patch_writes_answers_once_its_bytes_count(locker: Locker
         location = create(client, len(content), metadata_header("w.bin", content)).headers[
             "Location"
         ]
-        port = int(locker.base_url.rsplit(":", 1)[1])
-        head = (
-            f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {locker.api_key}\r\nTus-Resumable: 1.0.0\r\n"
-            f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
-            f"Content-Length: 100000\r\nConnection: close\r\n\r\n"
-        ).encode()
-        with socket.create_connection(("127.0.0.1", port)) as slow:
+        head = raw_patch_head(locker, location, 100_000, "Connection: close\r\n")
+        with raw_connection(locker) as slow:
             slow.sendall(head + content[:50_000])
             time.sleep(0.3)  # the PATCH is past its offset check, writing
             rest = threading.Timer(0.5, slow.sendall, args=(content[50_000:100_000],))
@@ -439,14 +437,8 @@ def test_of_two_chunks_at_one_offset_only_one_counts(locker: Locker) -> None:
         location = create(client, len(content), metadata_header("k.bin", content)).headers[
             "Location"
         ]
-        port = int(locker.base_url.rsplit(":", 1)[1])
-        head = (
-            f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {locker.api_key}\r\nTus-Resumable: 1.0.0\r\n"
-            f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
-            f"Content-Length: 100000\r\nConnection: close\r\n\r\n"
-        ).encode()
-        with socket.create_connection(("127.0.0.1", port)) as slow:
+        head = raw_patch_head(locker, location, 100_000, "Connection: close\r\n")
+        with raw_connection(locker) as slow:
             slow.sendall(head + content[:50_000])
             time.sleep(0.3)  # the slow request is past its offset check, still receiving
             fast = patch(client, location, 0, content[:100_000])
