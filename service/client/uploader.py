@@ -45,8 +45,6 @@ from service.errors import CONTROL_CHARACTERS
 __all__ = ["UploadError", "Uploaded", "check_credentials", "server_base", "upload"]
 
 _MAX_BACKOFF_S = 60.0
-_SETTLE_TRIES = 5
-_SETTLE_WAIT_S = 0.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,41 +153,22 @@ def _send(
 ) -> UploadStatus:
     """Send what the server lacks until it answers with the evidence it recorded."""
     known = known or UploadStatus(offset=0)
-    reached = 0  # how far the last PATCH got before it broke
     held = known.offset  # what the server held when the last PATCH began
-
-    def sent(position: int) -> None:
-        nonlocal reached
-        reached = position
-        if progress is not None:
-            progress(position)
-
     while True:
         try:
             if known is None:
-                known = _settled(location, api_key, reached, tries)
+                # Never start over: ask the server where it is. It answers once a cut
+                # request still storing what it delivered has counted it.
+                known = tus_client.status(location, api_key)
             if known.evidence_id is not None:
                 return known
             if known.offset > held:
                 tries.progressed()
-            reached = held = known.offset
-            known = tus_client.send_from(location, api_key, path, known.offset, sent)
+            held = known.offset
+            known = tus_client.send_from(location, api_key, path, known.offset, progress)
         except Retry as retry:
             tries.broken(retry)
-            known = None  # never start over: ask the server where it is
-
-
-def _settled(location: str, api_key: str, reached: int, tries: _Tries) -> UploadStatus:
-    """The server's offset after a broken PATCH. The server keeps what a cut request
-    brought, but may still be storing it when we ask: while it shows none of the bytes
-    that left here, ask again a few times rather than send them twice."""
-    known = tus_client.status(location, api_key)
-    for _ in range(_SETTLE_TRIES):
-        if known.evidence_id is not None or known.offset >= reached - CHUNK:
-            break
-        tries.pause(_SETTLE_WAIT_S)
-        known = tus_client.status(location, api_key)
-    return known
+            known = None
 
 
 class GaveUp(UploadError):
@@ -224,9 +203,6 @@ class _Tries:
         """The server holds more than before: a network that drops every few minutes
         never exhausts the tries, and the wait starts short again."""
         self._broken = 0
-
-    def pause(self, seconds: float) -> None:
-        self._sleep(seconds)
 
     def run(self, action: Callable[[], str]) -> str:
         while True:
