@@ -45,6 +45,8 @@ from service.errors import CONTROL_CHARACTERS
 __all__ = ["UploadError", "Uploaded", "check_credentials", "server_base", "upload"]
 
 _MAX_BACKOFF_S = 60.0
+_RECORD_POLL_S = 2.0
+_RECORD_WAIT_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,6 +156,7 @@ def _send(
     """Send what the server lacks until it answers with the evidence it recorded."""
     known = known or UploadStatus(offset=0)
     held = known.offset  # what the server held when the last PATCH began
+    size = path.stat().st_size
     while True:
         try:
             if known is None:
@@ -165,6 +168,14 @@ def _send(
             if known.offset > held:
                 tries.progressed()
             held = known.offset
+            if known.offset >= size:
+                # Every byte is there and the server is recording them (minutes, for a
+                # large file): ask again later; a PATCH now would only be refused.
+                tries.wait_for_record()
+                known = None
+                continue
+            if path.stat().st_size != size:
+                raise UploadError(f"{path.name} changed while it was being uploaded")
             known = tus_client.send_from(location, api_key, path, known.offset, progress)
         except Retry as retry:
             tries.broken(retry)
@@ -188,16 +199,25 @@ class _Tries:
         self._retries, self._on_retry, self._sleep = retries, on_retry, sleep
         self.attempts = 1
         self._broken = 0  # broken tries since the upload last moved forward
+        self._recording = 0  # questions asked while the server records the upload
 
     def broken(self, retry: Retry) -> None:
         if self._broken >= self._retries:
             raise GaveUp(f"gave up after {self.attempts} tries: {retry.reason}")
         self.attempts += 1
         self._broken += 1
-        wait = retry.after if retry.after is not None else _backoff(self._broken)
+        # A server's Retry-After is followed, but never for longer than our own backoff.
+        wait = _backoff(self._broken) if retry.after is None else min(retry.after, _MAX_BACKOFF_S)
         if self._on_retry is not None:
             self._on_retry(retry.reason, wait)
         self._sleep(wait)
+
+    def wait_for_record(self) -> None:
+        """Wait while the server records the complete upload; give up after an hour."""
+        self._recording += 1
+        if self._recording * _RECORD_POLL_S > _RECORD_WAIT_S:
+            raise GaveUp("the server did not finish recording the upload within an hour")
+        self._sleep(_RECORD_POLL_S)
 
     def progressed(self) -> None:
         """The server holds more than before: a network that drops every few minutes

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -37,7 +37,7 @@ from service.core.digests import ContentDigests, Digest
 from service.db.models import UploadIntent
 from service.errors import Conflict, Error, ObjectMissing, StorageError, describe
 from service.evidence.reading import verify_object
-from service.evidence.recording import finish_intent, upload_object_key
+from service.evidence.recording import find_evidence, finish_intent, upload_object_key
 from service.storage import StagedObject
 from service.storage.base import STAGING_PREFIX
 
@@ -70,9 +70,12 @@ def touch(runtime: Runtime, intent_id: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def heartbeat(runtime: Runtime, intent_id: str) -> AsyncIterator[None]:
-    """Refresh the intent's heartbeat until the block ends."""
-    beating = asyncio.ensure_future(_beat(runtime, intent_id))
+async def heartbeat(
+    runtime: Runtime, intent_id: str, *, touch: Callable[[Runtime, str], None] = touch
+) -> AsyncIterator[None]:
+    """Refresh the intent's heartbeat (or, with `touch`, another row's) until the block
+    ends."""
+    beating = asyncio.ensure_future(_beat(runtime, intent_id, touch))
     try:
         yield
     finally:
@@ -80,7 +83,7 @@ async def heartbeat(runtime: Runtime, intent_id: str) -> AsyncIterator[None]:
         await asyncio.gather(beating, return_exceptions=True)
 
 
-async def _beat(runtime: Runtime, intent_id: str) -> None:
+async def _beat(runtime: Runtime, intent_id: str, touch: Callable[[Runtime, str], None]) -> None:
     interval = heartbeat_seconds(runtime.settings)
     while True:
         await asyncio.sleep(interval)
@@ -117,6 +120,15 @@ def settle_intent(runtime: Runtime, intent: UploadIntent) -> str | None:
         try:
             version = intent.object_version if intent.object_key else _written(runtime, key)
             verify_object(runtime.store, key, version, expected=expected)
+            held = find_evidence(runtime, intent.organisation_id, expected.sha256.hex)
+            if held is not None and not intent.object_key and not _locked(runtime, key, version):
+                # Not locked yet, and the organisation holds these bytes: as the request
+                # would have, remove ours while they can go, and record a re-submission.
+                runtime.store.discard(
+                    StagedObject(staging_key=key, size=0, target_key=key, version_id=version)
+                )
+                finish_intent(runtime, intent.id, object_key="", object_version=None)
+                return f"finished upload intent {intent.id} (a re-submission)"
             # The crash may have come before the lock: evidence is never left deletable.
             runtime.store.lock(key, version, retain_until=runtime.retain_until())
             finish_intent(runtime, intent.id, object_key=key, object_version=version)
@@ -202,6 +214,11 @@ def _own_key(intent: UploadIntent) -> str | None:
     if staging_key is None or staging_key == own or staging_key.startswith(STAGING_PREFIX):
         return own
     return None
+
+
+def _locked(runtime: Runtime, key: str, version: str | None) -> bool:
+    store = runtime.store
+    return store.enforces_retention and store.retention_until(key, version) is not None
 
 
 def _written(runtime: Runtime, key: str) -> str | None:

@@ -45,6 +45,7 @@ from service.errors import (
     describe,
 )
 from service.evidence.intake import check_submission, ingest_stream
+from service.evidence.intents import heartbeat
 from service.evidence.pipe import StagedUpload, stage_file
 from service.evidence.recording import IngestResult, UploadMetadata, check_incident
 from service.storage import StagedObject
@@ -116,7 +117,7 @@ async def settled_state(runtime: Runtime, principal: Principal, upload_id: str) 
     timeout is a dead process's, and a write still going after `_WRITE_WAIT` is a live
     one's: the answer is then the offset counted so far.
     """
-    deadline = time.monotonic() + _WRITE_WAIT.total_seconds()
+    deadline, poll = time.monotonic() + _WRITE_WAIT.total_seconds(), _WRITE_POLL_S
     stale = timedelta(seconds=runtime.settings.upload_idle_timeout_seconds)
     while True:
         upload = await asyncio.to_thread(upload_state, runtime, principal, upload_id)
@@ -125,11 +126,23 @@ async def settled_state(runtime: Runtime, principal: Principal, upload_id: str) 
             return upload
         if time.monotonic() >= deadline:
             return upload
-        await asyncio.sleep(_WRITE_POLL_S)
+        await asyncio.sleep(poll)
+        poll = min(poll * 2, _WRITE_POLL_MAX_S)
 
 
 _WRITE_WAIT = timedelta(seconds=10)
-_WRITE_POLL_S = 0.05
+_WRITE_POLL_S = 0.05  # the first look again; then twice as long each time, up to:
+_WRITE_POLL_MAX_S = 0.8
+
+
+def _still_writing(runtime: Runtime, upload_id: str) -> None:
+    with runtime.database.session() as session:
+        session.execute(
+            update(ResumableUpload)
+            .where(col(ResumableUpload.id) == upload_id)
+            .where(col(ResumableUpload.writing_since).is_not(None))
+            .values(writing_since=datetime.now(UTC))
+        )
 
 
 def _mark_writing(runtime: Runtime, upload_id: str, since: datetime | None) -> None:
@@ -177,7 +190,10 @@ async def append_chunk(
     remaining = upload.length - offset
     await asyncio.to_thread(_mark_writing, runtime, upload_id, datetime.now(UTC))
     try:
-        staged = await stage_file(runtime.store, _bounded(chunks, remaining), limit=remaining)
+        # The mark beats while the body streams: fsck and waiting requests tell a live
+        # PATCH, however long, from a dead process's.
+        async with heartbeat(runtime, upload_id, touch=_still_writing):
+            staged = await stage_file(runtime.store, _bounded(chunks, remaining), limit=remaining)
         size = staged.digests.size
         if checksum is not None and (body_cut() or staged.digests.sha256.raw != checksum):
             await asyncio.to_thread(runtime.store.discard, staged.staged)

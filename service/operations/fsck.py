@@ -33,6 +33,7 @@ from service.db.models import (
     Export,
     LogHead,
     OrphanObject,
+    ResumableUpload,
     SignedCheckpoint,
     Submission,
     TreeNode,
@@ -46,6 +47,7 @@ from service.evidence.resumable import expire_uploads, expired_uploads, part_key
 from service.exports.bundles import export_prefix
 from service.operations.record_checks import member_findings, record_findings
 from service.storage import StagedObject, StoredObject
+from service.storage.base import STAGING_PREFIX
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -102,10 +104,34 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
             for u in expired_uploads(session, datetime.now(UTC))
         ]
     _check_objects(runtime, evidence, report, repair=repair)
-    _check_orphans(runtime, evidence, intents, report, repair=repair)
+    # What the store holds is listed first and the uploads read afresh after: re-hashing
+    # may take hours, and an upload whose bytes are listed recorded its intent before
+    # its first byte, so every listed upload's state is known, and known as of now.
+    _check_orphans(runtime, evidence, report, repair=repair)
     _check_staging(runtime, report, repair=repair)
-    _check_unfinished(runtime, intents, report, repair=repair)
+    _check_unfinished(runtime, report, repair=repair)
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Uploads:
+    """Uploads as of now: intents by the key they write to, and whether any upload
+    (an intent beating, or a tus PATCH's write mark) is in flight."""
+
+    by_key: dict[str, UploadIntent]
+    in_flight: bool
+    live_since: datetime
+
+
+def _uploads_now(runtime: Runtime) -> _Uploads:
+    live_since = datetime.now(UTC) - stale_after(runtime.settings)
+    with runtime.database.session() as session:
+        by_key = _upload_keys(session)
+        marks = session.exec(
+            select(func.count()).where(col(ResumableUpload.writing_since) >= live_since)
+        ).one()
+    in_flight = marks > 0 or any(_live(i, live_since) for i in by_key.values())
+    return _Uploads(by_key=by_key, in_flight=in_flight, live_since=live_since)
 
 
 def _upload_keys(session: Session) -> dict[str, UploadIntent]:
@@ -336,12 +362,7 @@ def _check_lock(runtime: Runtime, item: Evidence, report: Report, *, repair: boo
 
 
 def _check_orphans(
-    runtime: Runtime,
-    evidence: list[Evidence],
-    intents: dict[str, UploadIntent],
-    report: Report,
-    *,
-    repair: bool,
+    runtime: Runtime, evidence: list[Evidence], report: Report, *, repair: bool
 ) -> None:
     """Objects no record explains. Unlocked bytes an upload wrote and will never record
     (it was abandoned, or its bytes proved a duplicate) are removed by `repair`; any
@@ -354,8 +375,10 @@ def _check_orphans(
     # An export's build attempts each store a bundle below its prefix; one that died
     # after storing is explained by its export, not an orphan.
     attempts = tuple(export_prefix(organisation, export) for organisation, export in exports)
+    listed = list(runtime.store.iter_objects())
+    intents = _uploads_now(runtime).by_key
     orphans: list[StoredObject] = []
-    for stored in runtime.store.iter_objects():
+    for stored in listed:
         if stored.key in known or (attempts and stored.key.startswith(attempts)):
             continue
         intent = intents.get(stored.key)
@@ -378,11 +401,17 @@ def _check_leftover(
     """The object an upload wrote to S3 but no record uses: removed if still unlocked."""
     store = runtime.store
     if store.retention_until(stored.key, stored.version_id):
-        # Two uploads of the same new bytes raced and both locked theirs: the second is
-        # a kept duplicate (undeletable until its retention ends), not a fault.
-        report.checked["locked duplicates of a race"] = (
-            report.checked.get("locked duplicates of a race", 0) + 1
-        )
+        if intent.status == "done":
+            # Two uploads of the same new bytes raced and both locked theirs: the second
+            # became a re-submission, its object a kept duplicate, not a fault.
+            report.checked["locked duplicates of a race"] = (
+                report.checked.get("locked duplicates of a race", 0) + 1
+            )
+        else:
+            report.findings.append(
+                f"object {stored.key}: locked, but upload intent {intent.id} was "
+                f"{intent.status} ({intent.outcome}); kept until its retention ends"
+            )
         return
     what = f"object {stored.key}: unlocked bytes of upload intent {intent.id} ({intent.status})"
     if not repair:
@@ -414,16 +443,22 @@ def _record_orphans(runtime: Runtime, orphans: list[StoredObject], report: Repor
 def _check_staging(runtime: Runtime, report: Report, *, repair: bool) -> None:
     """Staging bytes no pending upload or resumable upload's part owns: left by a crash
     or a failed clean-up, unless written so lately that a request may still own them."""
+    listed = list(runtime.store.iter_staged())
     with runtime.database.session() as session:
         owned = set(
             session.exec(select(UploadIntent.staging_key).where(UploadIntent.status == "pending"))
         )
         owned.update(part_keys(session))
-    live_since = datetime.now(UTC) - stale_after(runtime.settings)
-    for staged in runtime.store.iter_staged():
+    uploads = _uploads_now(runtime)
+    for staged in listed:
         if staged.staging_key in owned:
             continue
-        if staged.written_at is not None and _aware(staged.written_at) >= live_since:
+        # A staging file or part being written belongs to no record yet: while any upload
+        # is in flight, only bytes silent since before it are a crash's (the next run
+        # settles the rest).
+        if uploads.in_flight or (
+            staged.written_at is not None and _aware(staged.written_at) >= uploads.live_since
+        ):
             report.checked["staging objects being written"] = (
                 report.checked.get("staging objects being written", 0) + 1
             )
@@ -437,18 +472,21 @@ def _check_staging(runtime: Runtime, report: Report, *, repair: bool) -> None:
             )
 
 
-def _check_unfinished(
-    runtime: Runtime, intents: dict[str, UploadIntent], report: Report, *, repair: bool
-) -> None:
+def _check_unfinished(runtime: Runtime, report: Report, *, repair: bool) -> None:
     """Multipart uploads begun and never completed: a live upload's while its bytes keep
-    arriving or its intent keeps beating, a crashed one's otherwise (their parts take
-    space, unseen by any listing of objects, until they are aborted)."""
-    live_since = datetime.now(UTC) - stale_after(runtime.settings)
-    live = 0
-    for unfinished in runtime.store.iter_unfinished():
-        intent = intents.get(unfinished.key)
-        if _aware(unfinished.active_at) >= live_since or (
-            intent is not None and _live(intent, live_since)
+    arriving or its intent keeps beating (a tus PATCH's, whose scratch key no record
+    names yet, while any PATCH's write mark beats), a crashed one's otherwise (their
+    parts take space, unseen by any listing of objects, until they are aborted)."""
+    listed = list(runtime.store.iter_unfinished())
+    uploads = _uploads_now(runtime)
+    live_since, live = uploads.live_since, 0
+    for unfinished in listed:
+        intent = uploads.by_key.get(unfinished.key)
+        scratch = unfinished.key.startswith(STAGING_PREFIX)
+        if (
+            _aware(unfinished.active_at) >= live_since
+            or (intent is not None and _live(intent, live_since))
+            or (scratch and uploads.in_flight)
         ):
             live += 1
             continue

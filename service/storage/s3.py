@@ -456,19 +456,26 @@ class S3Store:
     def _last_part_at(self, upload: Any) -> datetime:
         """When the upload last received a part (its start, before the first part)."""
         latest: datetime = upload.initiated_time or datetime.now(UTC)
-        with _provider_errors(f"listing the parts of {upload.object_name}"):
-            try:
-                parts = self._client._list_parts(
-                    self._bucket, upload.object_name, upload.upload_id
-                ).parts
-            except S3Error as error:
-                if error.code != "NoSuchUpload":
-                    raise
-                parts = []
-        for part in parts:
-            if part.last_modified is not None and part.last_modified > latest:
-                latest = part.last_modified
-        return latest
+        marker: str | None = None
+        while True:  # a page holds at most 1,000 parts: a large upload has many more
+            with _provider_errors(f"listing the parts of {upload.object_name}"):
+                try:
+                    page = self._client._list_parts(
+                        self._bucket,
+                        upload.object_name,
+                        upload.upload_id,
+                        part_number_marker=marker,
+                    )
+                except S3Error as error:
+                    if error.code != "NoSuchUpload":
+                        raise
+                    return latest  # completed or aborted meanwhile
+            for part in page.parts:
+                if part.last_modified is not None and part.last_modified > latest:
+                    latest = part.last_modified
+            if not page.is_truncated or not page.next_part_number_marker:
+                return latest
+            marker = page.next_part_number_marker
 
 
 class _ChunkReader:

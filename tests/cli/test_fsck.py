@@ -196,6 +196,24 @@ def test_repair_finishes_or_abandons_pending_intents(locker: Locker) -> None:
     assert list(runtime.store.iter_staged()) == []
 
 
+def test_a_crashed_upload_of_bytes_already_held_becomes_a_resubmission(locker: Locker) -> None:
+    """The crash came after the digests were noted, before the duplicate was removed:
+    settling does what the request would have done, never locking a second copy."""
+    item = _upload(locker)
+    runtime = locker.runtime
+    intent_id = _crashed_upload(runtime, locker.organisation_id, PNG, stage="written")
+    report = fsck(runtime, repair=True)
+    assert f"finished upload intent {intent_id} (a re-submission)" in report.repairs or (
+        not runtime.store.enforces_retention  # a filesystem had not linked the bytes yet
+    ), report.repairs
+    with runtime.database.session() as session:
+        assert [e.id for e in session.exec(select(Evidence))] == [item["id"]]
+        intent = session.get(UploadIntent, intent_id)
+        assert intent is not None and intent.status != "pending"
+    assert runtime.store.head(upload_object_key(locker.organisation_id, intent_id)) is None
+    assert fsck(runtime).findings == []
+
+
 def test_an_upload_in_flight_is_left_alone(locker: Locker) -> None:
     """fsck beside a running locker: an intent still beating is no crash's leftover."""
     runtime = locker.runtime
