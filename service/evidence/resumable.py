@@ -136,13 +136,8 @@ _WRITE_POLL_MAX_S = 0.8
 
 
 def _still_writing(runtime: Runtime, upload_id: str) -> None:
-    with runtime.database.session() as session:
-        session.execute(
-            update(ResumableUpload)
-            .where(col(ResumableUpload.id) == upload_id)
-            .where(col(ResumableUpload.writing_since).is_not(None))
-            .values(writing_since=datetime.now(UTC))
-        )
+    # Set, not only refreshed: a second PATCH that ended meanwhile cleared the mark.
+    _mark_writing(runtime, upload_id, datetime.now(UTC))
 
 
 def _mark_writing(runtime: Runtime, upload_id: str, since: datetime | None) -> None:
