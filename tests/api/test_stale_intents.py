@@ -169,8 +169,10 @@ def test_an_upload_cut_off_by_a_database_outage_is_settled_once_it_returns(
 
 def test_an_intent_is_settled_once_whoever_comes_second(locker: Locker) -> None:
     runtime = locker.runtime
-    stored = _crashed_upload(runtime, locker.organisation_id, PNG + b"4", stage="locked")
-    unstored = _crashed_upload(runtime, locker.organisation_id, PNG + b"5", stage="none")
+    # Silent only just now: the server's own reconciliation must not settle them first.
+    now = datetime.now(UTC)
+    stored = _crashed_upload(runtime, locker.organisation_id, PNG + b"4", stage="locked", at=now)
+    unstored = _crashed_upload(runtime, locker.organisation_id, PNG + b"5", stage="none", at=now)
     # What a second worker read before the first settled them.
     snapshots = {i: _intents(runtime)[i] for i in (stored, unstored)}
     assert settle_intent(runtime, snapshots[stored]) == f"finished upload intent {stored}"
