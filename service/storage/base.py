@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -25,6 +25,8 @@ CHUNK_SIZE = 1024 * 1024
 """Bytes per chunk when streaming an object out of the store."""
 
 STAGING_PREFIX = "staging/"
+MAX_PIECES = 10_000
+"""The most pieces a write may have (S3's limit on the parts of a multipart upload)."""
 PROBE_PREFIX = "probe/"
 # Committed keys may not live in the namespaces the store uses for itself, or
 # `iter_objects` would hide them and `discard` could remove them.
@@ -74,6 +76,16 @@ class UnfinishedWrite:
     active_at: datetime
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Piece:
+    """One stored piece of a write assembled from pieces (a resumable upload's): its
+    number orders it, `tag` is what the store needs to name it when the write ends."""
+
+    number: int
+    size: int
+    tag: str
+
+
 class ObjectStore(Protocol):
     """Write-once object storage. Methods block: run them in a worker thread.
 
@@ -104,6 +116,28 @@ class ObjectStore(Protocol):
         """Remove staged bytes that are still unlocked; removing ones already gone is not
         an error. Without `version_id`, every unlocked version at a target key and every
         unfinished write to it go (an abandoned upload known only by its key)."""
+        ...
+
+    # Every piece but the last of a write assembled from pieces holds at least this many.
+    min_piece_bytes: int
+
+    def begin_pieces(self, key: str) -> str:
+        """Begin a write to `key` that arrives in pieces, over many requests and
+        processes; returns its id. It is an unfinished write until `finish_pieces`."""
+        ...
+
+    def put_piece(self, key: str, write_id: str, number: int, data: bytes) -> Piece:
+        """Store one piece (1 <= number <= `MAX_PIECES`). A number is used once: the
+        caller allocates them, so two requests never store different bytes under one."""
+        ...
+
+    def finish_pieces(self, key: str, write_id: str, pieces: Sequence[Piece]) -> StagedObject:
+        """Join `pieces` (ascending numbers; others stored for this write are dropped)
+        into the object at `key`, unlocked until `commit`, as `stage(..., key=key)` does.
+
+        Raises `ObjectExists` if `key` already holds an object, `ObjectMissing` if the
+        write is gone (finished or aborted before).
+        """
         ...
 
     def iter_unfinished(self) -> Iterator[UnfinishedWrite]:

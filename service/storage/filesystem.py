@@ -1,10 +1,11 @@
 """An object store on a local filesystem, for development and single-machine use.
 
 Layout: `<root>/objects/<key>` for committed objects, `<root>/staging/<uuid>` for
-uploads in progress. Files are created read-only (0o444) and committed with a
-hard link to the key they were written for, which never replaces an existing file
-and copies nothing. A write in progress is its staging file: there is no other kind
-of unfinished write to list.
+uploads in progress, `<root>/pieces/<id>/` for a resumable upload's pieces (joined into
+a staging file when the upload ends: a local disk has no multipart upload). Files are
+created read-only (0o444) and committed with a hard link to the key they were written
+for, which never replaces an existing file and copies nothing. A write in progress is
+its staging file, or a folder of pieces (the only kind of unfinished write listed).
 
 Retention is NOT enforced here: anyone with write access to the directory can
 delete or replace an object. Immutability is only as strong as the operating
@@ -14,8 +15,10 @@ system's permissions; use the S3 store with Object Lock where that matters.
 from __future__ import annotations
 
 import os
+import re
 import stat
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,8 +26,11 @@ from typing import BinaryIO
 
 from service.errors import ObjectExists, ObjectMissing, StorageError
 from service.storage.base import (
+    CHUNK_SIZE,
+    MAX_PIECES,
     STAGING_PREFIX,
     ClosingChunks,
+    Piece,
     StagedObject,
     StoredObject,
     UnfinishedWrite,
@@ -38,18 +44,22 @@ from service.storage.base import (
 _READ_ONLY = 0o444
 _PRIVATE_DIR = 0o700
 _ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+_KEY_FILE = "key"
+_WRITE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class FilesystemStore:
     """`ObjectStore` on a directory tree; no versions, no enforced retention."""
 
     enforces_retention = False
+    min_piece_bytes = 1
 
     def __init__(self, root: Path) -> None:
         self._objects = root / "objects"
         self._staging = root / "staging"
+        self._pieces = root / "pieces"
         try:
-            for directory in (root, self._objects, self._staging):
+            for directory in (root, self._objects, self._staging, self._pieces):
                 directory.mkdir(mode=_PRIVATE_DIR, parents=True, exist_ok=True)
         except OSError as error:
             raise StorageError(f"cannot create store at {root}: {error.strerror}") from None
@@ -99,7 +109,12 @@ class FilesystemStore:
     def discard(self, staged: StagedObject) -> None:
         """Delete the staging file, if it is still there (a committed file never is)."""
         if staged.staging_key == staged.target_key:
-            return  # known only by its key: its staging file is unnamed; fsck lists it
+            # Known only by its key: its staging file is unnamed (fsck lists it); its
+            # pieces, if it was arriving in pieces, go.
+            for unfinished in self.iter_unfinished():
+                if unfinished.key == staged.target_key:
+                    self.abort(unfinished)
+            return
         path = self._staging_path(check_staging_key(staged))
         with _errors_about(f"discarding {staged.staging_key}"):
             path.unlink(missing_ok=True)
@@ -186,13 +201,71 @@ class FilesystemStore:
                     written_at=datetime.fromtimestamp(status.st_mtime, UTC),
                 )
 
+    def begin_pieces(self, key: str) -> str:
+        """A new folder of pieces, holding the key they are for."""
+        write_id = uuid.uuid4().hex
+        folder = self._pieces / write_id
+        with _errors_about(f"beginning a write to {check_key(key)}"):
+            folder.mkdir(mode=_PRIVATE_DIR)
+            _write_new_file(folder / _KEY_FILE, [key.encode()], what=f"the key of {write_id}")
+            _fsync_path(folder, os.O_DIRECTORY)
+            _fsync_path(self._pieces, os.O_DIRECTORY)
+        return write_id
+
+    def put_piece(self, key: str, write_id: str, number: int, data: bytes) -> Piece:
+        """Write one piece file, durably; a number already written is refused."""
+        if not 1 <= number <= MAX_PIECES:
+            raise StorageError(f"piece number {number} is outside 1..{MAX_PIECES}")
+        folder = self._piece_folder(key, write_id)
+        path = folder / f"{number:05d}"
+        _write_new_file(path, [data], what=f"piece {number} of {key}")  # refuses a rewrite
+        with _errors_about(f"writing piece {number} of {key}"):
+            _fsync_path(path, os.O_RDONLY)
+            _fsync_path(folder, os.O_DIRECTORY)
+        return Piece(number=number, size=len(data), tag=path.name)
+
+    def finish_pieces(self, key: str, write_id: str, pieces: Sequence[Piece]) -> StagedObject:
+        """Join the pieces into a staging file for `key` (one local copy), then drop them."""
+        folder = self._piece_folder(key, write_id)
+
+        def joined() -> Iterator[bytes]:
+            for piece in pieces:
+                path = folder / f"{piece.number:05d}"
+                with _errors_about(f"reading piece {piece.number} of {key}"):
+                    if path.stat().st_size != piece.size:
+                        raise StorageError(f"piece {piece.number} of {key} has the wrong size")
+                    with path.open("rb") as file:
+                        while chunk := file.read(CHUNK_SIZE):
+                            yield chunk
+
+        staged = self.stage(joined(), key=key)
+        self.abort(UnfinishedWrite(key=key, upload_id=write_id, active_at=datetime.now(UTC)))
+        return staged
+
     def iter_unfinished(self) -> Iterator[UnfinishedWrite]:
-        """None: a write in progress here is a staging file (`iter_staged`)."""
-        return iter(())
+        """Every folder of pieces, with when its newest piece was written."""
+        with _errors_about("listing unfinished writes"):
+            for folder in sorted(self._pieces.iterdir()):
+                try:
+                    key = (folder / _KEY_FILE).read_text()
+                    active = max(entry.stat().st_mtime for entry in folder.iterdir())
+                except _ABSENT:
+                    continue  # finished or aborted while listed
+                yield UnfinishedWrite(
+                    key=key, upload_id=folder.name, active_at=datetime.fromtimestamp(active, UTC)
+                )
 
     def abort(self, unfinished: UnfinishedWrite) -> None:
-        """Nothing to abort: this store never lists an unfinished write."""
-        raise StorageError(f"no unfinished write {unfinished.upload_id} in a filesystem store")
+        """Remove the folder of pieces (gone already is not an error)."""
+        if not _WRITE_ID.fullmatch(unfinished.upload_id):
+            raise StorageError(f"refused write id {unfinished.upload_id!r}")
+        folder = self._pieces / unfinished.upload_id
+        with _errors_about(f"aborting the write to {unfinished.key}"):
+            if not folder.is_dir():
+                return
+            for entry in folder.iterdir():
+                entry.unlink(missing_ok=True)
+            folder.rmdir()
 
     def lock(self, key: str, version_id: str | None, *, retain_until: datetime) -> None:
         """Make the file read-only: all a filesystem can do (retention is not enforced)."""
@@ -210,6 +283,18 @@ class FilesystemStore:
 
     def _object_path(self, key: str) -> Path:
         return self._objects.joinpath(*check_key(key).split("/"))
+
+    def _piece_folder(self, key: str, write_id: str) -> Path:
+        """The folder of an open write to `key`; ObjectMissing if it is not open."""
+        folder = self._pieces / write_id
+        try:
+            if not _WRITE_ID.fullmatch(write_id) or (folder / _KEY_FILE).read_text() != key:
+                raise ObjectMissing(f"the write to {key} is no longer open")
+        except _ABSENT:
+            raise ObjectMissing(f"the write to {key} is no longer open") from None
+        except OSError as error:
+            raise StorageError(f"the write to {key}: {error.strerror}") from None
+        return folder
 
     def _staging_path(self, staging_key: str) -> Path:
         return self._staging / staging_key.removeprefix(STAGING_PREFIX)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, cast
@@ -32,14 +32,17 @@ import urllib3
 import urllib3.exceptions
 from minio import Minio
 from minio.commonconfig import COMPLIANCE
+from minio.datatypes import Part
 from minio.error import MinioException, S3Error
 from minio.retention import Retention
 
 from service.errors import LockNotEnforced, ObjectExists, ObjectMissing, StorageError
 from service.storage.base import (
+    MAX_PIECES,
     PROBE_PREFIX,
     STAGING_PREFIX,
     ClosingChunks,
+    Piece,
     StagedObject,
     StoredObject,
     UnfinishedWrite,
@@ -56,10 +59,13 @@ _log = structlog.get_logger("locker.storage")
 # 8 MiB is the smallest power of two that fits a 64 GiB upload in S3's 10,000 parts.
 _PART_SIZE = 8 * 1024 * 1024
 _PARALLEL_PARTS = 2
+# S3 refuses to complete a multipart upload whose parts but the last are smaller.
+_MIN_PART_SIZE = 5 * 1024 * 1024
 _PROBE_KEY = f"{PROBE_PREFIX}object-lock"
 _PROBE_RETENTION = timedelta(days=1)
 _PROBE_MARGIN = timedelta(hours=1)
-_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion"})
+# NoSuchUpload: a write finished or aborted before.
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchUpload"})
 # What servers answer for "this object has no retention" (AWS, and SeaweedFS's name).
 _NO_RETENTION_CODES = frozenset(
     {"NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError"}
@@ -82,6 +88,7 @@ class S3Store:
     """`ObjectStore` on one S3 bucket with versioning and Object Lock (COMPLIANCE)."""
 
     enforces_retention = True
+    min_piece_bytes = _MIN_PART_SIZE
 
     def __init__(
         self,
@@ -225,6 +232,39 @@ class S3Store:
         for unfinished in self._unfinished(prefix=source):
             if unfinished.key == source:
                 self.abort(unfinished)
+
+    def begin_pieces(self, key: str) -> str:
+        """Create a multipart upload at `key`: each piece is one of its parts."""
+        target = check_key(key)
+        with _provider_errors(f"beginning a write to {target}"):
+            upload_id: str = self._client._create_multipart_upload(self._bucket, target, {})
+        return upload_id
+
+    def put_piece(self, key: str, write_id: str, number: int, data: bytes) -> Piece:
+        """Upload one part (its bytes signed with their SHA-256, as every write is)."""
+        if not 1 <= number <= MAX_PIECES:
+            raise StorageError(f"piece number {number} is outside 1..{MAX_PIECES}")
+        with _provider_errors(f"writing piece {number} of {key}"):
+            etag = self._client._upload_part(
+                self._bucket, check_key(key), data, None, write_id, number
+            )
+        return Piece(number=number, size=len(data), tag=etag)
+
+    def finish_pieces(self, key: str, write_id: str, pieces: Sequence[Piece]) -> StagedObject:
+        """Complete the multipart upload with exactly `pieces`: the server joins them
+        into one version at `key` (no copy through us) and drops any other part."""
+        target = check_key(key)
+        if self._original(target) is not None:
+            raise ObjectExists(f"object {target} already exists")
+        parts = [Part(part_number=piece.number, etag=piece.tag) for piece in pieces]
+        with _provider_errors(f"finishing the write to {target}"):
+            result = self._client._complete_multipart_upload(self._bucket, target, write_id, parts)
+        if not result.version_id:
+            raise StorageError(f"bucket {self._bucket} is not versioned: {target} has no version")
+        size = sum(piece.size for piece in pieces)
+        return StagedObject(
+            staging_key=target, size=size, target_key=target, version_id=result.version_id
+        )
 
     def iter_unfinished(self) -> Iterator[UnfinishedWrite]:
         """Every multipart upload begun in the bucket and neither completed nor aborted."""
