@@ -72,6 +72,7 @@ class Locker:
     url: str
     pid: int
     api_key: str
+    env: dict[str, str]  # its LOCKER_* settings: another process can share its database and store
 
 
 def _environment(locker_env: dict[str, str]) -> dict[str, str]:
@@ -110,7 +111,7 @@ def run_locker(locker_env: dict[str, str], *, log_path: Path) -> Iterator[Locker
     """Bootstrap, then serve on a free port as a separate process; stop it on exit."""
     api_key = _bootstrap(_environment(locker_env))
     with serve_locker(locker_env, log_path=log_path) as (url, pid):
-        yield Locker(url=url, pid=pid, api_key=api_key)
+        yield Locker(url=url, pid=pid, api_key=api_key, env=locker_env)
 
 
 @contextmanager

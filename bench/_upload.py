@@ -111,9 +111,12 @@ def upload(locker: Locker, path: Path, *, sha256: str, send_sha256: bool = False
     return elapsed
 
 
-def tus_upload(locker: Locker, path: Path, sha256: str) -> tuple[float, float]:
+def tus_upload(
+    locker: Locker, path: Path, sha256: str, *, finish_at: str | None = None
+) -> tuple[float, float]:
     """Upload `path` with tus in 8 MiB PATCHes; (seconds for the whole upload, seconds of
-    the last PATCH, which completes it). Checks it was recorded as new evidence."""
+    the last PATCH, which completes it), the last one sent to `finish_at` (another
+    process's URL) if given. Checks it was recorded as new evidence."""
     size = path.stat().st_size
     auth = {"Authorization": f"Bearer {locker.api_key}"}
     metadata = f"filename {base64.b64encode(b'interview.mp4').decode()},sha256 " + (
@@ -135,7 +138,7 @@ def tus_upload(locker: Locker, path: Path, sha256: str) -> tuple[float, float]:
                 offset += len(chunk)
             last = handle.read()
         finishing = time.perf_counter()
-        answer = _patch(client, location, offset, last)
+        answer = _patch(client, f"{finish_at or locker.url}{location}", offset, last)
         ended = time.perf_counter()
     if answer.headers.get("Locker-Duplicate") != "false":
         raise RuntimeError(f"tus upload not recorded as new evidence: {answer.headers}")

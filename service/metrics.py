@@ -39,6 +39,11 @@ UPLOAD_BYTES = Counter(
     "Bytes of newly stored evidence, by store kind (a duplicate adds none).",
     ["store"],
 )
+UPLOAD_READ_BACK_BYTES = Counter(
+    "locker_upload_read_back_bytes",
+    "Bytes of resumable uploads read back from the store to digest them: their PATCHes "
+    "landed on more than one process, or the receiving one restarted.",
+)
 INGEST_DURATION = Histogram(
     "locker_ingest_duration_seconds",
     "Time to receive, hash, store and record one upload, by outcome.",

@@ -74,11 +74,21 @@ class ContentDigester:
         self._sha512 = hashlib.sha512()
         self._size = 0
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
         """Add the next chunk of content."""
         self._sha256.update(chunk)
         self._sha512.update(chunk)
         self._size += len(chunk)
+
+    def copy(self) -> ContentDigester:
+        """An independent digester at the same point (hash states are small)."""
+        twin = ContentDigester()
+        twin._sha256, twin._sha512, twin._size = (
+            self._sha256.copy(),
+            self._sha512.copy(),
+            self._size,
+        )
+        return twin
 
     @property
     def size(self) -> int:

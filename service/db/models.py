@@ -498,9 +498,11 @@ class IdempotencyRecord(SQLModel, table=True):
 class ResumableUpload(SQLModel, table=True):
     """A tus upload in progress: what it will be, and how many bytes the store holds.
 
-    The server keeps no state between requests: any process can take the next PATCH,
-    after a restart too. `received` only grows, by a conditional UPDATE that names the
-    offset the chunk started at, so two requests cannot both append at one offset.
+    Any process can take the next PATCH, after a restart too: what it needs is here and
+    in the store. `received` only grows, by a conditional UPDATE that names the offset
+    the chunk started at, so two requests cannot both append at one offset. The bytes
+    are written once, as pieces of the object at the upload's own key (`write_id` names
+    that unfinished write; `next_piece` hands out piece numbers, each used once).
     Evidence is recorded only when the last byte arrives (then `evidence_id` is set).
     """
 
@@ -527,14 +529,21 @@ class ResumableUpload(SQLModel, table=True):
     # Set while a PATCH streams into the store, cleared once its bytes are counted or
     # dropped: a HEAD or PATCH arriving meanwhile waits, so it sees the final offset.
     writing_since: datetime | None = None
+    write_id: str | None = Field(default=None, max_length=1024)
+    next_piece: int = 1
 
 
 class ResumablePart(SQLModel, table=True):
-    """The bytes of one PATCH, held as a staging object until the upload completes."""
+    """Counted bytes of a tus upload, from `start`: a piece of its object (`number`,
+    `tag`), or bytes held aside as a staging object (`staging_key`) until the next PATCH
+    makes a piece of them: too few for the store's smallest piece, or written before
+    uploads were stored in pieces."""
 
     __tablename__ = "resumable_part"
 
     upload_id: str = Field(primary_key=True, foreign_key="resumable_upload.id", max_length=36)
     start: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     size: int = Field(sa_column=Column(BigInteger, nullable=False))
-    staging_key: str = Field(max_length=512)
+    staging_key: str | None = Field(default=None, max_length=512)
+    number: int | None = None
+    tag: str | None = Field(default=None, max_length=1024)

@@ -233,47 +233,6 @@ def check_submission(
     )
 
 
-async def ingest_stream(
-    runtime: Runtime,
-    principal: Principal,
-    chunks: AsyncIterator[bytes],
-    *,
-    filename: str,
-    metadata: UploadMetadata,
-    claimed: str | None,
-) -> IngestResult:
-    """Record one file whose name and metadata are already checked (`check_submission`):
-    the same intent, streaming pipe and recording step as a form upload."""
-    principal.require(Permission.EVIDENCE_UPLOAD)
-    intent_id, key = await asyncio.to_thread(_open_intent, runtime, principal, filename, claimed)
-    staged: StagedUpload | None = None
-    try:
-        # The intent beats while the parts stream through: a live completion is never
-        # taken for a crashed one and settled from under it.
-        async with heartbeat(runtime, intent_id):
-            staged = await stage_file(
-                runtime.store,
-                chunks,
-                limit=runtime.settings.max_upload_bytes,
-                key=key,
-            )
-            return await asyncio.to_thread(
-                record_upload,
-                runtime,
-                principal,
-                intent_id,
-                staged,
-                metadata=metadata,
-                claimed=claimed,
-            )
-    except BaseException as exc:
-        dropped = staged.staged if staged else None
-        await asyncio.shield(
-            asyncio.to_thread(abandon_intent, runtime, intent_id, describe(exc), dropped)
-        )
-        raise
-
-
 @dataclass(slots=True)
 class _Upload:
     """What an upload has received so far."""

@@ -1,28 +1,32 @@
 """Resumable uploads (tus 1.0): a file sent in as many requests as the network allows.
 
-State lives in the database (`resumable_upload`, `resumable_part`) and in the store,
-never in a process: any process may take the next request, after a restart too.
-- Each PATCH streams its body into a staging object of its own (a part), hashing it on
-  the way; the part counts only once a conditional UPDATE moves the upload's offset from
-  where the chunk started to where it ends, so two requests at one offset cannot both
-  count (the loser's part is dropped and it gets 409).
+State lives in the database (`resumable_upload`, `resumable_part`) and in the store, so
+any process may take the next request, after a restart too.
+- The upload's object key is fixed at creation (`upload_object_key`, per upload). Its
+  bytes are written once, as pieces of one write at that key (an S3 multipart upload;
+  `service.evidence.pieces`), never as copies to be read back and written again.
+- A PATCH counts only once a conditional UPDATE moves the upload's offset from where
+  the chunk started to where it ends, so of two requests at one offset one counts; the
+  other's pieces are never listed, and the store drops them with the write.
 - A body cut short keeps what arrived (tus core: the next PATCH starts at the new
   offset), unless it came with an Upload-Checksum, which a partial chunk cannot match.
-- When the last byte arrives, the parts are streamed in order through the ordinary
-  intake (`ingest_stream`): one intent, the same pipe (SHA-256, SHA-512, retention) and
-  the same recording step (dedupe, locking, custody entry) as POST /v1/evidence. The
-  parts are then dropped. Re-reading them costs one pass over the file (see
-  docs/benchmarks.md); in return no hash state has to survive between requests.
-- An upload untouched for `upload_expiry_seconds` expires: its parts are removed by
-  the worker's housekeeping or by `locker fsck --repair` (`expire_uploads`).
+- When the last byte arrives, the pieces are joined where they are, and the object goes
+  through the same recording step (dedupe, locking, custody entry) as POST
+  /v1/evidence, under an intent whose id is the upload's. Its digests are the running
+  ones the receiving process kept, or, if PATCHes landed on other processes, are read
+  back from the store once.
+- An upload untouched for `upload_expiry_seconds` expires: its write and the bytes it
+  held aside are removed by the worker's housekeeping or by `locker fsck --repair`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -33,22 +37,40 @@ from sqlmodel import Session, col, delete, select
 
 from service.accounts.members import Principal
 from service.accounts.permissions import Permission
-from service.db.models import ResumablePart, ResumableUpload
+from service.db.models import ResumablePart, ResumableUpload, Submission, UploadIntent
 from service.errors import (
     ChecksumMismatch,
     Conflict,
     Gone,
     InvalidInput,
     NotFound,
+    ObjectMissing,
     StorageError,
     TooLarge,
     describe,
 )
-from service.evidence.intake import check_submission, ingest_stream
-from service.evidence.intents import heartbeat
-from service.evidence.pipe import StagedUpload, stage_file
-from service.evidence.recording import IngestResult, UploadMetadata, check_incident
-from service.storage import StagedObject
+from service.evidence.intake import check_submission
+from service.evidence.intents import abandon_intent, heartbeat
+from service.evidence.pieces import (
+    Destination,
+    DigestCache,
+    HeldPart,
+    Received,
+    RunningDigests,
+    piece_bytes,
+    receive,
+)
+from service.evidence.pipe import StagedUpload
+from service.evidence.recording import (
+    IngestResult,
+    UploadMetadata,
+    check_incident,
+    find_evidence,
+    record_upload,
+    upload_object_key,
+)
+from service.metrics import UPLOAD_READ_BACK_BYTES
+from service.storage import Piece, StagedObject, UnfinishedWrite
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -162,6 +184,10 @@ class Appended:
     result: IngestResult | None
 
 
+# This process's running digests of the uploads it received bytes for (see pieces.py).
+_digests = DigestCache()
+
+
 async def append_chunk(
     runtime: Runtime,
     principal: Principal,
@@ -182,30 +208,43 @@ async def append_chunk(
     # before the body crosses the network again.
     upload = await settled_state(runtime, principal, upload_id)
     _check_offset(upload, offset)
-    remaining = upload.length - offset
+    digests = _digests.take(upload_id, offset) or (RunningDigests() if offset == 0 else None)
+    # A chunk its checksum refuses is not kept: nor are the digests it was fed into.
+    before = digests.copy() if digests is not None and checksum is not None else None
     await asyncio.to_thread(_mark_writing, runtime, upload_id, datetime.now(UTC))
     try:
         # The mark beats while the body streams: fsck and waiting requests tell a live
         # PATCH, however long, from a dead process's.
         async with heartbeat(runtime, upload_id, touch=_still_writing):
-            staged = await stage_file(runtime.store, _bounded(chunks, remaining), limit=remaining)
-        size = staged.digests.size
-        if checksum is not None and (body_cut() or staged.digests.sha256.raw != checksum):
-            await asyncio.to_thread(runtime.store.discard, staged.staged)
+            held = await asyncio.to_thread(_held_parts, runtime, upload_id)
+            received = await receive(
+                await _destination(runtime, upload),
+                _bounded(chunks, upload.length - offset),
+                offset=offset,
+                length=upload.length,
+                held=held,
+                digests=digests,
+                want_sha256=checksum is not None,
+            )
+        if checksum is not None and (body_cut() or received.sha256 != checksum):
+            await asyncio.to_thread(_drop_held, runtime, received.held)
+            if before is not None:
+                _digests.keep(upload_id, before)
             if body_cut():
                 return Appended(upload=upload, result=None)
             raise ChecksumMismatch(
                 f"Upload-Checksum: the chunk at offset {offset} has sha256 "
-                f"{staged.digests.sha256.b64}, not the one sent"
+                f"{base64.b64encode(received.sha256 or b'').decode()}, not the one sent"
             )
-        if size == 0:
-            await asyncio.to_thread(runtime.store.discard, staged.staged)
-        upload = await asyncio.to_thread(_advance, runtime, upload_id, offset, staged)
+        upload = await asyncio.to_thread(_advance, runtime, upload_id, offset, held, received)
     finally:
         await asyncio.shield(asyncio.to_thread(_mark_writing, runtime, upload_id, None))
+    if received.digests is not None:
+        _digests.keep(upload_id, received.digests)
     if upload.received < upload.length or upload.status != "completing":
         return Appended(upload=upload, result=None)
-    result = await _complete(runtime, principal, upload)
+    known = _digests.take(upload_id, upload.length)
+    result = await _complete(runtime, principal, upload, known)
     return Appended(upload=result[0], result=result[1])
 
 
@@ -230,22 +269,102 @@ async def _bounded(chunks: AsyncIterator[bytes], remaining: int) -> AsyncIterato
         yield chunk
 
 
+def _key(upload: ResumableUpload) -> str:
+    """The upload's object key, fixed when the upload is created."""
+    return upload_object_key(upload.organisation_id, upload.id)
+
+
+async def _destination(runtime: Runtime, upload: ResumableUpload) -> Destination:
+    write_id = upload.write_id
+    if write_id is None:
+        write_id = await asyncio.to_thread(_begin_write, runtime, upload)
+    return Destination(
+        store=runtime.store,
+        key=_key(upload),
+        write_id=write_id,
+        next_number=functools.partial(asyncio.to_thread, _next_piece, runtime, upload.id),
+        piece_bytes=piece_bytes(upload.length),
+    )
+
+
+def _begin_write(runtime: Runtime, upload: ResumableUpload) -> str:
+    """Begin the upload's write at its key, once: of two requests that begin it at the
+    same moment, the second drops its own and uses the first's."""
+    key = _key(upload)
+    write_id = runtime.store.begin_pieces(key)
+    with runtime.database.session() as session:
+        won = session.exec(
+            update(ResumableUpload)
+            .where(col(ResumableUpload.id) == upload.id)
+            .where(col(ResumableUpload.write_id).is_(None))
+            .values(write_id=write_id)
+        ).rowcount
+        first = session.get(ResumableUpload, upload.id)
+    if won == 1:
+        return write_id
+    runtime.store.abort(UnfinishedWrite(key=key, upload_id=write_id, active_at=datetime.now(UTC)))
+    if first is None or first.write_id is None:
+        raise NotFound(f"no upload {upload.id}")
+    return first.write_id
+
+
+def _next_piece(runtime: Runtime, upload_id: str) -> int:
+    """A piece number no other request of this upload will ever use."""
+    with runtime.database.session() as session:
+        number = session.exec(
+            update(ResumableUpload)
+            .where(col(ResumableUpload.id) == upload_id)
+            .values(next_piece=col(ResumableUpload.next_piece) + 1)
+            .returning(col(ResumableUpload.next_piece))
+        ).scalar_one()
+    return int(number) - 1
+
+
+def _held_parts(runtime: Runtime, upload_id: str) -> list[HeldPart]:
+    with runtime.database.session() as session:
+        return _held_parts_in(session, upload_id)
+
+
+def _held_parts_in(session: Session, upload_id: str) -> list[HeldPart]:
+    """The upload's counted bytes held aside (they come right before its offset)."""
+    rows = session.exec(
+        select(ResumablePart)
+        .where(ResumablePart.upload_id == upload_id)
+        .where(col(ResumablePart.staging_key).is_not(None))
+        .order_by(col(ResumablePart.start))
+    ).all()
+    return [
+        HeldPart(start=row.start, staged=StagedObject(staging_key=row.staging_key, size=row.size))
+        for row in rows
+        if row.staging_key is not None
+    ]
+
+
+def _drop_held(runtime: Runtime, held: HeldPart | None) -> None:
+    if held is not None:
+        runtime.store.discard(held.staged)
+
+
 def _advance(
-    runtime: Runtime, upload_id: str, offset: int, staged: StagedUpload
+    runtime: Runtime,
+    upload_id: str,
+    offset: int,
+    held: Sequence[HeldPart],
+    received: Received,
 ) -> ResumableUpload:
-    """Count the part: move the offset from `offset` to its end, if nobody else did.
+    """Count the PATCH: move the offset from `offset` to its end, if nobody else did.
 
     The offset moves only by a conditional UPDATE naming where the chunk started, so of
-    two requests at one offset exactly one counts; the other's part is dropped (409).
+    two requests at one offset exactly one counts; the other's pieces stay unlisted
+    (the store drops them) and it gets 409. In the same transaction the bytes held
+    aside that this PATCH made pieces of give way to its pieces and its own tail.
     Reaching the end also claims the completion for this request (status completing).
     """
-    size = staged.digests.size
     now = datetime.now(UTC)
     with runtime.database.session() as session:
         upload = session.get(ResumableUpload, upload_id)
         assert upload is not None
-        end = offset + size
-        status = "completing" if end == upload.length else "receiving"
+        end = offset + received.size
         moved = session.exec(
             update(ResumableUpload)
             .where(col(ResumableUpload.id) == upload_id)
@@ -253,84 +372,206 @@ def _advance(
             .where(col(ResumableUpload.status) == "receiving")
             .values(
                 received=end,
-                status=status,
+                status="completing" if end == upload.length else "receiving",
                 updated_at=now,
                 expires_at=now + _expiry(runtime),
             )
         )
-        if moved.rowcount == 1 and size > 0:
-            session.add(
-                ResumablePart(
-                    upload_id=upload_id,
-                    start=offset,
-                    size=size,
-                    staging_key=staged.staged.staging_key,
-                )
-            )
+        if moved.rowcount == 1:
+            _replace_parts(session, upload_id, held, received)
     if moved.rowcount != 1:
-        if size > 0:
-            runtime.store.discard(staged.staged)
+        _drop_held(runtime, received.held)
         raise Conflict(f"Upload-Offset {offset}: another request moved the upload's offset first")
+    for part in held:
+        _discard_quietly(runtime, upload_id, part.staged)
     with runtime.database.session() as session:
         fresh = session.get(ResumableUpload, upload_id)
         assert fresh is not None
         return fresh
 
 
-async def _complete(
-    runtime: Runtime, principal: Principal, upload: ResumableUpload
-) -> tuple[ResumableUpload, IngestResult]:
-    """The last byte is stored: record the evidence through the ordinary intake."""
-    try:
-        result = await ingest_stream(
-            runtime,
-            principal,
-            _parts(runtime, upload),
-            filename=upload.filename,
-            metadata=UploadMetadata.model_validate_json(upload.metadata_json),
-            claimed=upload.claimed_sha256,
+def _replace_parts(
+    session: Session, upload_id: str, held: Sequence[HeldPart], received: Received
+) -> None:
+    if held:
+        session.exec(
+            delete(ResumablePart)
+            .where(col(ResumablePart.upload_id) == upload_id)
+            .where(col(ResumablePart.start).in_([part.start for part in held]))
         )
-    except InvalidInput as exc:
-        # Refused for good (a different SHA-256, an incident gone): nothing was recorded.
-        await asyncio.shield(asyncio.to_thread(_close, runtime, upload.id, "failed", describe(exc)))
+    for placed in received.pieces:
+        piece = placed.piece
+        session.add(
+            ResumablePart(
+                upload_id=upload_id,
+                start=placed.start,
+                size=piece.size,
+                number=piece.number,
+                tag=piece.tag,
+            )
+        )
+    if received.held is not None:
+        tail = received.held
+        session.add(
+            ResumablePart(
+                upload_id=upload_id,
+                start=tail.start,
+                size=tail.staged.size,
+                staging_key=tail.staged.staging_key,
+            )
+        )
+
+
+def _discard_quietly(runtime: Runtime, upload_id: str, staged: StagedObject) -> None:
+    """Bytes no row names any more: fsck finds them if the store fails to drop them."""
+    try:
+        runtime.store.discard(staged)
+    except StorageError as exc:
+        _log.warning("upload bytes left", upload=upload_id, error=exc.diagnostics())
+
+
+async def _complete(
+    runtime: Runtime, principal: Principal, upload: ResumableUpload, known: RunningDigests | None
+) -> tuple[ResumableUpload, IngestResult | None]:
+    """The last byte is stored: join the pieces at the upload's key and record them.
+
+    The upload's intent (its id is the upload's) is recorded first, so a crash from
+    here on is settled like any upload's. A failure that leaves the bytes where they
+    are (an outage) leaves the intent pending and the upload open: a PATCH at the end
+    takes the intent over and tries again, or the workers settle it meanwhile. Bytes
+    refused for good (a different SHA-256, an incident gone, pieces gone) fail it.
+    """
+    intent = await asyncio.to_thread(_completion_intent, runtime, principal, upload)
+    if intent.status == "done":
+        return await asyncio.to_thread(_finish_settled, runtime, upload.id, intent), None
+    if intent.status != "pending":
+        reason = f"recording failed: {intent.outcome}"
+        await asyncio.to_thread(_close, runtime, upload.id, "failed", reason)
+        raise Gone(f"upload {upload.id} failed: {reason}")
+    staged: StagedObject | None = None
+    try:
+        async with heartbeat(runtime, intent.id):
+            staged = await asyncio.to_thread(_joined, runtime, upload, intent)
+            digested = await _digested(runtime, upload, staged, known)
+            result = await asyncio.to_thread(
+                record_upload,
+                runtime,
+                principal,
+                intent.id,
+                digested,
+                metadata=UploadMetadata.model_validate_json(upload.metadata_json),
+                claimed=upload.claimed_sha256,
+            )
+    except (InvalidInput, ObjectMissing) as exc:
+        reason = describe(exc)
+        key = _key(upload)
+        bytes_at_key = staged or StagedObject(staging_key=key, size=0, target_key=key)
+        await asyncio.shield(
+            asyncio.to_thread(abandon_intent, runtime, intent.id, reason, bytes_at_key)
+        )
+        await asyncio.shield(asyncio.to_thread(_close, runtime, upload.id, "failed", reason))
         raise
     except BaseException:
-        # The store or database failed: the parts are intact, a PATCH at the end retries.
         await asyncio.shield(asyncio.to_thread(_reopen, runtime, upload.id))
         raise
     done = await asyncio.shield(asyncio.to_thread(_finish, runtime, upload.id, result))
     return done, result
 
 
-async def _parts(runtime: Runtime, upload: ResumableUpload) -> AsyncIterator[bytes]:
-    """The upload's bytes, part after part, each checked to be where and as long as recorded."""
+def _completion_intent(
+    runtime: Runtime, principal: Principal, upload: ResumableUpload
+) -> UploadIntent:
+    """The upload's intent, recorded now, or taken over from an earlier try."""
+    now = datetime.now(UTC)
     with runtime.database.session() as session:
-        parts = list(
-            session.exec(
-                select(ResumablePart)
-                .where(ResumablePart.upload_id == upload.id)
-                .order_by(col(ResumablePart.start))
+        intent = session.get(UploadIntent, upload.id, with_for_update=True)
+        if intent is None:
+            intent = UploadIntent(
+                id=upload.id,
+                organisation_id=principal.organisation_id,
+                user_id=principal.user_id,
+                filename=upload.filename,
+                metadata_json="{}",
+                claimed_sha256=upload.claimed_sha256,
+                staging_key=_key(upload),
+                created_at=now,
+                heartbeat_at=now,
             )
+        elif intent.status == "pending":
+            intent.heartbeat_at = now
+        session.add(intent)
+    return intent
+
+
+def _joined(runtime: Runtime, upload: ResumableUpload, intent: UploadIntent) -> StagedObject:
+    """The upload's object, its pieces joined at its key (by an earlier try, maybe)."""
+    key, store = _key(upload), runtime.store
+    if intent.staging_key is not None and intent.staging_key != key:
+        # Joined before, into a staging file (a filesystem store), named on the intent.
+        return StagedObject(staging_key=intent.staging_key, size=upload.length, target_key=key)
+    found = store.head(key)
+    if found is not None:
+        return StagedObject(
+            staging_key=key, size=found.size, target_key=key, version_id=found.version_id
         )
-    position = 0
-    for part in parts:
-        if part.start != position:
-            raise StorageError(f"upload {upload.id}: part at {part.start}, expected {position}")
-        chunks = await asyncio.to_thread(runtime.store.open_staged, _staged(part))
-        try:
-            while (chunk := await asyncio.to_thread(next, chunks, b"")) != b"":
-                position += len(chunk)
-                yield chunk
-        finally:
-            chunks.close()
-        if position != part.start + part.size:
-            raise StorageError(f"upload {upload.id}: part at {part.start} holds the wrong size")
+    if upload.write_id is None:
+        raise ObjectMissing(f"upload {upload.id}: no bytes were ever stored")
+    staged = store.finish_pieces(key, upload.write_id, _pieces(runtime, upload))
+    if staged.staging_key != key:
+        with runtime.database.session() as session:
+            session.execute(
+                update(UploadIntent)
+                .where(col(UploadIntent.id) == intent.id)
+                .values(staging_key=staged.staging_key)
+            )
+    return staged
+
+
+def _pieces(runtime: Runtime, upload: ResumableUpload) -> list[Piece]:
+    """The upload's pieces in order, checked to hold its bytes end to end."""
+    with runtime.database.session() as session:
+        rows = session.exec(
+            select(ResumablePart)
+            .where(ResumablePart.upload_id == upload.id)
+            .order_by(col(ResumablePart.start))
+        ).all()
+    position, pieces = 0, []
+    for row in rows:
+        if row.start != position or row.number is None or row.tag is None:
+            raise StorageError(f"upload {upload.id}: no piece at {position}")
+        pieces.append(Piece(number=row.number, size=row.size, tag=row.tag))
+        position += row.size
     if position != upload.length:
-        raise StorageError(f"upload {upload.id}: parts hold {position} of {upload.length} bytes")
+        raise StorageError(f"upload {upload.id}: pieces hold {position} of {upload.length} bytes")
+    return pieces
 
 
-def _staged(part: ResumablePart) -> StagedObject:
-    return StagedObject(staging_key=part.staging_key, size=part.size)
+async def _digested(
+    runtime: Runtime, upload: ResumableUpload, staged: StagedObject, known: RunningDigests | None
+) -> StagedUpload:
+    """The joined object with its digests: the running ones, if this process received
+    every byte; else read back once (see docs/benchmarks.md for what that costs)."""
+    if known is not None and known.size == upload.length:
+        return StagedUpload(staged=staged, digests=known.digester.finish(), head=bytes(known.head))
+    started = time.perf_counter()
+    digested = await asyncio.to_thread(_read_back, runtime, staged, upload.length)
+    UPLOAD_READ_BACK_BYTES.inc(upload.length)
+    _log.info(
+        "upload digested from the store",
+        upload=upload.id,
+        size=upload.length,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return digested
+
+
+def _read_back(runtime: Runtime, staged: StagedObject, length: int) -> StagedUpload:
+    digests = RunningDigests()
+    for chunk in runtime.store.open_staged(staged):
+        digests.update(memoryview(chunk))
+    if digests.size != length:
+        raise StorageError(f"{staged.target_key}: holds {digests.size} of {length} bytes")
+    return StagedUpload(staged=staged, digests=digests.digester.finish(), head=bytes(digests.head))
 
 
 def _finish(runtime: Runtime, upload_id: str, result: IngestResult) -> ResumableUpload:
@@ -341,8 +582,37 @@ def _finish(runtime: Runtime, upload_id: str, result: IngestResult) -> Resumable
         upload.custody_index, upload.duplicate = result.submission.custody_index, result.duplicate
         upload.updated_at = datetime.now(UTC)
         session.add(upload)
-    _drop_parts(runtime, upload_id)
+        _forget_parts(session, upload_id)
     return upload
+
+
+def _finish_settled(runtime: Runtime, upload_id: str, intent: UploadIntent) -> ResumableUpload:
+    """The workers recorded the upload after an earlier try failed: answer with that."""
+    sha256 = intent.sha256 or ""
+    evidence = find_evidence(runtime, intent.organisation_id, sha256)
+    if evidence is None:
+        raise NotFound(f"upload {upload_id}: no evidence with sha256 {sha256 or '(unknown)'}")
+    with runtime.database.session() as session:
+        upload = session.get(ResumableUpload, upload_id)
+        assert upload is not None
+        submission = session.exec(
+            select(Submission)
+            .where(Submission.evidence_id == evidence.id)
+            .where(Submission.submitted_by == intent.user_id)
+            .order_by(col(Submission.custody_index).desc())
+        ).first()
+        upload.status, upload.evidence_id = "done", evidence.id
+        upload.custody_index = submission.custody_index if submission is not None else None
+        upload.duplicate = intent.object_key != _key(upload)
+        upload.updated_at = datetime.now(UTC)
+        session.add(upload)
+        _forget_parts(session, upload_id)
+    return upload
+
+
+def _forget_parts(session: Session, upload_id: str) -> None:
+    """The pieces are the object now (or were dropped with it): their rows go."""
+    session.exec(delete(ResumablePart).where(col(ResumablePart.upload_id) == upload_id))
 
 
 def _reopen(runtime: Runtime, upload_id: str) -> None:
@@ -354,39 +624,42 @@ def _reopen(runtime: Runtime, upload_id: str) -> None:
 
 
 def _close(runtime: Runtime, upload_id: str, status: str, outcome: str) -> None:
-    """End the upload as failed, dropping its parts; HEAD and PATCH then answer 410."""
+    """End the upload as failed, dropping its bytes; HEAD and PATCH then answer 410."""
     with runtime.database.session() as session:
         upload = session.get(ResumableUpload, upload_id)
         if upload is not None:
             upload.status, upload.outcome = status, outcome[:1024]
             upload.updated_at = datetime.now(UTC)
             session.add(upload)
-    _drop_parts(runtime, upload_id)
+    _drop_bytes(runtime, upload_id)
 
 
-def _drop_parts(runtime: Runtime, upload_id: str) -> None:
-    """Discard the parts' staging objects, then their rows. A part the store fails to
-    drop keeps its row, so fsck and the next expiry round still find it."""
+def _drop_bytes(runtime: Runtime, upload_id: str) -> bool:
+    """Drop an unfinished upload's write at its key (its pieces) and the bytes it held
+    aside, then their rows. Bytes the store fails to drop keep their rows, so fsck and
+    the next expiry round still find them; False then. A recorded upload's object is
+    evidence: only its rows go."""
     with runtime.database.session() as session:
-        parts = list(
-            session.exec(select(ResumablePart).where(ResumablePart.upload_id == upload_id))
-        )
-    for part in parts:
-        try:
-            runtime.store.discard(_staged(part))
-        except StorageError as exc:
-            _log.warning("upload part left", upload=upload_id, error=exc.diagnostics())
-            continue
-        with runtime.database.session() as session:
-            session.exec(
-                delete(ResumablePart)
-                .where(col(ResumablePart.upload_id) == upload_id)
-                .where(col(ResumablePart.start) == part.start)
-            )
+        upload = session.get(ResumableUpload, upload_id)
+        if upload is None:
+            return True
+        held = _held_parts_in(session, upload_id)
+    try:
+        if upload.status != "done" and upload.write_id is not None:
+            key = _key(upload)
+            runtime.store.discard(StagedObject(staging_key=key, size=0, target_key=key))
+        for part in held:
+            runtime.store.discard(part.staged)
+    except StorageError as exc:
+        _log.warning("upload bytes left", upload=upload_id, error=exc.diagnostics())
+        return False
+    with runtime.database.session() as session:
+        _forget_parts(session, upload_id)
+    return True
 
 
 def terminate_upload(runtime: Runtime, principal: Principal, upload_id: str) -> None:
-    """Termination: forget the upload and drop its parts (recorded evidence stays)."""
+    """Termination: forget the upload and drop its bytes (recorded evidence stays)."""
     upload = upload_state(runtime, principal, upload_id)
     if upload.status == "completing":
         raise Conflict(f"upload {upload_id} is being recorded; it can no longer be terminated")
@@ -394,13 +667,9 @@ def terminate_upload(runtime: Runtime, principal: Principal, upload_id: str) -> 
 
 
 def _remove(runtime: Runtime, upload_id: str) -> bool:
-    _drop_parts(runtime, upload_id)
+    if not _drop_bytes(runtime, upload_id):
+        return False
     with runtime.database.session() as session:
-        left = session.exec(
-            select(ResumablePart).where(ResumablePart.upload_id == upload_id)
-        ).first()
-        if left is not None:
-            return False
         session.exec(delete(ResumableUpload).where(col(ResumableUpload.id) == upload_id))
     return True
 
@@ -417,7 +686,7 @@ def expired_uploads(session: Session, now: datetime) -> list[ResumableUpload]:
 
 
 def expire_uploads(runtime: Runtime, now: datetime | None = None) -> list[str]:
-    """Remove every expired upload and its parts; the ids removed."""
+    """Remove every expired upload and its bytes; the ids removed."""
     moment = now or datetime.now(UTC)
     with runtime.database.session() as session:
         expired = expired_uploads(session, moment)
@@ -428,5 +697,18 @@ def expire_uploads(runtime: Runtime, now: datetime | None = None) -> list[str]:
 
 
 def part_keys(session: Session) -> Iterator[str]:
-    """The staging keys that uploads in progress own (fsck must not call them strays)."""
-    yield from session.exec(select(ResumablePart.staging_key))
+    """The staging keys of bytes uploads in progress hold aside (not strays to fsck)."""
+    for key in session.exec(select(ResumablePart.staging_key)):
+        if key is not None:
+            yield key
+
+
+def open_upload_keys(session: Session, now: datetime) -> set[str]:
+    """The object keys of uploads still receiving: their unfinished writes are theirs,
+    however long their client stays away, until they expire."""
+    rows = session.exec(
+        select(ResumableUpload.organisation_id, ResumableUpload.id)
+        .where(col(ResumableUpload.status).in_(("receiving", "completing")))
+        .where(col(ResumableUpload.expires_at) > now)
+    )
+    return {upload_object_key(organisation, upload_id) for organisation, upload_id in rows}

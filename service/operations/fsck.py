@@ -43,7 +43,12 @@ from service.errors import Error
 from service.evidence.intents import settle_pending, stale_after
 from service.evidence.reading import verify_object
 from service.evidence.recording import upload_object_key
-from service.evidence.resumable import expire_uploads, expired_uploads, part_keys
+from service.evidence.resumable import (
+    expire_uploads,
+    expired_uploads,
+    open_upload_keys,
+    part_keys,
+)
 from service.exports.bundles import export_prefix
 from service.operations.record_checks import member_findings, record_findings
 from service.storage import StagedObject, StoredObject
@@ -473,12 +478,15 @@ def _check_staging(runtime: Runtime, report: Report, *, repair: bool) -> None:
 
 
 def _check_unfinished(runtime: Runtime, report: Report, *, repair: bool) -> None:
-    """Multipart uploads begun and never completed: a live upload's while its bytes keep
-    arriving or its intent keeps beating (a tus PATCH's, whose scratch key no record
-    names yet, while any PATCH's write mark beats), a crashed one's otherwise (their
-    parts take space, unseen by any listing of objects, until they are aborted)."""
+    """Writes begun and never finished (S3 multipart uploads, folders of pieces): a live
+    upload's while its bytes keep arriving or its intent keeps beating, a resumable
+    upload's until it expires (its client may be away for hours), a crashed one's
+    otherwise (their parts take space, unseen by any listing of objects, until they are
+    aborted)."""
     listed = list(runtime.store.iter_unfinished())
     uploads = _uploads_now(runtime)
+    with runtime.database.session() as session:
+        resumable = open_upload_keys(session, datetime.now(UTC))
     live_since, live = uploads.live_since, 0
     for unfinished in listed:
         intent = uploads.by_key.get(unfinished.key)
@@ -487,6 +495,7 @@ def _check_unfinished(runtime: Runtime, report: Report, *, repair: bool) -> None
             _aware(unfinished.active_at) >= live_since
             or (intent is not None and _live(intent, live_since))
             or (scratch and uploads.in_flight)
+            or unfinished.key in resumable
         ):
             live += 1
             continue

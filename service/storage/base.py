@@ -50,8 +50,8 @@ class StagedObject:
     """Bytes written but not yet committed: no retention, safe to discard.
 
     `target_key` is the key the bytes were written for (`stage(..., key=...)`), where
-    `commit` locks them in place; None for a scratch object (a resumable upload's part),
-    which is read back and dropped, never committed. `staging_key` is where the bytes
+    `commit` locks them in place; None for a scratch object (bytes a resumable upload
+    holds aside), which is read back and dropped, never committed. `staging_key` is where the bytes
     are now: the target key itself on S3 (with `version_id`, the unlocked version), a
     file under staging/ on a filesystem. `written_at` is known for listed objects.
     """
@@ -153,8 +153,9 @@ class ObjectStore(Protocol):
         ...
 
     def open_staged(self, staged: StagedObject) -> ClosingChunks:
-        """Stream a staged object's bytes (a resumable upload's parts are read back once,
-        when the upload completes); raises `ObjectMissing` at once if it is gone."""
+        """Stream a staged object's bytes (a resumable upload's bytes held aside, or its
+        joined object when its digests must be rebuilt); raises `ObjectMissing` at once
+        if it is gone."""
         ...
 
     def open(self, key: str, version_id: str | None) -> ClosingChunks:

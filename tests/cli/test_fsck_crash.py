@@ -1,7 +1,9 @@
 """A server killed with SIGKILL in the middle of uploads to S3: `locker fsck` first
 counts them as in flight, then, once they have been silent for the idle timeout, finds
-everything they left (a pending intent, unfinished multipart uploads no object listing
-shows) and `--repair` settles it all, while nothing else is touched."""
+everything the form upload left (a pending intent, an unfinished multipart upload no
+object listing shows) and `--repair` settles it, while nothing else is touched. The
+resumable upload's write is its client's to go on with until the upload expires; then
+`--repair` removes it too."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from service.storage import S3Store
@@ -64,6 +67,9 @@ def _form_upload(url: str, key: str, released: threading.Event) -> None:
         httpx.post(f"{url}/v1/evidence", content=body(), headers=headers, timeout=60)
 
 
+_tus_locations: list[str] = []
+
+
 def _tus_upload(url: str, key: str, released: threading.Event) -> None:
     headers = {"Authorization": f"Bearer {key}", "Tus-Resumable": "1.0.0"}
     name = base64.b64encode(b"v2.mp4").decode()
@@ -72,6 +78,7 @@ def _tus_upload(url: str, key: str, released: threading.Event) -> None:
         headers=headers | {"Upload-Length": str(64 * _MIB), "Upload-Metadata": f"filename {name}"},
     )
     assert created.status_code == 201, created.text
+    _tus_locations.append(created.headers["Location"])
     patch = headers | {
         "Content-Type": "application/offset+octet-stream",
         "Upload-Offset": "0",
@@ -135,21 +142,33 @@ def test_a_server_killed_mid_upload_leaves_nothing_fsck_cannot_settle(
         assert checked["unfinished writes in progress"] == 2
 
         time.sleep(_IDLE_SECONDS + 1)  # silent past the idle timeout: a crash's leftovers
-        unfinished = {u.key for u in store.iter_unfinished()}
+        [location] = _tus_locations
+        resumable_key = next(k for k in _unfinished_keys(store) if k.endswith(location[-36:]))
+        [form_key] = _unfinished_keys(store) - {resumable_key}
         code, report = _fsck(env)
         findings = report["findings"]
         assert code == 1 and isinstance(findings, list)
         assert sum("still pending" in f for f in findings) == 1, findings
-        for leftover in unfinished:
-            assert any(f"unfinished write to {leftover}" in f for f in findings), findings
-        assert any("/evidence/" in k for k in unfinished)  # the form upload's own key
-        assert any(k.startswith("staging/") for k in unfinished)  # the tus PATCH's part
+        assert any(f"unfinished write to {form_key}" in f for f in findings), findings
+        assert not any(resumable_key in f for f in findings), findings
 
         code, report = _fsck(env, "--repair")
         repairs = report["repairs"]
         assert isinstance(repairs, list)
         assert sum("abandoned upload intent" in r for r in repairs) == 1, repairs
         assert code == 0, report
-        assert list(store.iter_unfinished()) == []
+        assert _unfinished_keys(store) == {resumable_key}
         assert list(store.iter_objects()) == []  # nothing was ever stored as evidence
         assert _fsck(env)[0] == 0
+
+        # A day later the resumable upload has expired: its write goes with it.
+        with psycopg.connect(env["LOCKER_DATABASE_URL"].replace("+psycopg", "")) as db:
+            db.execute("UPDATE resumable_upload SET expires_at = now() - interval '1 second'")
+        code, report = _fsck(env, "--repair")
+        assert code == 0 and any(location[-36:] in r for r in report["repairs"]), report
+        assert list(store.iter_unfinished()) == []
+        assert _fsck(env)[0] == 0
+
+
+def _unfinished_keys(store: S3Store) -> set[str]:
+    return {u.key for u in store.iter_unfinished()}

@@ -1,0 +1,136 @@
+"""Resumable uploads stored once, as pieces of the object at the upload's own key:
+long chunks become pieces, short tails wait for the next PATCH, digests continue in the
+process that received the bytes, and a client away for long keeps its unfinished write."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlmodel import col, select
+
+from service.db.models import ResumablePart
+from service.evidence import resumable
+from service.evidence.pieces import DigestCache
+from service.operations.fsck import fsck
+from service.runtime import open_runtime
+from tests.api.test_tus import TUS, bytes_left, checksum, create, metadata_header, patch
+from tests.harness import Locker
+
+MIB = 1024 * 1024
+
+
+def _held_aside(locker: Locker) -> list[int]:
+    """Sizes of the bytes uploads hold aside (tails too short for a piece)."""
+    with locker.runtime.database.session() as session:
+        rows = session.exec(
+            select(ResumablePart).where(col(ResumablePart.staging_key).is_not(None))
+        )
+        return [row.size for row in rows]
+
+
+def _read_back() -> float:
+    return REGISTRY.get_sample_value("locker_upload_read_back_bytes_total") or 0.0
+
+
+def test_long_chunks_become_pieces_and_a_short_tail_waits(locker: Locker) -> None:
+    """6 MiB, then 3 MiB (below S3's smallest part: held aside there), then a chunk
+    with a wrong checksum (refused, the tail kept as it was), then the rest."""
+    content = os.urandom(13 * MIB)
+    store, read_back = locker.runtime.store, _read_back()
+    with locker.client() as client:
+        location = create(client, len(content), metadata_header("v.mp4", content)).headers[
+            "Location"
+        ]
+        assert patch(client, location, 0, content[: 6 * MIB]).status_code == 204
+        assert _held_aside(locker) == []
+        assert patch(client, location, 6 * MIB, content[6 * MIB : 9 * MIB]).status_code == 204
+        expected_tail = [3 * MIB] if store.min_piece_bytes > 3 * MIB else []
+        assert _held_aside(locker) == expected_tail
+        wrong = patch(
+            client,
+            location,
+            9 * MIB,
+            content[9 * MIB : 10 * MIB],
+            **{"Upload-Checksum": checksum(b"something else")},
+        )
+        assert wrong.status_code == 460
+        assert _held_aside(locker) == expected_tail
+        assert client.head(location, headers=TUS).headers["Upload-Offset"] == str(9 * MIB)
+        done = patch(client, location, 9 * MIB, content[9 * MIB :])
+        assert done.status_code == 204, done.text
+        evidence_id = done.headers["Locker-Evidence-Id"]
+        item = client.get(f"/v1/evidence/{evidence_id}").json()
+        assert item["sha256"] == hashlib.sha256(content).hexdigest()
+        assert client.get(f"/v1/evidence/{evidence_id}/content").content == content
+    assert bytes_left(locker.runtime) == [] and _held_aside(locker) == []
+    # Every byte arrived at this process: its running digests were used, nothing re-read.
+    assert _read_back() == read_back
+    assert fsck(locker.runtime).healthy
+
+
+def test_digests_lost_with_the_process_are_rebuilt_from_the_store(
+    locker: Locker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if the last PATCH landed on another process (or after a restart): the
+    completion reads the joined object back once and records the same digests."""
+    content = os.urandom(700_000)
+    read_back = _read_back()
+    with locker.client() as client:
+        location = create(client, len(content), metadata_header("w.bin", content)).headers[
+            "Location"
+        ]
+        assert patch(client, location, 0, content[:300_000]).status_code == 204
+        monkeypatch.setattr(resumable, "_digests", DigestCache())
+        done = patch(client, location, 300_000, content[300_000:])
+        assert done.status_code == 204, done.text
+        evidence_id = done.headers["Locker-Evidence-Id"]
+        item = client.get(f"/v1/evidence/{evidence_id}").json()
+        assert item["sha256"] == hashlib.sha256(content).hexdigest()
+        assert item["sha512"] == hashlib.sha512(content).hexdigest()
+        assert item["media_type"] == "application/octet-stream"
+    assert _read_back() == read_back + len(content)
+    assert bytes_left(locker.runtime) == []
+
+
+def test_fsck_repair_spares_the_write_of_a_client_away_for_long(locker: Locker) -> None:
+    """Silent for longer than the idle timeout is a crash for a form upload, not for a
+    resumable one: its client may be offline for hours, until the upload expires."""
+    content = os.urandom(6 * MIB)
+    with locker.client() as client:
+        location = create(client, len(content), metadata_header("x.bin", content)).headers[
+            "Location"
+        ]
+        assert patch(client, location, 0, content[: 5 * MIB]).status_code == 204
+        settings = locker.runtime.settings.model_copy(update={"upload_idle_timeout_seconds": 1})
+        impatient = open_runtime(settings)
+        try:
+            time.sleep(1.5)
+            report = fsck(impatient, repair=True)
+        finally:
+            impatient.close()
+        assert report.repairs == [], report.repairs
+        assert report.checked["unfinished writes in progress"] == 1
+        done = patch(client, location, 5 * MIB, content[5 * MIB :])
+        assert done.status_code == 204, done.text
+        evidence_id = done.headers["Locker-Evidence-Id"]
+        assert client.get(f"/v1/evidence/{evidence_id}/content").content == content
+
+
+def test_terminating_drops_the_write_and_the_tail(locker: Locker) -> None:
+    content = os.urandom(7 * MIB)
+    with locker.client() as client:
+        location = create(client, len(content), metadata_header("y.bin", content)).headers[
+            "Location"
+        ]
+        assert patch(client, location, 0, content[: 5 * MIB]).status_code == 204
+        assert patch(client, location, 5 * MIB, content[5 * MIB : 6 * MIB]).status_code == 204
+        assert bytes_left(locker.runtime) != []
+        assert client.delete(location, headers=TUS).status_code == 204
+        assert client.head(location, headers=TUS).status_code == 404
+    assert bytes_left(locker.runtime) == []
+    with locker.runtime.database.session() as session:
+        assert session.exec(select(ResumablePart)).all() == []
