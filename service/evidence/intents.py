@@ -34,7 +34,7 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from service.core.digests import ContentDigests, Digest
-from service.db.models import UploadIntent
+from service.db.models import ResumableUpload, UploadIntent
 from service.errors import Conflict, Error, ObjectMissing, StorageError, describe
 from service.evidence.reading import verify_object
 from service.evidence.recording import find_evidence, finish_intent, upload_object_key
@@ -96,9 +96,20 @@ async def _beat(runtime: Runtime, intent_id: str, touch: Callable[[Runtime, str]
 def settle_pending(runtime: Runtime, *, stale_only: bool) -> list[str]:
     """Settle pending intents (with `stale_only`, those no request is handling);
     returns one line per intent settled."""
-    query = select(UploadIntent).where(UploadIntent.status == "pending")
+    now = datetime.now(UTC)
+    # A resumable upload's intent is settled with its upload (`settle_completions`):
+    # until it expires, its client may come back, and its bytes are not lost.
+    open_upload = (
+        select(ResumableUpload.id)
+        .where(col(ResumableUpload.id) == col(UploadIntent.id))
+        .where(col(ResumableUpload.status).in_(("receiving", "completing")))
+        .where(col(ResumableUpload.expires_at) > now)
+    )
+    query = (
+        select(UploadIntent).where(UploadIntent.status == "pending").where(~open_upload.exists())
+    )
     if stale_only:
-        cutoff = datetime.now(UTC) - stale_after(runtime.settings)
+        cutoff = now - stale_after(runtime.settings)
         last_sign = func.coalesce(col(UploadIntent.heartbeat_at), col(UploadIntent.created_at))
         query = query.where(last_sign < cutoff)
     with runtime.database.session() as session:

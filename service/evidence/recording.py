@@ -245,20 +245,21 @@ def _recorded_upload(session: Session, intent_id: str) -> _RecordedUpload:
     intent = _pending_intent(session, intent_id)
     if intent.sha256 is None or intent.sha512 is None or intent.size is None:
         raise NotFound(f"no recorded upload intent {intent_id}")
-    # The uploader with their role of now: fsck may finish the upload much later.
-    uploader = session.get(User, intent.user_id)
-    assert uploader is not None
-    principal = Principal(
-        user_id=intent.user_id, organisation_id=intent.organisation_id, role=Role(uploader.role)
-    )
     return _RecordedUpload(
         intent=intent,
-        principal=principal,
+        principal=uploader(session, intent.organisation_id, intent.user_id),
         metadata=UploadMetadata.from_stored_json(intent.metadata_json),
         sha256=intent.sha256,
         sha512=intent.sha512,
         size=intent.size,
     )
+
+
+def uploader(session: Session, organisation_id: str, user_id: str) -> Principal:
+    """The uploader with their role of now: the workers may finish an upload much later."""
+    user = session.get(User, user_id)
+    assert user is not None
+    return Principal(user_id=user_id, organisation_id=organisation_id, role=Role(user.role))
 
 
 def _submission_details(upload: _RecordedUpload) -> dict[str, object]:

@@ -68,6 +68,7 @@ from service.evidence.recording import (
     find_evidence,
     record_upload,
     upload_object_key,
+    uploader,
 )
 from service.metrics import UPLOAD_READ_BACK_BYTES
 from service.storage import Piece, StagedObject, UnfinishedWrite
@@ -209,23 +210,29 @@ async def append_chunk(
     upload = await settled_state(runtime, principal, upload_id)
     _check_offset(upload, offset)
     digests = _digests.take(upload_id, offset) or (RunningDigests() if offset == 0 else None)
-    # A chunk its checksum refuses is not kept: nor are the digests it was fed into.
-    before = digests.copy() if digests is not None and checksum is not None else None
+    # A chunk that is not kept (refused by its checksum, or failed by the store) leaves
+    # the digests as they were before it, for the next PATCH at this offset.
+    before = digests.copy() if digests is not None else None
     await asyncio.to_thread(_mark_writing, runtime, upload_id, datetime.now(UTC))
     try:
         # The mark beats while the body streams: fsck and waiting requests tell a live
         # PATCH, however long, from a dead process's.
-        async with heartbeat(runtime, upload_id, touch=_still_writing):
-            held = await asyncio.to_thread(_held_parts, runtime, upload_id)
-            received = await receive(
-                await _destination(runtime, upload),
-                _bounded(chunks, upload.length - offset),
-                offset=offset,
-                length=upload.length,
-                held=held,
-                digests=digests,
-                want_sha256=checksum is not None,
-            )
+        try:
+            async with heartbeat(runtime, upload_id, touch=_still_writing):
+                held = await asyncio.to_thread(_held_parts, runtime, upload_id)
+                received = await receive(
+                    await _destination(runtime, upload),
+                    _bounded(chunks, upload.length - offset),
+                    offset=offset,
+                    length=upload.length,
+                    held=held,
+                    digests=digests,
+                    want_sha256=checksum is not None,
+                )
+        except BaseException:
+            if before is not None:
+                _digests.keep(upload_id, before)
+            raise
         if checksum is not None and (body_cut() or received.sha256 != checksum):
             await asyncio.to_thread(_drop_held, runtime, received.held)
             if before is not None:
@@ -621,6 +628,68 @@ def _reopen(runtime: Runtime, upload_id: str) -> None:
         if upload is not None and upload.status == "completing":
             upload.status = "receiving"
             session.add(upload)
+
+
+def settle_completions(runtime: Runtime) -> list[str]:
+    """Complete the uploads whose last byte arrived but whose completion no process is
+    doing (it died, or failed with an outage and no PATCH came again); one line each.
+
+    Their clients may never ask again: a tus client that learns from HEAD that every
+    byte arrived considers its work done. So the workers (and `locker fsck --repair`)
+    complete such an upload as its last PATCH would have, for its uploader, once the
+    upload and its intent have been silent past the idle timeout.
+    """
+    now = datetime.now(UTC)
+    cutoff = now - timedelta(seconds=runtime.settings.upload_idle_timeout_seconds)
+    with runtime.database.session() as session:
+        stuck = session.exec(
+            select(ResumableUpload.id)
+            .where(col(ResumableUpload.status).in_(_OPEN))
+            .where(col(ResumableUpload.received) == col(ResumableUpload.length))
+            .where(col(ResumableUpload.expires_at) > now)
+            .where(col(ResumableUpload.updated_at) < cutoff)
+            .order_by(col(ResumableUpload.updated_at))
+        ).all()
+    lines = []
+    for upload_id in stuck:
+        claimed = _claim_stuck(runtime, upload_id, cutoff)
+        if claimed is None:
+            continue
+        upload, principal = claimed
+        try:
+            done, _ = asyncio.run(_complete(runtime, principal, upload, None))
+        except (InvalidInput, Gone, NotFound) as exc:
+            lines.append(f"upload {upload_id} failed at completion: {describe(exc)}")
+        except (StorageError, Conflict) as exc:
+            # An outage: the upload is reopened and its bytes stay for the next round.
+            _log.warning("upload left to complete later", upload=upload_id, error=describe(exc))
+        else:
+            lines.append(f"completed upload {upload_id}: evidence {done.evidence_id}")
+    return lines
+
+
+_OPEN = ("receiving", "completing")
+
+
+def _claim_stuck(
+    runtime: Runtime, upload_id: str, cutoff: datetime
+) -> tuple[ResumableUpload, Principal] | None:
+    """Take the completion over if nobody has touched the upload or its intent since
+    `cutoff`; the upload is then completing again (a PATCH meanwhile gets 409)."""
+    with runtime.database.session() as session:
+        upload = session.get(ResumableUpload, upload_id, with_for_update=True)
+        if upload is None or upload.status not in _OPEN or upload.received != upload.length:
+            return None
+        marks = [upload.updated_at, upload.writing_since]
+        intent = session.get(UploadIntent, upload_id)
+        if intent is not None and intent.status == "pending":
+            marks.append(intent.heartbeat_at or intent.created_at)
+        if any(mark is not None and _aware(mark) >= cutoff for mark in marks):
+            return None
+        upload.status, upload.updated_at = "completing", datetime.now(UTC)
+        session.add(upload)
+        principal = uploader(session, upload.organisation_id, upload.user_id)
+    return upload, principal
 
 
 def _close(runtime: Runtime, upload_id: str, status: str, outcome: str) -> None:

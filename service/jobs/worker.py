@@ -28,7 +28,7 @@ from service.accounts.idempotency import purge_expired
 from service.custody.timestamps import timestamp_periodically
 from service.errors import describe
 from service.evidence.intents import settle_pending
-from service.evidence.resumable import expire_uploads
+from service.evidence.resumable import expire_uploads, settle_completions
 from service.jobs.queue import (
     JobQueue,
     database_conninfo,
@@ -131,5 +131,7 @@ async def _owed(runtime: Runtime, queue: JobQueue) -> None:
 
 
 async def _stale_intents(runtime: Runtime) -> None:
+    for line in await asyncio.to_thread(settle_completions, runtime):
+        _log.info("settled a resumable upload nobody completed", outcome=line)
     for line in await asyncio.to_thread(settle_pending, runtime, stale_only=True):
         _log.info("settled a stale upload intent", outcome=line)

@@ -48,6 +48,7 @@ from service.evidence.resumable import (
     expired_uploads,
     open_upload_keys,
     part_keys,
+    settle_completions,
 )
 from service.exports.bundles import export_prefix
 from service.operations.record_checks import member_findings, record_findings
@@ -76,6 +77,7 @@ def fsck(runtime: Runtime, *, repair: bool = False) -> Report:
     report = Report()
     if repair:
         # Only intents silent past the idle timeout: the others belong to live requests.
+        report.repairs += settle_completions(runtime)
         report.repairs += settle_pending(runtime, stale_only=True)
         report.repairs += [f"removed expired upload {u}" for u in expire_uploads(runtime)]
     # One snapshot for every check: fsck may run while the locker appends.

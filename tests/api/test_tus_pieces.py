@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import update
 from sqlmodel import col, select
 
-from service.db.models import ResumablePart
+from service.db.models import ResumablePart, ResumableUpload, UploadIntent
 from service.evidence import resumable
 from service.evidence.pieces import DigestCache
 from service.operations.fsck import fsck
@@ -134,3 +136,62 @@ def test_terminating_drops_the_write_and_the_tail(locker: Locker) -> None:
     assert bytes_left(locker.runtime) == []
     with locker.runtime.database.session() as session:
         assert session.exec(select(ResumablePart)).all() == []
+
+
+@pytest.mark.parametrize("died", ["before its intent", "after its intent"])
+def test_a_completion_whose_process_died_is_finished_for_the_uploader(
+    locker: Locker, monkeypatch: pytest.MonkeyPatch, died: str
+) -> None:
+    """The process that took the last byte dies while completing: HEAD already says
+    every byte arrived, so a tus client asks nothing more. Once the upload has been
+    silent past the idle timeout, `fsck --repair` (as the workers do) completes it for
+    its uploader; its intent is not abandoned and its bytes are not dropped."""
+    content = os.urandom(700_000)
+
+    async def dies(runtime, principal, upload, known):  # type: ignore[no-untyped-def]
+        if died == "after its intent":
+            resumable._completion_intent(runtime, principal, upload)
+        return upload, None
+
+    with locker.client() as client:
+        location = create(client, len(content), metadata_header("d.bin", content)).headers[
+            "Location"
+        ]
+        upload_id = location.rsplit("/", 1)[1]
+        assert patch(client, location, 0, content[:300_000]).status_code == 204
+        with monkeypatch.context() as crash:
+            crash.setattr(resumable, "_complete", dies)
+            cut = patch(client, location, 300_000, content[300_000:])
+        assert cut.status_code == 204 and "Locker-Evidence-Id" not in cut.headers
+        assert patch(client, location, len(content), b"").status_code == 409
+        # Not silent long enough yet: a live completion is left alone.
+        assert fsck(locker.runtime, repair=True).repairs == []
+        _silent_for_an_hour(locker, upload_id)
+        repaired = fsck(locker.runtime, repair=True).repairs
+        head = client.head(location, headers=TUS)
+        evidence_id = head.headers["Locker-Evidence-Id"]
+        assert repaired == [f"completed upload {upload_id}: evidence {evidence_id}"]
+        assert head.headers["Upload-Offset"] == str(len(content))
+        item = client.get(f"/v1/evidence/{evidence_id}").json()
+        assert item["sha256"] == hashlib.sha256(content).hexdigest()
+        assert item["filename"] == "d.bin"
+        assert client.get(f"/v1/evidence/{evidence_id}/content").content == content
+    assert bytes_left(locker.runtime) == []
+    with locker.runtime.database.session() as session:
+        assert [i.status for i in session.exec(select(UploadIntent))] == ["done"]
+
+
+def _silent_for_an_hour(locker: Locker, upload_id: str) -> None:
+    """As if the process died an hour ago: nothing touched the upload or its intent since."""
+    then = datetime.now(UTC) - timedelta(hours=1)
+    with locker.runtime.database.session() as session:
+        session.execute(
+            update(ResumableUpload)
+            .where(col(ResumableUpload.id) == upload_id)
+            .values(updated_at=then, writing_since=None)
+        )
+        session.execute(
+            update(UploadIntent)
+            .where(col(UploadIntent.id) == upload_id)
+            .values(created_at=then, heartbeat_at=then)
+        )
