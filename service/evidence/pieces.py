@@ -27,6 +27,8 @@ from service.evidence.pipe import SNIFF_BYTES
 from service.storage import MAX_PIECES, ObjectStore, Piece, StagedObject
 
 _PIECE_BYTES = 8 * 1024 * 1024
+# How far digesting may lag the body: each step is hashed in a thread as the next arrives.
+_DIGEST_STEP = 1024 * 1024
 # Piece numbers a write may spend: half of the store's limit, so that pieces of requests
 # that lost the race for an offset (numbered, stored, never listed) cannot exhaust it.
 _PIECES_PER_UPLOAD = MAX_PIECES // 2
@@ -173,6 +175,8 @@ class _Cutter:
         self._buffer_start = start  # where the buffer's first byte sits in the file
         self._new_from = 0  # bytes of the buffer before this were held aside (digested)
         self._storing: asyncio.Future[Piece] | None = None
+        self._hashing: asyncio.Future[None] | None = None
+        self._undigested: list[bytes] = []  # the chunks from `_new_from` on
         self._storing_start = 0
         self.pieces: list[PlacedPiece] = []
 
@@ -195,8 +199,12 @@ class _Cutter:
 
     async def add(self, chunk: bytes) -> None:
         self._buffer += chunk
+        if self._digests is not None:
+            self._undigested.append(chunk)
         if len(self._buffer) >= self._to.piece_bytes:
             await self._store_buffer()
+        elif len(self._buffer) - self._new_from >= _DIGEST_STEP:
+            await self._digest_behind()
 
     async def finish(self, *, keep_tail: bool) -> HeldPart | None:
         """Store what is left: as the last piece, as a piece if it is long enough, else
@@ -211,7 +219,11 @@ class _Cutter:
         return HeldPart(start=self._buffer_start, staged=staged)
 
     async def abandon(self) -> None:
-        """Wait for the piece being stored (its thread cannot be stopped), keep nothing."""
+        """Wait for the piece being stored and the bytes being digested (their threads
+        cannot be stopped), keep nothing."""
+        if self._hashing is not None:
+            await asyncio.gather(self._hashing, return_exceptions=True)
+            self._hashing = None
         if self._storing is not None:
             await asyncio.gather(self._storing, return_exceptions=True)
             self._storing = None
@@ -232,7 +244,27 @@ class _Cutter:
         self._buffer.clear()
         self._new_from = 0
 
+    async def _digest_behind(self) -> None:
+        """Digest the bytes that arrived so far in a thread while more arrive: the body
+        keeps streaming, and the piece is digested by the time it is whole. At most one
+        step is in flight, so the digests stay in order and memory stays bounded."""
+        digests = self._digests
+        if digests is None:
+            return
+        await self._digested()
+        # The chunks as they arrived (immutable), not the buffer: it grows meanwhile.
+        chunks, self._undigested = self._undigested, []
+        self._new_from = len(self._buffer)
+        self._hashing = asyncio.ensure_future(asyncio.to_thread(_update, digests, chunks))
+
+    async def _digested(self) -> None:
+        if self._hashing is not None:
+            hashing, self._hashing = self._hashing, None
+            await hashing
+
     async def _digest_new(self) -> None:
+        await self._digested()
+        self._undigested = []
         digests = self._digests
         if digests is not None and self._new_from < len(self._buffer):
             new = memoryview(self._buffer)[self._new_from :]
@@ -246,3 +278,8 @@ class _Cutter:
         if self._storing is not None:
             storing, self._storing = self._storing, None
             self.pieces.append(PlacedPiece(start=self._storing_start, piece=await storing))
+
+
+def _update(digests: RunningDigests, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        digests.update(memoryview(chunk))
