@@ -141,7 +141,10 @@ async def receive(
     On failure nothing new stays held aside; pieces already stored stay unlisted, and
     the store drops them when the write is finished or aborted.
     """
-    cutter = _Cutter(to, start=held[0].start if held else offset, digests=digests)
+    # A tail stored as a piece spends a number: none but the last may be so short that
+    # the upload would run out of them (a long file sent in short PATCHes).
+    least = max(to.store.min_piece_bytes, -(-length // _PIECES_PER_UPLOAD))
+    cutter = _Cutter(to, start=held[0].start if held else offset, digests=digests, least=least)
     body_sha256 = hashlib.sha256() if want_sha256 else None
     size = 0
     try:
@@ -169,8 +172,10 @@ async def receive(
 class _Cutter:
     """Bytes in, pieces out: one piece stored while the next fills."""
 
-    def __init__(self, to: Destination, *, start: int, digests: RunningDigests | None) -> None:
-        self._to, self._digests = to, digests
+    def __init__(
+        self, to: Destination, *, start: int, digests: RunningDigests | None, least: int
+    ) -> None:
+        self._to, self._digests, self._least = to, digests, least
         self._buffer = bytearray()
         self._buffer_start = start  # where the buffer's first byte sits in the file
         self._new_from = 0  # bytes of the buffer before this were held aside (digested)
@@ -209,7 +214,7 @@ class _Cutter:
     async def finish(self, *, keep_tail: bool) -> HeldPart | None:
         """Store what is left: as the last piece, as a piece if it is long enough, else
         (`keep_tail`) held aside for the next PATCH."""
-        if self._buffer and (not keep_tail or len(self._buffer) >= self._to.store.min_piece_bytes):
+        if self._buffer and (not keep_tail or len(self._buffer) >= self._least):
             await self._store_buffer()
         await self._collect()
         if not self._buffer:

@@ -71,7 +71,8 @@ from service.evidence.recording import (
     uploader,
 )
 from service.metrics import UPLOAD_READ_BACK_BYTES
-from service.storage import Piece, StagedObject, UnfinishedWrite
+from service.storage import ObjectStore, Piece, StagedObject, UnfinishedWrite
+from service.storage.base import STAGING_PREFIX
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -294,6 +295,11 @@ async def _destination(runtime: Runtime, upload: ResumableUpload) -> Destination
     )
 
 
+def _removed(upload_id: str) -> Gone:
+    """The upload was terminated or expired while this request worked on it."""
+    return Gone(f"upload {upload_id} was removed meanwhile (terminated or expired)")
+
+
 def _begin_write(runtime: Runtime, upload: ResumableUpload) -> str:
     """Begin the upload's write at its key, once: of two requests that begin it at the
     same moment, the second drops its own and uses the first's."""
@@ -323,7 +329,9 @@ def _next_piece(runtime: Runtime, upload_id: str) -> int:
             .where(col(ResumableUpload.id) == upload_id)
             .values(next_piece=col(ResumableUpload.next_piece) + 1)
             .returning(col(ResumableUpload.next_piece))
-        ).scalar_one()
+        ).scalar_one_or_none()
+    if number is None:
+        raise _removed(upload_id)
     return int(number) - 1
 
 
@@ -370,7 +378,8 @@ def _advance(
     now = datetime.now(UTC)
     with runtime.database.session() as session:
         upload = session.get(ResumableUpload, upload_id)
-        assert upload is not None
+        if upload is None:
+            raise _removed(upload_id)
         end = offset + received.size
         moved = session.exec(
             update(ResumableUpload)
@@ -393,7 +402,8 @@ def _advance(
         _discard_quietly(runtime, upload_id, part.staged)
     with runtime.database.session() as session:
         fresh = session.get(ResumableUpload, upload_id)
-        assert fresh is not None
+        if fresh is None:
+            raise _removed(upload_id)
         return fresh
 
 
@@ -516,14 +526,21 @@ def _joined(runtime: Runtime, upload: ResumableUpload, intent: UploadIntent) -> 
     if intent.staging_key is not None and intent.staging_key != key:
         # Joined before, into a staging file (a filesystem store), named on the intent.
         return StagedObject(staging_key=intent.staging_key, size=upload.length, target_key=key)
-    found = store.head(key)
-    if found is not None:
-        return StagedObject(
-            staging_key=key, size=found.size, target_key=key, version_id=found.version_id
-        )
+    joined = _object_at(store, key)
+    if joined is not None:
+        return joined
     if upload.write_id is None:
         raise ObjectMissing(f"upload {upload.id}: no bytes were ever stored")
-    staged = store.finish_pieces(key, upload.write_id, _pieces(runtime, upload))
+    try:
+        staged = store.finish_pieces(key, upload.write_id, _pieces(runtime, upload))
+    except ObjectMissing:
+        # An earlier try may have joined them after all (its answer lost to a timeout,
+        # or it died): the object is then at the key. Pieces never go missing for good
+        # while the upload is open, so anything else is an outage, retried later.
+        joined = _object_at(store, key)
+        if joined is None:
+            raise StorageError(f"upload {upload.id}: its pieces are not in the store") from None
+        return joined
     if staged.staging_key != key:
         with runtime.database.session() as session:
             session.execute(
@@ -532,6 +549,15 @@ def _joined(runtime: Runtime, upload: ResumableUpload, intent: UploadIntent) -> 
                 .values(staging_key=staged.staging_key)
             )
     return staged
+
+
+def _object_at(store: ObjectStore, key: str) -> StagedObject | None:
+    found = store.head(key)
+    if found is None:
+        return None
+    return StagedObject(
+        staging_key=key, size=found.size, target_key=key, version_id=found.version_id
+    )
 
 
 def _pieces(runtime: Runtime, upload: ResumableUpload) -> list[Piece]:
@@ -584,7 +610,8 @@ def _read_back(runtime: Runtime, staged: StagedObject, length: int) -> StagedUpl
 def _finish(runtime: Runtime, upload_id: str, result: IngestResult) -> ResumableUpload:
     with runtime.database.session() as session:
         upload = session.get(ResumableUpload, upload_id)
-        assert upload is not None
+        if upload is None:
+            raise _removed(upload_id)
         upload.status, upload.evidence_id = "done", result.evidence.id
         upload.custody_index, upload.duplicate = result.submission.custody_index, result.duplicate
         upload.updated_at = datetime.now(UTC)
@@ -601,7 +628,8 @@ def _finish_settled(runtime: Runtime, upload_id: str, intent: UploadIntent) -> R
         raise NotFound(f"upload {upload_id}: no evidence with sha256 {sha256 or '(unknown)'}")
     with runtime.database.session() as session:
         upload = session.get(ResumableUpload, upload_id)
-        assert upload is not None
+        if upload is None:
+            raise _removed(upload_id)
         submission = session.exec(
             select(Submission)
             .where(Submission.evidence_id == evidence.id)
@@ -657,15 +685,32 @@ def settle_completions(runtime: Runtime) -> list[str]:
             continue
         upload, principal = claimed
         try:
-            done, _ = asyncio.run(_complete(runtime, principal, upload, None))
+            # Exactly what the client's PATCH at the end (empty body) would do.
+            done = asyncio.run(
+                append_chunk(
+                    runtime,
+                    principal,
+                    upload_id,
+                    offset=upload.length,
+                    chunks=_no_bytes(),
+                    checksum=None,
+                    body_cut=lambda: False,
+                )
+            )
         except (InvalidInput, Gone, NotFound) as exc:
             lines.append(f"upload {upload_id} failed at completion: {describe(exc)}")
         except (StorageError, Conflict) as exc:
-            # An outage: the upload is reopened and its bytes stay for the next round.
+            # An outage, or its client came back first: its bytes stay where they are.
             _log.warning("upload left to complete later", upload=upload_id, error=describe(exc))
         else:
-            lines.append(f"completed upload {upload_id}: evidence {done.evidence_id}")
+            lines.append(f"completed upload {upload_id}: evidence {done.upload.evidence_id}")
     return lines
+
+
+async def _no_bytes() -> AsyncIterator[bytes]:
+    nothing: tuple[bytes, ...] = ()
+    for chunk in nothing:
+        yield chunk
 
 
 _OPEN = ("receiving", "completing")
@@ -675,7 +720,8 @@ def _claim_stuck(
     runtime: Runtime, upload_id: str, cutoff: datetime
 ) -> tuple[ResumableUpload, Principal] | None:
     """Take the completion over if nobody has touched the upload or its intent since
-    `cutoff`; the upload is then completing again (a PATCH meanwhile gets 409)."""
+    `cutoff`: the upload is open to a PATCH at its end again, and looks touched now, so
+    no other worker takes it too."""
     with runtime.database.session() as session:
         upload = session.get(ResumableUpload, upload_id, with_for_update=True)
         if upload is None or upload.status not in _OPEN or upload.received != upload.length:
@@ -686,7 +732,7 @@ def _claim_stuck(
             marks.append(intent.heartbeat_at or intent.created_at)
         if any(mark is not None and _aware(mark) >= cutoff for mark in marks):
             return None
-        upload.status, upload.updated_at = "completing", datetime.now(UTC)
+        upload.status, upload.updated_at = "receiving", datetime.now(UTC)
         session.add(upload)
         principal = uploader(session, upload.organisation_id, upload.user_id)
     return upload, principal
@@ -730,9 +776,22 @@ def _drop_bytes(runtime: Runtime, upload_id: str) -> bool:
 def terminate_upload(runtime: Runtime, principal: Principal, upload_id: str) -> None:
     """Termination: forget the upload and drop its bytes (recorded evidence stays)."""
     upload = upload_state(runtime, principal, upload_id)
-    if upload.status == "completing":
+    if upload.status != "done" and not _stop_receiving(runtime, upload_id):
         raise Conflict(f"upload {upload_id} is being recorded; it can no longer be terminated")
     _remove(runtime, upload_id)
+
+
+def _stop_receiving(runtime: Runtime, upload_id: str) -> bool:
+    """Close the upload to PATCHes first, so that a last PATCH cannot begin recording
+    the bytes being dropped; False if one already did."""
+    with runtime.database.session() as session:
+        stopped = session.exec(
+            update(ResumableUpload)
+            .where(col(ResumableUpload.id) == upload_id)
+            .where(col(ResumableUpload.status) == "receiving")
+            .values(status="failed", outcome="terminated by its uploader")
+        ).rowcount
+    return bool(stopped == 1)
 
 
 def _remove(runtime: Runtime, upload_id: str) -> bool:
@@ -759,17 +818,31 @@ def expire_uploads(runtime: Runtime, now: datetime | None = None) -> list[str]:
     moment = now or datetime.now(UTC)
     with runtime.database.session() as session:
         expired = expired_uploads(session, moment)
-    removed = [upload.id for upload in expired if _remove(runtime, upload.id)]
+    # A PATCH that began just before the expiry is let finish (it moves the expiry on).
+    live = moment - timedelta(seconds=runtime.settings.upload_idle_timeout_seconds)
+    removed = [
+        upload.id
+        for upload in expired
+        if (upload.writing_since is None or _aware(upload.writing_since) < live)
+        and _remove(runtime, upload.id)
+    ]
     if removed:
         _log.info("expired uploads removed", uploads=len(removed))
     return removed
 
 
 def part_keys(session: Session) -> Iterator[str]:
-    """The staging keys of bytes uploads in progress hold aside (not strays to fsck)."""
+    """The staging keys of bytes uploads in progress hold aside, and where a store
+    without writes in pieces joins an open upload's (not strays to fsck)."""
     for key in session.exec(select(ResumablePart.staging_key)):
         if key is not None:
             yield key
+    writes = session.exec(
+        select(ResumableUpload.write_id).where(col(ResumableUpload.status).in_(_OPEN))
+    )
+    for write_id in writes:
+        if write_id is not None:
+            yield f"{STAGING_PREFIX}{write_id}"
 
 
 def open_upload_keys(session: Session, now: datetime) -> set[str]:

@@ -225,8 +225,21 @@ class FilesystemStore:
         return Piece(number=number, size=len(data), tag=path.name)
 
     def finish_pieces(self, key: str, write_id: str, pieces: Sequence[Piece]) -> StagedObject:
-        """Join the pieces into a staging file for `key` (one local copy), then drop them."""
-        folder = self._piece_folder(key, write_id)
+        """Join the pieces into a staging file for `key` (one local copy), then drop them.
+
+        The joined file is named after the write, and durable before the pieces go: a
+        caller that dies before it hears the answer finds it by asking again.
+        """
+        staging_key = f"{STAGING_PREFIX}{write_id}" if _WRITE_ID.fullmatch(write_id) else ""
+        path = self._staging_path(staging_key) if staging_key else None
+        try:
+            folder = self._piece_folder(key, write_id)
+        except ObjectMissing:
+            if path is not None and path.is_file():
+                size = path.stat().st_size
+                return StagedObject(staging_key=staging_key, size=size, target_key=key)
+            raise
+        assert path is not None  # _piece_folder checked the write id
 
         def joined() -> Iterator[bytes]:
             for piece in pieces:
@@ -238,9 +251,20 @@ class FilesystemStore:
                         while chunk := file.read(CHUNK_SIZE):
                             yield chunk
 
-        staged = self.stage(joined(), key=key)
+        if self.head(key) is not None:
+            raise ObjectExists(f"object {key} already exists")
+        with _errors_about(f"joining the pieces of {key}"):
+            path.unlink(missing_ok=True)  # a join that died halfway: its pieces are all here
+        try:
+            size = _write_new_file(path, joined(), what=staging_key)
+            with _errors_about(f"joining the pieces of {key}"):
+                _fsync_path(path, os.O_RDONLY)
+                _fsync_path(path.parent, os.O_DIRECTORY)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         self.abort(UnfinishedWrite(key=key, upload_id=write_id, active_at=datetime.now(UTC)))
-        return staged
+        return StagedObject(staging_key=staging_key, size=size, target_key=key)
 
     def iter_unfinished(self) -> Iterator[UnfinishedWrite]:
         """Every folder of pieces, with when its newest piece was written."""

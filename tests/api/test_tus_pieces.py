@@ -15,6 +15,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from service.db.models import ResumablePart, ResumableUpload, UploadIntent
+from service.errors import StorageError
 from service.evidence import resumable
 from service.evidence.pieces import DigestCache
 from service.operations.fsck import fsck
@@ -195,3 +196,57 @@ def _silent_for_an_hour(locker: Locker, upload_id: str) -> None:
             .where(col(UploadIntent.id) == upload_id)
             .values(created_at=then, heartbeat_at=then)
         )
+
+
+def test_a_long_file_in_short_chunks_cannot_run_out_of_piece_numbers(locker: Locker) -> None:
+    """A store allows 10,000 pieces a write: a 60 GiB file sent in 6 MiB PATCHes would
+    need more, so a tail shorter than a 5,000th of the file is held aside, not stored
+    as a piece (the next PATCH makes a long enough piece of it)."""
+    first = os.urandom(6 * MIB)
+    with locker.client() as client:
+        location = create(client, 60 * 1024**3, metadata_header("long.mp4")).headers["Location"]
+        assert patch(client, location, 0, first).status_code == 204
+        assert _held_aside(locker) == [6 * MIB]
+        with locker.runtime.database.session() as session:
+            pieces = session.exec(
+                select(ResumablePart).where(col(ResumablePart.number).is_not(None))
+            ).all()
+        assert pieces == []
+        head = client.head(location, headers=TUS)
+        assert head.headers["Upload-Offset"] == str(6 * MIB)
+        assert client.delete(location, headers=TUS).status_code == 204
+    assert bytes_left(locker.runtime) == [] and _held_aside(locker) == []
+
+
+def test_a_join_whose_answer_was_lost_is_found_by_the_next_try(
+    locker: Locker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store joined the pieces but the answer never came back (a timeout, or the
+    process died): the joining write is gone, its object is at the key (S3) or in a
+    file named after the write (filesystem). The next PATCH at the end records it."""
+    content = os.urandom(700_000)
+    store = locker.runtime.store
+    joins: list[str] = []
+    real_finish = store.finish_pieces
+
+    def finish_then_lose_the_answer(key, write_id, pieces):  # type: ignore[no-untyped-def]
+        real_finish(key, write_id, pieces)
+        joins.append(key)
+        raise StorageError(f"{key}: the answer to joining its pieces was lost")
+
+    with locker.client() as client:
+        location = create(client, len(content), metadata_header("j.bin", content)).headers[
+            "Location"
+        ]
+        assert patch(client, location, 0, content[:300_000]).status_code == 204
+        with monkeypatch.context() as lossy:
+            lossy.setattr(store, "finish_pieces", finish_then_lose_the_answer)
+            lost = patch(client, location, 300_000, content[300_000:])
+        assert lost.status_code == 503, lost.text
+        assert len(joins) == 1
+        done = patch(client, location, len(content), b"")
+        assert done.status_code == 204, done.text
+        evidence_id = done.headers["Locker-Evidence-Id"]
+        assert client.get(f"/v1/evidence/{evidence_id}/content").content == content
+    assert bytes_left(locker.runtime) == []
+    assert fsck(locker.runtime).healthy

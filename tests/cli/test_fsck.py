@@ -117,9 +117,9 @@ def _object_key(runtime: Runtime, evidence_id: str) -> str:
 
 
 @contextmanager
-def _impatient(locker: Locker) -> Iterator[Runtime]:
-    """The locker as fsck sees it when uploads go silent after one second, not minutes."""
-    settings = locker.runtime.settings.model_copy(update={"upload_idle_timeout_seconds": 1})
+def _impatient(locker: Locker, seconds: float = 1) -> Iterator[Runtime]:
+    """The locker as fsck sees it when uploads go silent after a second or so, not minutes."""
+    settings = locker.runtime.settings.model_copy(update={"upload_idle_timeout_seconds": seconds})
     runtime = open_runtime(settings)
     try:
         yield runtime
@@ -286,11 +286,12 @@ def test_unfinished_writes_are_told_live_from_crashed(locker: Locker) -> None:
         secure=False,
     )
     key = upload_object_key(locker.organisation_id, str(uuid.uuid4()))
-    upload_id = client._create_multipart_upload(settings.s3_bucket, key, {})
-    with _impatient(locker) as runtime:
+    # Long enough for a whole fsck on busy CPUs to see the write still live.
+    with _impatient(locker, seconds=4) as runtime:
+        upload_id = client._create_multipart_upload(settings.s3_bucket, key, {})
         report = fsck(runtime)
         assert report.findings == [] and report.checked["unfinished writes in progress"] == 1
-        time.sleep(2.5)  # silent for longer than the idle timeout: a crash's
+        time.sleep(4.5)  # silent for longer than the idle timeout: a crash's
         findings = fsck(runtime).findings
         assert any(key in f and upload_id in f and "--repair aborts" in f for f in findings)
         repaired = fsck(runtime, repair=True)
