@@ -333,7 +333,7 @@ def _add_submission(
 ) -> Submission:
     session.flush()
     submission = Submission(
-        id=str(uuid.uuid4()),
+        id=intent.id,  # one submission per intent: a retry of the upload finds its own
         evidence_id=evidence.id,
         organisation_id=intent.organisation_id,
         submitted_by=intent.user_id,

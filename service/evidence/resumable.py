@@ -37,7 +37,7 @@ from sqlmodel import Session, col, delete, select
 
 from service.accounts.members import Principal
 from service.accounts.permissions import Permission
-from service.db.models import ResumablePart, ResumableUpload, Submission, UploadIntent
+from service.db.models import Evidence, ResumablePart, ResumableUpload, Submission, UploadIntent
 from service.errors import (
     ChecksumMismatch,
     Conflict,
@@ -65,7 +65,6 @@ from service.evidence.recording import (
     IngestResult,
     UploadMetadata,
     check_incident,
-    find_evidence,
     record_upload,
     upload_object_key,
     uploader,
@@ -621,23 +620,30 @@ def _finish(runtime: Runtime, upload_id: str, result: IngestResult) -> Resumable
 
 
 def _finish_settled(runtime: Runtime, upload_id: str, intent: UploadIntent) -> ResumableUpload:
-    """The workers recorded the upload after an earlier try failed: answer with that."""
-    sha256 = intent.sha256 or ""
-    evidence = find_evidence(runtime, intent.organisation_id, sha256)
-    if evidence is None:
-        raise NotFound(f"upload {upload_id}: no evidence with sha256 {sha256 or '(unknown)'}")
+    """An earlier try recorded the upload but failed before saying so: answer with that.
+
+    The submission it made carries the intent's id; one recorded before submissions
+    did is found by its bytes and uploader.
+    """
     with runtime.database.session() as session:
         upload = session.get(ResumableUpload, upload_id)
         if upload is None:
             raise _removed(upload_id)
-        submission = session.exec(
-            select(Submission)
-            .where(Submission.evidence_id == evidence.id)
-            .where(Submission.submitted_by == intent.user_id)
-            .order_by(col(Submission.custody_index).desc())
-        ).first()
-        upload.status, upload.evidence_id = "done", evidence.id
-        upload.custody_index = submission.custody_index if submission is not None else None
+        submission = (
+            session.get(Submission, intent.id)
+            or session.exec(
+                select(Submission)
+                .join(Evidence, col(Evidence.id) == col(Submission.evidence_id))
+                .where(Evidence.organisation_id == intent.organisation_id)
+                .where(Evidence.sha256 == (intent.sha256 or ""))
+                .where(Submission.submitted_by == intent.user_id)
+                .order_by(col(Submission.custody_index).desc())
+            ).first()
+        )
+        if submission is None:
+            raise NotFound(f"upload {upload_id}: recorded, but its submission is not found")
+        upload.status, upload.evidence_id = "done", submission.evidence_id
+        upload.custody_index = submission.custody_index
         upload.duplicate = intent.object_key != _key(upload)
         upload.updated_at = datetime.now(UTC)
         session.add(upload)

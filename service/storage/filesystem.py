@@ -287,7 +287,8 @@ class FilesystemStore:
         with _errors_about(f"aborting the write to {unfinished.key}"):
             if not folder.is_dir():
                 return
-            for entry in folder.iterdir():
+            # The key file goes last: a folder left half-removed is still listed.
+            for entry in sorted(folder.iterdir(), key=lambda entry: entry.name == _KEY_FILE):
                 entry.unlink(missing_ok=True)
             folder.rmdir()
 

@@ -11,16 +11,24 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from service.db.models import ResumablePart, ResumableUpload, UploadIntent
+from service.db.models import CustodyEntry, ResumablePart, ResumableUpload, UploadIntent
 from service.errors import StorageError
 from service.evidence import resumable
 from service.evidence.pieces import DigestCache
 from service.operations.fsck import fsck
 from service.runtime import open_runtime
-from tests.api.test_tus import TUS, bytes_left, checksum, create, metadata_header, patch
+from tests.api.test_tus import (
+    TUS,
+    bytes_left,
+    checksum,
+    create,
+    evidence_count,
+    metadata_header,
+    patch,
+)
 from tests.harness import Locker
 
 MIB = 1024 * 1024
@@ -250,3 +258,38 @@ def test_a_join_whose_answer_was_lost_is_found_by_the_next_try(
         assert client.get(f"/v1/evidence/{evidence_id}/content").content == content
     assert bytes_left(locker.runtime) == []
     assert fsck(locker.runtime).healthy
+
+
+def test_a_completion_recorded_but_not_told_answers_with_its_own_submission(
+    locker: Locker,
+) -> None:
+    """The completion recorded the evidence, then its process died before marking the
+    upload done: the next PATCH at the end answers with that record (its own submission,
+    by the intent's id), records nothing twice and appends nothing to the log."""
+    content = os.urandom(400_000)
+    with locker.client() as client:
+        location = create(client, len(content), metadata_header("t.bin", content)).headers[
+            "Location"
+        ]
+        upload_id = location.rsplit("/", 1)[1]
+        first = patch(client, location, 0, content)
+        assert first.status_code == 204, first.text
+        with locker.runtime.database.session() as session:
+            session.execute(
+                update(ResumableUpload)
+                .where(col(ResumableUpload.id) == upload_id)
+                .values(status="receiving", evidence_id=None, custody_index=None)
+            )
+        entries = _custody_entries(locker)
+        again = patch(client, location, len(content), b"")
+        assert again.status_code == 204, again.text
+        assert again.headers["Locker-Evidence-Id"] == first.headers["Locker-Evidence-Id"]
+        assert again.headers["Locker-Custody-Index"] == first.headers["Locker-Custody-Index"]
+        assert again.headers["Locker-Duplicate"] == "false"
+        assert _custody_entries(locker) == entries
+    assert evidence_count(locker.runtime) == 1
+
+
+def _custody_entries(locker: Locker) -> int:
+    with locker.runtime.database.session() as session:
+        return session.exec(select(func.count()).select_from(CustodyEntry)).one()
