@@ -32,7 +32,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Pieces mean nothing to the older code: their uploads start again.
+    # Pieces mean nothing to the older code: their uploads fail (410), so clients start
+    # anew instead of being told an offset the older code cannot go on from. Their
+    # unfinished writes are aborted by the older fsck once silent.
+    op.execute(
+        "UPDATE resumable_upload SET status = 'failed', "
+        "outcome = 'stored as pieces, which this version cannot read: upload again' "
+        "WHERE status IN ('receiving', 'completing') AND id IN "
+        "(SELECT upload_id FROM resumable_part WHERE staging_key IS NULL)"
+    )
     op.execute("DELETE FROM resumable_part WHERE staging_key IS NULL")
     with op.batch_alter_table("resumable_part") as batch:
         batch.drop_column("tag")
