@@ -41,6 +41,7 @@ from service.db.models import Evidence, ResumablePart, ResumableUpload, Submissi
 from service.errors import (
     ChecksumMismatch,
     Conflict,
+    Error,
     Gone,
     InvalidInput,
     NotFound,
@@ -454,8 +455,9 @@ async def _complete(
     The upload's intent (its id is the upload's) is recorded first, so a crash from
     here on is settled like any upload's. A failure that leaves the bytes where they
     are (an outage) leaves the intent pending and the upload open: a PATCH at the end
-    takes the intent over and tries again, or the workers settle it meanwhile. Bytes
-    refused for good (a different SHA-256, an incident gone, pieces gone) fail it.
+    takes the intent over and tries again, or the workers complete it in its place
+    (`settle_completions`). Bytes refused for good (a different SHA-256, an incident
+    gone, no bytes ever stored) fail it.
     """
     intent = await asyncio.to_thread(_completion_intent, runtime, principal, upload)
     if intent.status == "done":
@@ -705,8 +707,9 @@ def settle_completions(runtime: Runtime) -> list[str]:
             )
         except (InvalidInput, Gone, NotFound) as exc:
             lines.append(f"upload {upload_id} failed at completion: {describe(exc)}")
-        except (StorageError, Conflict) as exc:
-            # An outage, or its client came back first: its bytes stay where they are.
+        except Error as exc:
+            # An outage, its client came back first, or its uploader may no longer
+            # upload: its bytes stay where they are, until it completes or expires.
             _log.warning("upload left to complete later", upload=upload_id, error=describe(exc))
         else:
             lines.append(f"completed upload {upload_id}: evidence {done.upload.evidence_id}")
