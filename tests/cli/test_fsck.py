@@ -164,11 +164,22 @@ def _crashed_upload(
     return intent_id
 
 
+def _quiet() -> datetime:
+    """Silent long enough for an impatient fsck, not for the running locker's own
+    reconciliation (its idle timeout is minutes): the test's fsck settles these."""
+    return _now() - timedelta(seconds=30)
+
+
 def test_repair_finishes_or_abandons_pending_intents(locker: Locker) -> None:
-    runtime, org = locker.runtime, locker.organisation_id
-    locked = _crashed_upload(runtime, org, PNG + b"1", stage="locked")
-    written = _crashed_upload(runtime, org, PNG + b"2", stage="written")
-    lost = _crashed_upload(runtime, org, PNG + b"3", stage="none")
+    org = locker.organisation_id
+    with _impatient(locker) as runtime:
+        _repair_finishes_or_abandons(runtime, org)
+
+
+def _repair_finishes_or_abandons(runtime: Runtime, org: str) -> None:
+    locked = _crashed_upload(runtime, org, PNG + b"1", stage="locked", at=_quiet())
+    written = _crashed_upload(runtime, org, PNG + b"2", stage="written", at=_quiet())
+    lost = _crashed_upload(runtime, org, PNG + b"3", stage="none", at=_quiet())
     findings = fsck(runtime).findings
     assert sum("still pending" in f for f in findings) == 3, findings
     report = fsck(runtime, repair=True)
@@ -200,18 +211,19 @@ def test_a_crashed_upload_of_bytes_already_held_becomes_a_resubmission(locker: L
     """The crash came after the digests were noted, before the duplicate was removed:
     settling does what the request would have done, never locking a second copy."""
     item = _upload(locker)
-    runtime = locker.runtime
-    intent_id = _crashed_upload(runtime, locker.organisation_id, PNG, stage="written")
-    report = fsck(runtime, repair=True)
-    assert f"finished upload intent {intent_id} (a re-submission)" in report.repairs or (
-        not runtime.store.enforces_retention  # a filesystem had not linked the bytes yet
-    ), report.repairs
-    with runtime.database.session() as session:
-        assert [e.id for e in session.exec(select(Evidence))] == [item["id"]]
-        intent = session.get(UploadIntent, intent_id)
-        assert intent is not None and intent.status != "pending"
-    assert runtime.store.head(upload_object_key(locker.organisation_id, intent_id)) is None
-    assert fsck(runtime).findings == []
+    with _impatient(locker) as runtime:
+        org = locker.organisation_id
+        intent_id = _crashed_upload(runtime, org, PNG, stage="written", at=_quiet())
+        report = fsck(runtime, repair=True)
+        assert f"finished upload intent {intent_id} (a re-submission)" in report.repairs or (
+            not runtime.store.enforces_retention  # a filesystem had not linked the bytes yet
+        ), report.repairs
+        with runtime.database.session() as session:
+            assert [e.id for e in session.exec(select(Evidence))] == [item["id"]]
+            intent = session.get(UploadIntent, intent_id)
+            assert intent is not None and intent.status != "pending"
+        assert runtime.store.head(upload_object_key(org, intent_id)) is None
+        assert fsck(runtime).findings == []
 
 
 def test_an_upload_in_flight_is_left_alone(locker: Locker) -> None:
