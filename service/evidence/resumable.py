@@ -584,8 +584,9 @@ async def _digested(
     runtime: Runtime, upload: ResumableUpload, staged: StagedObject, known: RunningDigests | None
 ) -> StagedUpload:
     """The joined object with its digests: the running ones, if this process received
-    every byte; else read back once (see docs/benchmarks.md for what that costs)."""
-    if known is not None and known.size == upload.length:
+    every byte and the object is as long; else read back once (see docs/benchmarks.md
+    for what that costs)."""
+    if known is not None and known.size == upload.length == staged.size:
         return StagedUpload(staged=staged, digests=known.digester.finish(), head=bytes(known.head))
     started = time.perf_counter()
     digested = await asyncio.to_thread(_read_back, runtime, staged, upload.length)
