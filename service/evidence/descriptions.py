@@ -303,8 +303,13 @@ class ItemDescription:
 
 
 def describe(runtime: Runtime, principal: Principal, evidence_id: str) -> ItemDescription:
-    """The item's current description, its analysis, and the look-alikes the caller may see."""
-    with runtime.database.session() as session:
+    """The item's current description, its analysis, and the look-alikes the caller may see.
+
+    One snapshot: the analysis and the look-alikes it found commit together, and are
+    read together (never the analysis without them, as a commit between two reads
+    would show).
+    """
+    with runtime.database.snapshot() as session:
         visible_evidence(session, principal, evidence_id)
         similar = session.exec(
             select(NearDuplicate)
