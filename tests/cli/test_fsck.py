@@ -347,11 +347,12 @@ def test_a_read_the_store_cannot_serve_is_not_logged_as_an_access(locker: Locker
 
 def test_staged_bytes_no_upload_owns_are_found_then_discarded(locker: Locker) -> None:
     store = locker.runtime.store
-    staged = store.stage(iter([b"half an upload"]))
-    with _impatient(locker) as runtime:
+    # Long enough for a whole fsck on busy CPUs to see the bytes still being written.
+    with _impatient(locker, seconds=4) as runtime:
+        staged = store.stage(iter([b"half an upload"]))
         report = fsck(runtime)  # just written: a request may still own them
         assert report.findings == [] and report.checked["staging objects being written"] == 1
-        time.sleep(2.5)
+        time.sleep(4.5)
         findings = fsck(runtime).findings
         assert any(staged.staging_key in f and "never finished" in f for f in findings)
         report = fsck(runtime, repair=True)
