@@ -189,10 +189,10 @@ def abandon_intent(
         # who cannot know where these bytes are. Bytes still in staging were never
         # committed anywhere, so they go now; bytes at their final key stay for them.
         if staged is not None and staged.target_key is None:
-            _discard(runtime, intent_id, staged)
+            discard_quietly(runtime, intent_id, staged)
         raise
     if closed and staged is not None:
-        _discard(runtime, intent_id, staged)
+        discard_quietly(runtime, intent_id, staged)
     return closed
 
 
@@ -207,7 +207,8 @@ def _close(runtime: Runtime, intent_id: str, reason: str) -> bool:
     return True
 
 
-def _discard(runtime: Runtime, intent_id: str, staged: StagedObject) -> None:
+def discard_quietly(runtime: Runtime, intent_id: str, staged: StagedObject) -> None:
+    """Drop bytes no record needs; if the store fails, fsck finds them later."""
     try:
         runtime.store.discard(staged)
     except StorageError as exc:

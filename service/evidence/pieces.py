@@ -4,9 +4,10 @@ Each PATCH stores its bytes once, as pieces of the one write at the upload's own
 (on S3 the parts of a multipart upload), so completing the upload joins them where
 they are instead of reading them back and writing them again:
 - a piece is about `piece_bytes(length)` long; one is stored while the next arrives;
-- what is left at the end of a body too short for the store's smallest piece (a cut
-  connection's tail) is held aside as a staging object; the next PATCH reads it back
-  first (a few MiB at most) and makes a piece of it with its own bytes;
+- what is left at the end of a body too short to be a piece (a cut connection's tail:
+  shorter than the store's smallest piece, or than a 5,000th of the file) is held
+  aside as a staging object; the next PATCH reads it back first (less than a piece)
+  and makes a piece of it with its own bytes;
 - the process that received the bytes keeps their running digests (`DigestCache`); the
   next PATCH continues them if it lands on the same process at the same offset. One
   that lands elsewhere, or after a restart, goes on without them, and the completion
@@ -19,11 +20,10 @@ import asyncio
 import hashlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from service.core.digests import ContentDigester
 from service.errors import StorageError
-from service.evidence.pipe import SNIFF_BYTES
+from service.evidence.pipe import RunningDigests
 from service.storage import MAX_PIECES, ObjectStore, Piece, StagedObject
 
 _PIECE_BYTES = 8 * 1024 * 1024
@@ -39,27 +39,6 @@ def piece_bytes(length: int) -> int:
     mebibyte = 1024 * 1024
     needed = -(-length // _PIECES_PER_UPLOAD)
     return max(_PIECE_BYTES, -(-needed // mebibyte) * mebibyte)
-
-
-@dataclass(slots=True)
-class RunningDigests:
-    """The digests of an upload's first `size` bytes, and its first bytes (to sniff
-    the media type), kept by the process that received them."""
-
-    digester: ContentDigester = field(default_factory=ContentDigester)
-    head: bytearray = field(default_factory=bytearray)
-
-    @property
-    def size(self) -> int:
-        return self.digester.size
-
-    def copy(self) -> RunningDigests:
-        return RunningDigests(digester=self.digester.copy(), head=bytearray(self.head))
-
-    def update(self, data: memoryview) -> None:
-        if len(self.head) < SNIFF_BYTES:
-            self.head += data[: SNIFF_BYTES - len(self.head)]
-        self.digester.update(data)
 
 
 class DigestCache:

@@ -28,7 +28,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.core.digests import ContentDigester, ContentDigests
 from service.errors import Error, StorageError, TooLarge, describe
@@ -49,6 +49,31 @@ class StagedUpload:
     staged: StagedObject
     digests: ContentDigests
     head: bytes
+
+
+@dataclass(slots=True)
+class RunningDigests:
+    """The digests of a file's first `size` bytes, and its first bytes (to sniff the
+    media type): what a `StagedUpload` is made of, while the bytes still arrive."""
+
+    digester: ContentDigester = field(default_factory=ContentDigester)
+    head: bytearray = field(default_factory=bytearray)
+
+    @property
+    def size(self) -> int:
+        return self.digester.size
+
+    def copy(self) -> RunningDigests:
+        return RunningDigests(digester=self.digester.copy(), head=bytearray(self.head))
+
+    def update(self, data: bytes | memoryview) -> None:
+        if len(self.head) < SNIFF_BYTES:
+            self.head += data[: SNIFF_BYTES - len(self.head)]
+        self.digester.update(data)
+
+    def staged(self, staged: StagedObject) -> StagedUpload:
+        """The staged bytes with these digests (they must have seen every byte)."""
+        return StagedUpload(staged=staged, digests=self.digester.finish(), head=bytes(self.head))
 
 
 def sized_executor() -> ThreadPoolExecutor:
@@ -129,14 +154,11 @@ def _staging_turns() -> asyncio.Semaphore:
 
 
 def _stage_in_thread(store: ObjectStore, pipe: _Pipe, key: str | None) -> StagedUpload:
-    digester = ContentDigester()
-    head = bytearray()
+    digests = RunningDigests()
 
     def digesting() -> Iterator[bytes]:
         for chunk in pipe.chunks():
-            digester.update(chunk)
-            if len(head) < SNIFF_BYTES:
-                head.extend(chunk[: SNIFF_BYTES - len(head)])
+            digests.update(chunk)
             yield chunk
 
     try:
@@ -147,7 +169,7 @@ def _stage_in_thread(store: ObjectStore, pipe: _Pipe, key: str | None) -> Staged
         # A store that returns early would store a silently truncated file.
         store.discard(staged)
         raise StorageError("the store stopped reading before the end of the upload")
-    return StagedUpload(staged=staged, digests=digester.finish(), head=bytes(head))
+    return digests.staged(staged)
 
 
 _End = BaseException | None  # what ends the stream: an error to raise, or None (done)

@@ -51,17 +51,16 @@ from service.errors import (
     describe,
 )
 from service.evidence.intake import check_submission
-from service.evidence.intents import abandon_intent, heartbeat
+from service.evidence.intents import abandon_intent, discard_quietly, heartbeat
 from service.evidence.pieces import (
     Destination,
     DigestCache,
     HeldPart,
     Received,
-    RunningDigests,
     piece_bytes,
     receive,
 )
-from service.evidence.pipe import StagedUpload
+from service.evidence.pipe import RunningDigests, StagedUpload
 from service.evidence.recording import (
     IngestResult,
     UploadMetadata,
@@ -399,7 +398,7 @@ def _advance(
         _drop_held(runtime, received.held)
         raise Conflict(f"Upload-Offset {offset}: another request moved the upload's offset first")
     for part in held:
-        _discard_quietly(runtime, upload_id, part.staged)
+        discard_quietly(runtime, upload_id, part.staged)
     with runtime.database.session() as session:
         fresh = session.get(ResumableUpload, upload_id)
         if fresh is None:
@@ -437,14 +436,6 @@ def _replace_parts(
                 staging_key=tail.staged.staging_key,
             )
         )
-
-
-def _discard_quietly(runtime: Runtime, upload_id: str, staged: StagedObject) -> None:
-    """Bytes no row names any more: fsck finds them if the store fails to drop them."""
-    try:
-        runtime.store.discard(staged)
-    except StorageError as exc:
-        _log.warning("upload bytes left", upload=upload_id, error=exc.diagnostics())
 
 
 async def _complete(
@@ -587,7 +578,7 @@ async def _digested(
     every byte and the object is as long; else read back once (see docs/benchmarks.md
     for what that costs)."""
     if known is not None and known.size == upload.length == staged.size:
-        return StagedUpload(staged=staged, digests=known.digester.finish(), head=bytes(known.head))
+        return known.staged(staged)
     started = time.perf_counter()
     digested = await asyncio.to_thread(_read_back, runtime, staged, upload.length)
     UPLOAD_READ_BACK_BYTES.inc(upload.length)
@@ -606,7 +597,7 @@ def _read_back(runtime: Runtime, staged: StagedObject, length: int) -> StagedUpl
         digests.update(memoryview(chunk))
     if digests.size != length:
         raise StorageError(f"{staged.target_key}: holds {digests.size} of {length} bytes")
-    return StagedUpload(staged=staged, digests=digests.digester.finish(), head=bytes(digests.head))
+    return digests.staged(staged)
 
 
 def _finish(runtime: Runtime, upload_id: str, result: IngestResult) -> ResumableUpload:
