@@ -33,18 +33,22 @@ _START_TIMEOUT_S = 60.0
 
 
 @contextmanager
-def scratch_database(prefix: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database (its URL), dropped on exit."""
+def scratch_database(prefix: str, *, keep: bool = False) -> Iterator[str]:
+    """A new, empty PostgreSQL database (its URL), dropped on exit unless `keep`."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = f"{ADMIN_URL.rpartition('/')[0]}/{name}"
     try:
-        yield f"{ADMIN_URL.rpartition('/')[0]}/{name}"
+        yield url
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        if keep:
+            print(f"kept the database: {url}")
+        else:
+            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
 
 
 def s3_environment(s3: SeaweedServer, *, database_url: str, data_dir: Path) -> dict[str, str]:

@@ -14,8 +14,13 @@ load is proven to be what the real append path would have built.
 
 It also reports the database's bytes per entry (leaves, tree nodes and their indexes).
 
+A large load takes long and keeps the CPUs busy, so `--keep` leaves the loaded database
+and the data folder holding the log's signing key in place (both are printed), and
+`--database URL --data-dir DIR` times proofs on them again, without loading, when the
+CPUs are idle.
+
     .venv/bin/python bench/proofs.py [--entries 1000000] [--requests 1000] [--appends 10]
-                                     [--target-ms 10]
+                                     [--target-ms 10] [--keep | --database URL --data-dir DIR]
 """
 
 from __future__ import annotations
@@ -150,30 +155,38 @@ def _latency_rows(name: str, timings: list[float], target_ms: float) -> list[Row
     ]
 
 
-def _run(url: str, data_dir: Path, args: argparse.Namespace) -> list[Row]:
+def _log_size(url: str) -> int:
+    with psycopg.connect(url) as connection:
+        (size,) = connection.execute("SELECT size FROM log_head WHERE id = 1").fetchone()  # type: ignore[misc]
+    return int(size)
+
+
+def _run(url: str, data_dir: Path, args: argparse.Namespace, *, load: bool) -> list[Row]:
     runtime = open_runtime(Settings(data_dir=data_dir, database_url=url))
     try:
-        seconds = bulk_load(url, args.entries)
-        print(f"bulk-loaded {args.entries} entries in {seconds:.1f} s")
+        if load:
+            seconds = bulk_load(url, args.entries)
+            print(f"bulk-loaded {args.entries} entries in {seconds:.1f} s")
+        loaded = _log_size(url)
         rng = random.Random(9162)
         count = args.requests + _WARM_UP
-        inclusion = _time_ms([_inclusion(runtime, rng, args.entries) for _ in range(count)])
-        consistency = _time_ms([_consistency(runtime, rng, args.entries) for _ in range(count)])
+        inclusion = _time_ms([_inclusion(runtime, rng, loaded) for _ in range(count)])
+        consistency = _time_ms([_consistency(runtime, rng, loaded) for _ in range(count)])
         call, transaction = _append_ms(runtime, args.appends)
-        failures = _check(runtime, url, args.entries, rng)
-        size_per_entry = _bytes_per_entry(url, args.entries + args.appends)
+        failures = _check(runtime, url, loaded, rng)
+        size_per_entry = _bytes_per_entry(url, loaded + args.appends)
     finally:
         runtime.close()
-    total = args.entries + args.appends
+    total = loaded + args.appends
     return [
         *_latency_rows("inclusion", inclusion, args.target_ms),
         *_latency_rows("consistency", consistency, args.target_ms),
         Row(label="database bytes per entry", value=size_per_entry),
-        Row(label=f"append at {args.entries}: append()", value=_spread(call)),
-        Row(label=f"append at {args.entries}: transaction", value=_spread(transaction)),
+        Row(label=f"append at {loaded}: append()", value=_spread(call)),
+        Row(label=f"append at {loaded}: transaction", value=_spread(transaction)),
         Row(
             label="stored roots = recomputation from leaves",
-            value="; ".join(failures) or f"equal at {args.entries} and {total}",
+            value="; ".join(failures) or f"equal at {loaded} and {total}",
             target="equal",
             met=not failures,
         ),
@@ -193,14 +206,28 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000, help="timed proofs of each kind")
     parser.add_argument("--appends", type=int, default=10, help="real appends after the load")
     parser.add_argument("--target-ms", type=float, default=10.0, help="p99 target per proof")
+    reuse = parser.add_mutually_exclusive_group()
+    reuse.add_argument("--keep", action="store_true", help="keep the loaded database")
+    reuse.add_argument("--database", help="time proofs on a database kept before; no load")
+    parser.add_argument("--data-dir", type=Path, help="the data folder kept with --database")
     args = parser.parse_args()
+    if bool(args.database) != bool(args.data_dir):
+        parser.error("--database and --data-dir go together")
     print_context()
-    with (
-        tempfile.TemporaryDirectory(prefix="locker-bench-") as data_dir,
-        scratch_database("bench_proofs") as url,
-    ):
-        rows = _run(url, Path(data_dir), args)
-    return 0 if print_table(f"proofs on a log of {args.entries} entries", rows) else 1
+    if args.database:
+        rows = _run(args.database, args.data_dir, args, load=False)
+    elif args.keep:
+        data_dir = Path(tempfile.mkdtemp(prefix="locker-bench-"))
+        with scratch_database("bench_proofs", keep=True) as url:
+            rows = _run(url, data_dir, args, load=True)
+        print(f"kept the data folder: {data_dir}")
+    else:
+        with (
+            tempfile.TemporaryDirectory(prefix="locker-bench-") as scratch,
+            scratch_database("bench_proofs") as url,
+        ):
+            rows = _run(url, Path(scratch), args, load=True)
+    return 0 if print_table("proofs on the loaded log", rows) else 1
 
 
 if __name__ == "__main__":
