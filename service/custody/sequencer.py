@@ -159,7 +159,9 @@ class Sequencer:
             if connection is None:
                 return None
             try:
-                batch = _integrate(connection, sign or self._sign, self._origin, self._void)
+                batch = _integrate(
+                    connection, sign or self._sign, self._origin, self._overdue, self._void
+                )
             except DBAPIError as exc:
                 # Nothing of the batch committed; the lead is given up with the connection.
                 self._let_go(f"integration failed: {exc.orig}")
@@ -282,11 +284,14 @@ class Sequencer:
                 self._size = size
                 self._integrated.notify_all()
 
+    def _overdue(self, index: int) -> bool:
+        """Whether reserved index `index` has been missing long enough to test its lock."""
+        now = time.monotonic()
+        return now - self._missing_since.setdefault(index, now) >= _ABANDONED_AFTER_SECONDS
+
     def _void(self, connection: Connection, index: int) -> bool:
         """Whether reserved index `index` was abandoned (and may be filled) by now."""
-        now = time.monotonic()
-        first_seen = self._missing_since.setdefault(index, now)
-        if now - first_seen < _ABANDONED_AFTER_SECONDS:
+        if not self._overdue(index):
             return False
         free = connection.execute(
             text("SELECT pg_try_advisory_xact_lock(:class, (:index % 2147483648)::int)"),
@@ -310,12 +315,17 @@ def _integrate(
     connection: Connection,
     sign: SignNote,
     origin: str,
+    overdue: Callable[[int], bool],
     abandoned: Callable[[Connection, int], bool],
 ) -> Batch | None:
     """One batch in one transaction: the committed entries after the tree, in order."""
-    if not connection.execute(_ANY_RESERVED).scalar_one():
+    # A look that locks nothing first: on a busy log most looks find the next index still
+    # in its writer's transaction, and row-locking `log_head` to learn that costs the
+    # database a transaction id and a WAL record each time.
+    size, highest, ready = connection.execute(_LOOK).one()
+    if highest < size or not (ready or overdue(size)):
         connection.rollback()
-        return None  # nothing reserved: no lock taken, nothing written
+        return None  # nothing to integrate yet: no lock taken, nothing written
     # One statement: the tree's size (locked), then the highest reservation, then the
     # committed entries after the tree (one that commits meanwhile is read as missing
     # and looked up again below, or left for the next batch).
@@ -383,10 +393,13 @@ _WRITE_BATCH = text(
     "VALUES (:end, :root, :note, :at) ON CONFLICT (size) DO NOTHING) "
     "SELECT pg_notify(:channel, CAST(:end AS text))"
 )
-# Whether any index was reserved beyond the tree: the leader's cheap look, one statement.
-_ANY_RESERVED = text(
-    "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END "
-    "FROM custody_index_seq) >= (SELECT size FROM log_head WHERE id = 1)"
+# The leader's cheap look, one statement: the tree's size, the highest reserved index,
+# and whether the entry that would come next is committed.
+_LOOK = text(
+    "SELECT head.size, (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END "
+    "FROM custody_index_seq), "
+    'EXISTS (SELECT 1 FROM custody_entry WHERE "index" = head.size) '
+    "FROM log_head AS head WHERE head.id = 1"
 )
 
 
