@@ -197,7 +197,6 @@ def _record_version(  # noqa: PLR0913 (one version's contents and context)
     incident.occurred_from, incident.occurred_to = earliest, latest
     incident.updated_at = entry.time
     session.add(incident)
-    session.flush()
     session.add(
         IncidentVersion(
             incident_id=incident_id,
@@ -211,14 +210,18 @@ def _record_version(  # noqa: PLR0913 (one version's contents and context)
             custody_index=entry.index,
         )
     )
-    reindex_incident(session, incident, document)
+    reindex_incident(session, incident, document, first=current is None)
     return incident
 
 
 def reindex_incident(
-    session: Session, incident: Incident, document: IncidentDocument | None = None
+    session: Session,
+    incident: Incident,
+    document: IncidentDocument | None = None,
+    *,
+    first: bool = False,
 ) -> None:
-    """Rebuild the incident's search view from its current version."""
+    """Rebuild the incident's search view from its current version (`first`: a new one)."""
     if document is None:
         document = IncidentDocument.model_validate_json(incident.document_json)
     reindex(
@@ -232,6 +235,7 @@ def reindex_incident(
             if place.lat is not None and place.lon is not None
         ],
         terms=[("category", c) for c in document.categories] + [("tag", t) for t in document.tags],
+        first=first,
     )
 
 

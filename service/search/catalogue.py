@@ -119,10 +119,16 @@ def reindex(
     text_body: str,
     places: Sequence[Point] = (),
     terms: Iterable[tuple[str, str]] = (),
+    first: bool = False,
 ) -> None:
-    """Replace the subject's places, terms and search text with the given ones."""
-    session.exec(delete(Place).where(col(Place.subject) == subject))
-    session.exec(delete(Term).where(col(Term.subject) == subject))
+    """Replace the subject's places, terms and search text with the given ones.
+
+    `first` says the subject was never indexed (a record created in this transaction):
+    there is nothing to replace, and three statements fewer to run.
+    """
+    if not first:
+        session.exec(delete(Place).where(col(Place.subject) == subject))
+        session.exec(delete(Term).where(col(Term.subject) == subject))
     for position, point in enumerate(places):
         session.add(
             Place(
@@ -135,7 +141,7 @@ def reindex(
     for kind, term in dict.fromkeys(terms):
         session.add(Term(subject=subject, kind=kind, term=term))
     body = " ".join(index_tokens(text_body))
-    document = session.get(SearchDocument, subject)
+    document = None if first else session.get(SearchDocument, subject)
     if document is None:
         session.add(SearchDocument(subject=subject, organisation_id=organisation_id, body=body))
     else:
@@ -144,7 +150,8 @@ def reindex(
     session.flush()
     if _dialect(session) == "sqlite":
         # FTS5 keeps its own copy; PostgreSQL's tsvector column is generated from `body`.
-        session.execute(text("DELETE FROM search_fts WHERE subject = :s"), {"s": subject})
+        if not first:
+            session.execute(text("DELETE FROM search_fts WHERE subject = :s"), {"s": subject})
         session.execute(
             text("INSERT INTO search_fts (subject, body) VALUES (:s, :b)"),
             {"s": subject, "b": body},
