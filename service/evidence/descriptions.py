@@ -183,21 +183,27 @@ def _write_version(  # noqa: PLR0913 (one version's contents and context)
     )
     session.add(row)
     metadata = AssertedMetadata.from_stored(asserted)
-    profile = session.get(EvidenceProfile, evidence.id) or EvidenceProfile(
+    first = version == 1  # a new item: no profile, index or analysis to read or replace
+    profile = (None if first else session.get(EvidenceProfile, evidence.id)) or EvidenceProfile(
         evidence_id=evidence.id, organisation_id=evidence.organisation_id, version=version
     )
     profile.version, profile.title = version, (metadata.title or "")[:500]
     profile.captured_at = metadata.captured_at
     session.add(profile)
     session.flush()
-    reindex_evidence(session, evidence, metadata)
+    reindex_evidence(session, evidence, metadata, first=first)
     return row
 
 
 def reindex_evidence(
-    session: Session, evidence: Evidence, metadata: AssertedMetadata | None = None
+    session: Session,
+    evidence: Evidence,
+    metadata: AssertedMetadata | None = None,
+    *,
+    first: bool = False,
 ) -> None:
-    """Rebuild the item's search view from its latest description and its analysis."""
+    """Rebuild the item's search view from its latest description and its analysis
+    (`first`: the item is new, with neither an index nor an analysis yet)."""
     if metadata is None:
         metadata = AssertedMetadata.from_stored_json(
             latest_version(session, evidence.id).asserted_json
@@ -206,7 +212,7 @@ def reindex_evidence(
     if metadata.location and metadata.location.lat is not None:
         assert metadata.location.lon is not None
         places.append(Point(metadata.location.lat, metadata.location.lon))
-    analysis = session.get(EvidenceAnalysis, evidence.id)
+    analysis = None if first else session.get(EvidenceAnalysis, evidence.id)
     extracted: dict[str, Any] = json.loads(analysis.extracted_json) if analysis else {}
     gps = extracted.get("gps")
     if isinstance(gps, dict) and all(
@@ -220,6 +226,7 @@ def reindex_evidence(
         text_body=metadata.search_text(),
         places=places,
         terms=[("tag", t) for t in metadata.tags],
+        first=first,
     )
 
 
