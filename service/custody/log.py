@@ -40,7 +40,13 @@ from service.core.entry import (
     entry_subjects,
     rfc3339,
 )
-from service.custody.sequencer import RESERVATION_CLASS, RESERVE, Sequencer, SignNote
+from service.custody.sequencer import (
+    RESERVATION_CLASS,
+    RESERVE,
+    Sequencer,
+    SignNote,
+    fetch_nodes,
+)
 from service.db.engine import Database, after_commit
 from service.db.models import CustodyEntry, CustodySubject, LogHead, SignedCheckpoint, TreeNode
 from service.errors import InvalidInput
@@ -367,15 +373,18 @@ class CustodyLog:
 
 def _fetch_nodes(session: Session, ids: Iterable[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
     """Read the given tree nodes in one query."""
-    wanted = [(n.level, n.index) for n in ids]
+    wanted = list(ids)
     if not wanted:
         return {}
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return fetch_nodes(connection, wanted)
     # Plain rows, not ORM objects: a proof reads up to ~2 log2(size) nodes, and building
     # and tracking an object for each cost more CPU than the query itself.
     nodes = TreeNode.__table__.c  # type: ignore[attr-defined]
-    rows = session.connection().execute(
+    rows = connection.execute(
         select(nodes.level, nodes.index, nodes.hash).where(
-            tuple_(nodes.level, nodes.index).in_(wanted)
+            tuple_(nodes.level, nodes.index).in_([(n.level, n.index) for n in wanted])
         )
     )
     return {merkle.NodeId(level, index): hash_ for level, index, hash_ in rows}

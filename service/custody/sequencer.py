@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -345,7 +345,7 @@ def _integrate(
     if not leaves:
         connection.rollback()
         return None
-    nodes = _fetch(connection, merkle.perfect_subtrees(0, start)) if start else {}
+    nodes = fetch_nodes(connection, merkle.perfect_subtrees(0, start)) if start else {}
     created: dict[merkle.NodeId, bytes] = {}
     for offset, leaf in enumerate(leaves):
         index = start + offset
@@ -446,15 +446,17 @@ def _fill(connection: Connection, index: int) -> bytes:
     return leaf
 
 
-def _fetch(connection: Connection, ids: list[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
-    levels = [n.level for n in ids]
-    indexes = [n.index for n in ids]
+def fetch_nodes(connection: Connection, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+    """The given tree nodes, on PostgreSQL, in one statement whose text is the same for
+    any number of nodes: the driver parses it once and the server plans it once."""
     rows = connection.execute(
-        text(
-            'SELECT level, "index", hash FROM tree_node '
-            'WHERE (level, "index") IN (SELECT * FROM unnest(CAST(:levels AS integer[]), '
-            "CAST(:indexes AS bigint[])))"
-        ),
-        {"levels": levels, "indexes": indexes},
+        _NODES, {"levels": [n.level for n in ids], "indexes": [n.index for n in ids]}
     ).all()
     return {merkle.NodeId(level, index): bytes(value) for level, index, value in rows}
+
+
+_NODES = text(
+    'SELECT level, "index", hash FROM tree_node '
+    'WHERE (level, "index") IN (SELECT * FROM unnest(CAST(:levels AS integer[]), '
+    "CAST(:indexes AS bigint[])))"
+)
