@@ -528,7 +528,9 @@ class ResumableUpload(SQLModel, table=True):
     updated_at: datetime
     # Set while a PATCH streams into the store, cleared once its bytes are counted or
     # dropped: a HEAD or PATCH arriving meanwhile waits, so it sees the final offset.
+    # `writers` PATCHes are writing; the mark is cleared when the last of them ends.
     writing_since: datetime | None = None
+    writers: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     write_id: str | None = Field(default=None, max_length=1024)
     next_piece: int = 1
 

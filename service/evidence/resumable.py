@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import case, update
 from sqlmodel import Session, col, delete, select
 
 from service.accounts.members import Principal
@@ -158,17 +158,36 @@ _WRITE_POLL_S = 0.05  # the first look again; then twice as long each time, up t
 _WRITE_POLL_MAX_S = 0.8
 
 
+def _start_writing(runtime: Runtime, upload_id: str) -> None:
+    """Count this PATCH among the upload's writers and mark the upload as written into."""
+    now = datetime.now(UTC)
+    stale = now - timedelta(seconds=runtime.settings.upload_idle_timeout_seconds)
+    writers = col(ResumableUpload.writers)
+    since = col(ResumableUpload.writing_since)
+    # A stale mark is a dead process's: its count goes with it.
+    counted = case((since.is_(None) | (since < stale), 1), else_=writers + 1)
+    _update_upload(runtime, upload_id, writers=counted, writing_since=now)
+
+
 def _still_writing(runtime: Runtime, upload_id: str) -> None:
-    # Set, not only refreshed: a second PATCH that ended meanwhile cleared the mark.
-    _mark_writing(runtime, upload_id, datetime.now(UTC))
+    _update_upload(runtime, upload_id, writing_since=datetime.now(UTC))
 
 
-def _mark_writing(runtime: Runtime, upload_id: str, since: datetime | None) -> None:
+def _end_writing(runtime: Runtime, upload_id: str) -> None:
+    """This PATCH has ended; the mark goes once no other PATCH is writing."""
+    writers = col(ResumableUpload.writers)
+    _update_upload(
+        runtime,
+        upload_id,
+        writers=case((writers > 1, writers - 1), else_=0),
+        writing_since=case((writers > 1, col(ResumableUpload.writing_since)), else_=None),
+    )
+
+
+def _update_upload(runtime: Runtime, upload_id: str, **values: object) -> None:
     with runtime.database.session() as session:
         session.execute(
-            update(ResumableUpload)
-            .where(col(ResumableUpload.id) == upload_id)
-            .values(writing_since=since)
+            update(ResumableUpload).where(col(ResumableUpload.id) == upload_id).values(**values)
         )
 
 
@@ -213,7 +232,7 @@ async def append_chunk(
     # A chunk that is not kept (refused by its checksum, or failed by the store) leaves
     # the digests as they were before it, for the next PATCH at this offset.
     before = digests.copy() if digests is not None else None
-    await asyncio.to_thread(_mark_writing, runtime, upload_id, datetime.now(UTC))
+    await asyncio.to_thread(_start_writing, runtime, upload_id)
     try:
         # The mark beats while the body streams: fsck and waiting requests tell a live
         # PATCH, however long, from a dead process's.
@@ -245,7 +264,7 @@ async def append_chunk(
             )
         upload = await asyncio.to_thread(_advance, runtime, upload_id, offset, held, received)
     finally:
-        await asyncio.shield(asyncio.to_thread(_mark_writing, runtime, upload_id, None))
+        await asyncio.shield(asyncio.to_thread(_end_writing, runtime, upload_id))
     if received.digests is not None:
         _digests.keep(upload_id, received.digests)
     if upload.received < upload.length or upload.status != "completing":

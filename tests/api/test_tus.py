@@ -432,8 +432,17 @@ def test_a_head_while_a_patch_writes_answers_once_its_bytes_count(locker: Locker
         assert client.get(f"/v1/evidence/{evidence_id}/content").content == content
 
 
+def _writing(locker: Locker, location: str) -> tuple[int, bool]:
+    """How many PATCHes the upload counts as writing into it, and whether it is marked."""
+    with locker.runtime.database.session() as session:
+        upload = session.get(ResumableUpload, location.rsplit("/", 1)[-1])
+        assert upload is not None
+        return upload.writers, upload.writing_since is not None
+
+
 def test_of_two_chunks_at_one_offset_only_one_counts(locker: Locker) -> None:
-    """Both pass the offset check; the conditional UPDATE lets only the first to end count."""
+    """Both pass the offset check; the conditional UPDATE lets only the first to end
+    count. The upload stays marked as written into until the second one has ended too."""
     content = os.urandom(200_000)
     with locker.client() as client:
         location = create(client, len(content), metadata_header("k.bin", content)).headers[
@@ -443,19 +452,43 @@ def test_of_two_chunks_at_one_offset_only_one_counts(locker: Locker) -> None:
         with raw_connection(locker) as slow:
             slow.sendall(head + content[:50_000])
             time.sleep(0.3)  # the slow request is past its offset check, still receiving
+            assert _writing(locker, location) == (1, True)
             fast = patch(client, location, 0, content[:100_000])
             assert fast.status_code == 204 and fast.headers["Upload-Offset"] == "100000"
+            # The slow one still writes: a HEAD now must still wait for it.
+            assert _writing(locker, location) == (1, True)
             slow.sendall(content[50_000:100_000])
             answer = b""
             while chunk := slow.recv(65536):
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 409"), answer[:200]
         assert b"another request moved the upload's offset first" in answer
+        assert _writing(locker, location) == (0, False)
         done = patch(client, location, 100_000, content[100_000:])
         assert done.status_code == 204
         evidence_id = done.headers["Locker-Evidence-Id"]
         assert client.get(f"/v1/evidence/{evidence_id}/content").content == content
     assert bytes_left(locker.runtime) == []
+
+
+def test_a_dead_process_count_of_writers_goes_with_its_stale_mark(locker: Locker) -> None:
+    """A process that died while writing left its count and its mark; once the mark is
+    older than the idle timeout, the next PATCH counts from one, and clears it on ending."""
+    content = os.urandom(100_000)
+    with locker.client() as client:
+        location = create(client, len(content), metadata_header("d.bin", content)).headers[
+            "Location"
+        ]
+        stale = datetime.now(UTC) - timedelta(
+            seconds=locker.runtime.settings.upload_idle_timeout_seconds + 60
+        )
+        with locker.runtime.database.session() as session:
+            upload = session.get(ResumableUpload, location.rsplit("/", 1)[-1])
+            assert upload is not None
+            upload.writers, upload.writing_since = 3, stale
+            session.add(upload)
+        assert patch(client, location, 0, content[:50_000]).status_code == 204
+        assert _writing(locker, location) == (0, False)
 
 
 # The fault is injected by moving a file of the filesystem store.
