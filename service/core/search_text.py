@@ -11,6 +11,7 @@ words are reduced to their Snowball stem, so "killings" finds "killing".
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 
 import snowballstemmer
@@ -29,7 +30,9 @@ _WORD = re.compile(r"\w+")
 _ARABIC_PREFIXES = ("وال", "بال", "كال", "فال", "لل", "ال")
 _MIN_STEM = 2
 _LATIN_WORD = re.compile(r"[a-z]+")
-_ENGLISH = snowballstemmer.stemmer("english")
+# A Snowball stemmer holds the word it is working on in its own fields, so one shared by
+# request threads mixes their words up (and fails): each thread gets its own.
+_STEMMERS = threading.local()
 MAX_QUERY_TOKENS = 16
 
 
@@ -40,9 +43,16 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", bare).translate(_LETTERS).casefold()
 
 
+def _english_stem(word: str) -> str:
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = snowballstemmer.stemmer("english")
+    return str(stemmer.stemWord(word))
+
+
 def _stem(token: str) -> str:
     if _LATIN_WORD.fullmatch(token):
-        return str(_ENGLISH.stemWord(token))  # killings, killing → kill
+        return _english_stem(token)  # killings, killing → kill
     for prefix in _ARABIC_PREFIXES:
         if token.startswith(prefix) and len(token) - len(prefix) >= _MIN_STEM:
             return token[len(prefix) :]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from service.core.search_text import index_tokens, normalise, search_tokens
@@ -52,3 +56,28 @@ def test_english_words_meet_on_their_stem() -> None:
     assert "kill" in index_tokens("Killings in Tarhuna")
     assert search_tokens("disappeared") == ["disappear"]
     assert "disappear" in index_tokens("enforced disappearances")
+
+
+def test_threads_stemming_at_once_each_get_their_own_words_stemmed() -> None:
+    """A Snowball stemmer keeps its word in its own fields: request threads indexing at
+    once must not stem each other's words (a shared one gave wrong stems and IndexError)."""
+    texts = [
+        f"killings {'documented ' * (n % 7)}witnesses interviewed graves exhumed {n}"
+        for n in range(64)
+    ]
+    expected = [index_tokens(text) for text in texts]
+    start = threading.Barrier(8)
+
+    def index_all(offset: int) -> list[list[str]]:
+        start.wait()
+        return [index_tokens(texts[(offset + n) % len(texts)]) for n in range(200)]
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often, mid-word too
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(index_all, range(8)))
+    finally:
+        sys.setswitchinterval(interval)
+    for offset, got in enumerate(results):
+        assert got == [expected[(offset + n) % len(texts)] for n in range(200)]
