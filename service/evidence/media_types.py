@@ -16,7 +16,9 @@ def sniff_media_type(head: bytes) -> str:
     except (puremagic.PureError, ValueError):
         matches = []
     for match in matches:
-        if match.mime_type:
+        # A one-byte signature (`{` for JSON) is met by one file in 256 of any kind,
+        # random bytes too: too weak to name what a piece of evidence is.
+        if match.mime_type and len(match.byte_match) > 1:
             return str(match.mime_type)
     if _looks_like_text(head):
         return "text/plain; charset=utf-8"
