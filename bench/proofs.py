@@ -155,12 +155,6 @@ def _latency_rows(name: str, timings: list[float], target_ms: float) -> list[Row
     ]
 
 
-def _log_size(url: str) -> int:
-    with psycopg.connect(url) as connection:
-        (size,) = connection.execute("SELECT size FROM log_head WHERE id = 1").fetchone()  # type: ignore[misc]
-    return int(size)
-
-
 def _warm_tree(url: str) -> float:
     """Read every tree node and the whole of its index once; seconds.
 
@@ -182,7 +176,8 @@ def _run(url: str, data_dir: Path, args: argparse.Namespace, *, load: bool) -> l
         if load:
             seconds = bulk_load(url, args.entries)
             print(f"bulk-loaded {args.entries} entries in {seconds:.1f} s")
-        loaded = _log_size(url)
+        with runtime.database.session() as session:
+            loaded = runtime.log.size(session)
         print(f"read the tree into memory in {_warm_tree(url):.1f} s")
         rng = random.Random(9162)
         count = args.requests + _WARM_UP
