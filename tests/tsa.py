@@ -169,6 +169,12 @@ class Authority:
         return cms.ContentInfo({"content_type": "signed_data", "content": signed})
 
 
+def _open_gate() -> threading.Event:
+    gate = threading.Event()
+    gate.set()
+    return gate
+
+
 @dataclass(slots=True)
 class TsaServer:
     """The running test TSA: its URL, its authority, and switches to misbehave."""
@@ -180,6 +186,8 @@ class TsaServer:
     # Answers a request's DER instead of the authority, to send what a broken TSA would.
     answer: Callable[[bytes], bytes] | None = None
     hits: int = 0  # requests received, answered or not
+    # Cleared, every request is held unanswered until the test sets it again.
+    gate: threading.Event = field(default_factory=_open_gate)
 
 
 @contextmanager
@@ -191,6 +199,7 @@ def run_tsa(authority: Authority | None = None) -> Iterator[TsaServer]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             state.hits += 1
+            state.gate.wait()
             time.sleep(state.delay)
             if state.down:
                 self.send_error(503, "the test TSA is down")

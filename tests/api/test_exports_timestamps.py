@@ -134,13 +134,28 @@ def test_a_failing_tsa_never_fails_uploads_or_exports(
 def test_a_slow_tsa_does_not_hold_up_uploads(
     make_locker: Callable[..., Locker], tsa: TsaServer, tmp_path: Path
 ) -> None:
-    tsa.delay = 3  # longer than LOCKER_TSA_TIMEOUT
-    locker = _stamped_locker(make_locker, tsa, tmp_path)
-    with locker.client() as client:
-        started = time.monotonic()
-        upload = client.post("/v1/evidence", files=[("file", ("a.jpg", PHOTO, "x/y"))])
-        assert upload.status_code == 201
-        assert time.monotonic() - started < 2
+    ca = tmp_path / "tsa-ca.pem"
+    ca.write_bytes(tsa.authority.ca_pem())
+    # The TSA holds every request until the upload has answered, and the locker would wait
+    # 120 s for it: an upload that waited on the timestamp would take that long, or hang.
+    locker = make_locker(tsa_url=tsa.url, tsa_ca_file=ca, tsa_interval=0.2, tsa_timeout=120)
+    tsa.gate.clear()
+    try:
+        with locker.client() as client:
+            started = time.monotonic()
+            upload = client.post("/v1/evidence", files=[("file", ("a.jpg", PHOTO, "x/y"))])
+            assert upload.status_code == 201, upload.text
+            assert time.monotonic() - started < 60
+            assert tsa.authority.requests == 0  # answered while the TSA had answered nothing
+            deadline = time.monotonic() + 20
+            while tsa.hits == 0:  # the loop did ask, and is still waiting for the answer
+                assert time.monotonic() < deadline, "the locker never asked the TSA"
+                time.sleep(0.05)
+            assert client.get("/v1/custody/checkpoint").status_code == 200
+            tsa.gate.set()
+            _wait_timestamped(client)
+    finally:
+        tsa.gate.set()
 
 
 def test_a_tsa_needs_its_ca_certificate(tmp_path: Path) -> None:
