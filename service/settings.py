@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./locker-data")
     database_url: str | None = None
+    # PostgreSQL connections one process keeps (and never exceeds); every process of a
+    # deployment needs its share of the server's max_connections.
+    database_pool_size: int = Field(default=30, ge=4, le=500)
     log_origin: str = Field(
         default="evidence-locker.local/custody",
         description="Origin line of checkpoints; unique per deployment (C2SP tlog-checkpoint).",
