@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolExhausted
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -190,6 +191,17 @@ async def _on_database(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+    # Every connection of this process's pool stayed in use for the pool's whole wait:
+    # an overloaded server, not this request's fault.
+    _log.error("database connections exhausted", error=str(exc).splitlines()[0])
+    return problem(
+        503,
+        "the server is too busy to reach its database: try again later",
+        {"Retry-After": str(_RETRY_AFTER)},
+    )
+
+
 async def _run_jobs(runtime: Runtime, queue: JobQueue) -> None:
     """This process's share of the jobs: all of them on SQLite; on PostgreSQL a worker
     beside the others, unless LOCKER_JOBS_IN_PROCESS leaves them to `locker worker`."""
@@ -207,6 +219,7 @@ def _handle_errors(app: FastAPI) -> None:
     app.add_exception_handler(ClientDisconnect, _on_disconnect)
     app.add_exception_handler(IntegrityError, _on_race)
     app.add_exception_handler(DBAPIError, _on_database)
+    app.add_exception_handler(PoolExhausted, _on_pool_exhausted)
     # Any other exception: service.api.observability answers 500 inside the request's log
     # context (an exception handler here would run outside it).
 

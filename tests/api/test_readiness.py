@@ -7,7 +7,7 @@ import dataclasses
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from sqlalchemy.exc import (
     OperationalError,
     ProgrammingError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.api.deps import Public
 from service.app import create_app
@@ -162,3 +163,29 @@ def test_database_failure_is_one_line_without_the_statement() -> None:
     cause = Exception("connection to server failed: refused\n\tIs the server running?")
     error = OperationalError("SELECT secret FROM keys WHERE k = %(k)s", {"k": "hunter2"}, cause)
     assert database_failure(error) == "OperationalError: connection to server failed: refused"
+
+
+@pytest.mark.parametrize("backend", ["postgres-s3"], indirect=True)
+def test_a_server_out_of_database_connections_answers_503(
+    make_locker: Callable[..., Locker],
+) -> None:
+    locker = make_locker(database_pool_size=4)
+    engine = locker.runtime.database.engine
+    with locker.client() as client:
+        incident = client.post("/v1/incidents", json={"title": "before"}).json()["id"]
+        engine.pool._timeout = 0.5  # type: ignore[attr-defined]  # waits of the pool, shortened
+        held = []
+        try:
+            while True:  # everything the server's own threads do not hold
+                held.append(engine.connect())
+        except PoolTimeout:
+            pass
+        try:
+            busy = client.get(f"/v1/incidents/{incident}")
+            assert busy.status_code == 503, busy.text
+            assert busy.headers["retry-after"] == "10"
+            assert "too busy to reach its database" in busy.json()["detail"]
+        finally:
+            for connection in held:
+                connection.close()
+        assert client.get(f"/v1/incidents/{incident}").status_code == 200
