@@ -72,6 +72,18 @@ SignNote = Callable[[Checkpoint], str]
 
 
 @dataclass(frozen=True, slots=True)
+class Frontier:
+    """The hashes of the perfect subtrees of the tree of `size` leaves: all that
+    appending to it needs."""
+
+    size: int
+    nodes: dict[merkle.NodeId, bytes]
+
+    def root(self) -> bytes | None:
+        return merkle.range_hash(0, self.size, self.nodes) if self.size else None
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     """What one integration did: the tree size before and after, and the new root."""
 
@@ -97,6 +109,9 @@ class Sequencer:
         self._connection: Connection | None = None  # holds _SEQUENCER while we lead
         self._listener: Connection | None = None  # LISTENs on _CHANNEL while we stand by
         self._missing_since: dict[int, float] = {}  # reserved indexes seen missing, when
+        # The tree's frontier (its perfect subtrees) after this process's last batch: the
+        # next batch starts from it instead of reading it back, if the tree is still there.
+        self._frontier = Frontier(size=0, nodes={})
         self._busy_until = 0.0  # time.monotonic() until which the log counts as busy
         self._thread = threading.Thread(target=self._run, name="custody-sequencer", daemon=True)
         self._thread.start()
@@ -159,8 +174,13 @@ class Sequencer:
             if connection is None:
                 return None
             try:
-                batch = _integrate(
-                    connection, sign or self._sign, self._origin, self._overdue, self._void
+                batch, self._frontier = _integrate(
+                    connection,
+                    sign or self._sign,
+                    self._origin,
+                    self._overdue,
+                    self._void,
+                    self._frontier,
                 )
             except DBAPIError as exc:
                 # Nothing of the batch committed; the lead is given up with the connection.
@@ -317,21 +337,23 @@ def _integrate(
     origin: str,
     overdue: Callable[[int], bool],
     abandoned: Callable[[Connection, int], bool],
-) -> Batch | None:
-    """One batch in one transaction: the committed entries after the tree, in order."""
+    frontier: Frontier,
+) -> tuple[Batch | None, Frontier]:
+    """One batch in one transaction: the committed entries after the tree, in order;
+    and the tree's frontier after it."""
     # A look that locks nothing first: on a busy log most looks find the next index still
     # in its writer's transaction, and row-locking `log_head` to learn that costs the
     # database a transaction id and a WAL record each time.
     size, highest, ready = connection.execute(_LOOK).one()
     if highest < size or not (ready or overdue(size)):
         connection.rollback()
-        return None  # nothing to integrate yet: no lock taken, nothing written
-    # One statement: the tree's size (locked), then the highest reservation, then the
-    # committed entries after the tree (one that commits meanwhile is read as missing
-    # and looked up again below, or left for the next batch).
+        return None, frontier  # nothing to integrate yet: no lock taken, nothing written
+    # One statement: the tree's size (locked), the highest reservation, the root signed
+    # at that size, then the committed entries after the tree (one that commits
+    # meanwhile is read as missing and looked up again below, or left for the next batch).
     rows = connection.execute(_READ_BATCH, {"limit": _BATCH}).all()
-    start, highest = int(rows[0][0]), int(rows[0][1])
-    committed = {int(index): bytes(leaf) for _, _, index, leaf in rows if index is not None}
+    start, highest, signed_root = int(rows[0][0]), int(rows[0][1]), rows[0][2]
+    committed = {int(index): bytes(leaf) for _, _, _, index, leaf in rows if index is not None}
     leaves: list[bytes] = []
     while len(leaves) < _BATCH and start + len(leaves) <= highest:
         index = start + len(leaves)
@@ -344,8 +366,14 @@ def _integrate(
         leaves.append(leaf)
     if not leaves:
         connection.rollback()
-        return None
-    nodes = fetch_nodes(connection, merkle.perfect_subtrees(0, start)) if start else {}
+        return None, frontier
+    # The frontier this process kept counts only if it is the stored tree's: same size,
+    # same root as the checkpoint signed at that size. Otherwise (another process led
+    # meanwhile, or the database is not the one it was) it is read from the database.
+    if frontier.size != start or signed_root is None or frontier.root() != bytes(signed_root):
+        ids = merkle.perfect_subtrees(0, start) if start else []
+        frontier = Frontier(size=start, nodes=fetch_nodes(connection, ids) if ids else {})
+    nodes = dict(frontier.nodes)
     created: dict[merkle.NodeId, bytes] = {}
     for offset, leaf in enumerate(leaves):
         index = start + offset
@@ -369,7 +397,8 @@ def _integrate(
         },
     )
     connection.commit()
-    return Batch(start=start, end=end, root=root)
+    after = Frontier(size=end, nodes={n: nodes[n] for n in merkle.perfect_subtrees(0, end)})
+    return Batch(start=start, end=end, root=root), after
 
 
 # A batch reads in one statement and writes in one: few round trips per batch.
@@ -377,7 +406,9 @@ _READ_BATCH = text(
     "WITH head AS (SELECT size FROM log_head WHERE id = 1 FOR UPDATE), "
     "reserved AS (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS highest "
     "FROM custody_index_seq) "
-    'SELECT head.size, reserved.highest, entry."index", entry.leaf '
+    "SELECT head.size, reserved.highest, "
+    "(SELECT root_hash FROM checkpoint WHERE checkpoint.size = head.size), "
+    'entry."index", entry.leaf '
     "FROM head CROSS JOIN reserved LEFT JOIN LATERAL ("
     'SELECT "index", leaf FROM custody_entry WHERE "index" >= head.size '
     'ORDER BY "index" LIMIT :limit) AS entry ON true ORDER BY entry."index"'

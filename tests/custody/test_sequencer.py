@@ -125,6 +125,54 @@ def test_concurrent_writers_get_gap_free_indexes_in_batches(
     assert len(checkpoints) < 200
 
 
+def _tree_reads(database: Database) -> list[str]:
+    """The statements that read stored tree nodes, on connections made from now on
+    (a connection made before the listener never tells it)."""
+    reads: list[str] = []
+
+    @event.listens_for(database.engine, "before_cursor_execute")
+    def record(*args: object) -> None:
+        if "FROM tree_node" in str(args[2]):
+            reads.append(str(args[2]))
+
+    return reads
+
+
+def test_each_batch_starts_from_the_frontier_the_last_one_left(
+    database: Database, make_log: Callable[[], CustodyLog], signer: NoteSigner
+) -> None:
+    reads = _tree_reads(database)
+    log = make_log()
+    for n in range(10):
+        _append(log, database, n)
+    assert len(reads) == 0  # this process led every batch: nothing read back
+    _audit(database, signer.verifier())
+
+
+@pytest.mark.parametrize("how", ["wrong hash", "wrong size"])
+def test_a_frontier_that_is_not_the_stored_trees_is_read_again(
+    database: Database, make_log: Callable[[], CustodyLog], signer: NoteSigner, how: str
+) -> None:
+    reads = _tree_reads(database)
+    log = make_log()
+    for n in range(5):
+        _append(log, database, n)
+    leader = log.sequencer(database.engine)
+    kept = leader._frontier
+    assert kept.size == 5 and len(reads) == 0
+    # What another leader's batches, or a database restored under a running process,
+    # would leave: a kept frontier that is not the tree stored now.
+    if how == "wrong hash":
+        wrong = sequencer.Frontier(size=kept.size, nodes=dict.fromkeys(kept.nodes, bytes(32)))
+    else:
+        wrong = sequencer.Frontier(size=kept.size - 1, nodes={})
+    with leader._batch_lock:  # between two of its looks
+        leader._frontier = wrong
+    assert _append(log, database, 5) == 5
+    assert len(reads) == 1
+    _audit(database, signer.verifier())  # the tree is the one its leaves make
+
+
 def test_an_abandoned_reservation_is_filled_and_says_why(
     database: Database, make_log: Callable[[], CustodyLog], signer: NoteSigner
 ) -> None:
