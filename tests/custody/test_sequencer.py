@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
@@ -171,6 +171,31 @@ def test_a_frontier_that_is_not_the_stored_trees_is_read_again(
     assert _append(log, database, 5) == 5
     assert len(reads) == 1
     _audit(database, signer.verifier())  # the tree is the one its leaves make
+
+
+def test_a_batch_is_one_transaction_and_the_look_before_it_none(
+    database: Database, make_log: Callable[[], CustodyLog]
+) -> None:
+    in_transaction: dict[str, set[bool]] = {}
+
+    @event.listens_for(database.engine, "before_cursor_execute")
+    def record(connection: Connection, cursor: object, statement: str, *args: object) -> None:
+        kind = next((k for k, text in _SEQUENCER_STATEMENTS.items() if text in statement), None)
+        if kind is not None:
+            driver = connection.connection.driver_connection
+            in_transaction.setdefault(kind, set()).add(not driver.autocommit)  # type: ignore[union-attr]
+
+    log = make_log()
+    for n in range(3):
+        _append(log, database, n)
+    assert in_transaction == {"look": {False}, "read": {True}, "write": {True}}
+
+
+_SEQUENCER_STATEMENTS = {
+    "look": "SELECT head.size, (SELECT CASE",
+    "read": "FOR UPDATE",
+    "write": "INSERT INTO tree_node",
+}
 
 
 def test_an_abandoned_reservation_is_filled_and_says_why(
