@@ -136,11 +136,12 @@ def test_a_slow_tsa_does_not_hold_up_uploads(
 ) -> None:
     ca = tmp_path / "tsa-ca.pem"
     ca.write_bytes(tsa.authority.ca_pem())
-    # The TSA holds every request until the upload has answered, and the locker would wait
-    # 120 s for it: an upload that waited on the timestamp would take that long, or hang.
-    locker = make_locker(tsa_url=tsa.url, tsa_ca_file=ca, tsa_interval=0.2, tsa_timeout=120)
+    # The TSA holds every request, from the locker's start until the upload has answered,
+    # and the locker would wait 120 s for it: an upload that waited on a timestamp would
+    # take that long, or hang.
     tsa.gate.clear()
     try:
+        locker = make_locker(tsa_url=tsa.url, tsa_ca_file=ca, tsa_interval=0.2, tsa_timeout=120)
         with locker.client() as client:
             started = time.monotonic()
             upload = client.post("/v1/evidence", files=[("file", ("a.jpg", PHOTO, "x/y"))])
