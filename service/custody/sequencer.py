@@ -348,7 +348,7 @@ def _integrate(
     connection.execution_options(isolation_level="AUTOCOMMIT")
     size, highest, ready = connection.execute(_LOOK).one()
     connection.rollback()  # ends SQLAlchemy's record of a transaction; sends nothing
-    connection.execution_options(isolation_level=_BATCH_ISOLATION)
+    connection.execution_options(isolation_level=connection.default_isolation_level)
     if highest < size or not (ready or overdue(size)):
         return None, frontier  # nothing to integrate yet: no lock taken, nothing written
     # One statement: the tree's size (locked), the highest reservation, the root signed
@@ -374,8 +374,8 @@ def _integrate(
     # same root as the checkpoint signed at that size. Otherwise (another process led
     # meanwhile, or the database is not the one it was) it is read from the database.
     if frontier.size != start or signed_root is None or frontier.root() != bytes(signed_root):
-        ids = merkle.perfect_subtrees(0, start) if start else []
-        frontier = Frontier(size=start, nodes=fetch_nodes(connection, ids) if ids else {})
+        stored = fetch_nodes(connection, merkle.perfect_subtrees(0, start)) if start else {}
+        frontier = Frontier(size=start, nodes=stored)
     nodes = dict(frontier.nodes)
     created: dict[merkle.NodeId, bytes] = {}
     for offset, leaf in enumerate(leaves):
@@ -427,8 +427,6 @@ _WRITE_BATCH = text(
     "VALUES (:end, :root, :note, :at) ON CONFLICT (size) DO NOTHING) "
     "SELECT pg_notify(:channel, CAST(:end AS text))"
 )
-# The batch's own transaction; the look before it runs outside any.
-_BATCH_ISOLATION = "READ COMMITTED"
 # The leader's cheap look, one statement: the tree's size, the highest reserved index,
 # and whether the entry that would come next is committed.
 _LOOK = text(
