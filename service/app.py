@@ -184,22 +184,18 @@ async def _on_database(request: Request, exc: Exception) -> JSONResponse:
     if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
         return unexpected(exc)
     _log.error("database unavailable", error=database_failure(exc))
-    return problem(
-        503,
-        "database unavailable: try again later",
-        {"Retry-After": str(_RETRY_AFTER)},
-    )
+    return _retry_later("database unavailable: try again later")
 
 
 async def _on_pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
     # Every connection of this process's pool stayed in use for the pool's whole wait:
     # an overloaded server, not this request's fault.
     _log.error("database connections exhausted", error=str(exc).splitlines()[0])
-    return problem(
-        503,
-        "the server is too busy to reach its database: try again later",
-        {"Retry-After": str(_RETRY_AFTER)},
-    )
+    return _retry_later("the server is too busy to reach its database: try again later")
+
+
+def _retry_later(detail: str) -> JSONResponse:
+    return problem(503, detail, {"Retry-After": str(_RETRY_AFTER)})
 
 
 async def _run_jobs(runtime: Runtime, queue: JobQueue) -> None:
