@@ -180,7 +180,7 @@ def test_a_batch_is_one_transaction_and_the_look_before_it_none(
 
     @event.listens_for(database.engine, "before_cursor_execute")
     def record(connection: Connection, cursor: object, statement: str, *args: object) -> None:
-        kind = next((k for k, text in _SEQUENCER_STATEMENTS.items() if text in statement), None)
+        kind = next((k for k, mark in _SEQUENCER_STATEMENTS.items() if mark in statement), None)
         if kind is not None:
             driver = connection.connection.driver_connection
             in_transaction.setdefault(kind, set()).add(not driver.autocommit)  # type: ignore[union-attr]
