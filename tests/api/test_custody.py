@@ -93,9 +93,11 @@ def test_consistency_between_checkpoints(locker: Locker) -> None:
     independent.verify_consistency(
         first, second, first_root, second_root, _b64list(proof["hashes"])
     )
+    # The last bit flipped, so the wrong root differs from the right one whatever it ends in.
+    wrong_root = second_root[:-1] + bytes([second_root[-1] ^ 1])
     with pytest.raises(ValueError):
         independent.verify_consistency(
-            first, second, first_root, second_root[:-1] + b"\x00", _b64list(proof["hashes"])
+            first, second, first_root, wrong_root, _b64list(proof["hashes"])
         )
 
 
