@@ -40,7 +40,7 @@ from service.api.routes import (
     search,
     uploads,
 )
-from service.api.tus import TUS_VERSION
+from service.api.tus import TUS_VERSION, NamesTusVersion
 from service.errors import (
     BadRequest,
     ChecksumMismatch,
@@ -128,9 +128,6 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(_RETRY_AFTER)}
     elif isinstance(exc, PreconditionFailed):
         headers = {"Tus-Version": TUS_VERSION}
-    if request.url.path.startswith("/v1/uploads"):
-        # tus 1.0: every response but OPTIONS's names the protocol version, errors too.
-        headers = (headers or {}) | {"Tus-Resumable": TUS_VERSION}
     return problem(status, exc.diagnostics(), headers)
 
 
@@ -245,7 +242,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     configure_logging()
     app = FastAPI(title="Evidence locker", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RefuseNul)
-    app.add_middleware(Observed)  # outermost: it sees every answer, even RefuseNul's
+    app.add_middleware(Observed)  # it sees every answer, even RefuseNul's
+    app.add_middleware(NamesTusVersion)  # outermost: even Observed's 500 names tus
     if runtime is not None:
         app.state.runtime = runtime
     app.state.throttle = FailureThrottle()

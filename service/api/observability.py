@@ -74,7 +74,8 @@ class _Exchange:
 
 
 class Observed:
-    """ASGI middleware, outermost: request id, access log, metrics, the 500 answer."""
+    """ASGI middleware, outside all others but NamesTusVersion: request id, access log,
+    metrics, the 500 answer."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

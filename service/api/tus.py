@@ -1,9 +1,13 @@
-"""The tus 1.0 headers /v1/uploads reads: Upload-Metadata and Upload-Checksum."""
+"""The tus 1.0 headers /v1/uploads reads (Upload-Metadata, Upload-Checksum) and the one
+it writes on every answer (Tus-Resumable)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import BadRequest, InvalidInput
 
@@ -12,6 +16,32 @@ TUS_EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
 CHECKSUM_ALGORITHMS = "sha256"
 _METADATA_KEYS = frozenset({"filename", "metadata", "sha256"})
 _MAX_METADATA_HEADER = 96 * 1024
+UPLOADS_PATH = "/v1/uploads"
+
+
+class NamesTusVersion:
+    """ASGI middleware: every answer under /v1/uploads carries Tus-Resumable, as tus 1.0
+    requires of every response, errors too — whichever handler or middleware wrote it
+    (a refused body, a lost database, an unexpected failure)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_uploads(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_naming_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["Tus-Resumable"] = TUS_VERSION
+            await send(message)
+
+        await self.app(scope, receive, send_naming_version)
+
+
+def _is_uploads(path: str) -> bool:
+    return path == UPLOADS_PATH or path.startswith(UPLOADS_PATH + "/")
 
 
 def parse_upload_metadata(header: str | None) -> dict[str, str]:

@@ -80,6 +80,10 @@ def test_an_unreachable_database_makes_the_locker_unready_and_requests_503(
             listed = client.get(
                 "/v1/evidence", headers={"Authorization": f"Bearer {locker.api_key}"}
             )
+            resumed = client.head(
+                "/v1/uploads/any",
+                headers={"Authorization": f"Bearer {locker.api_key}", "Tus-Resumable": "1.0.0"},
+            )
     finally:
         database.dispose()
     assert ready.status_code == 503
@@ -92,6 +96,8 @@ def test_an_unreachable_database_makes_the_locker_unready_and_requests_503(
     assert listed.headers["content-type"] == "application/problem+json"
     assert listed.headers["retry-after"] == "10"
     assert listed.json()["detail"] == "database unavailable: try again later"
+    # A tus client learns the protocol version from every answer, this one too.
+    assert (resumed.status_code, resumed.headers["Tus-Resumable"]) == (503, "1.0.0")
 
 
 def test_an_unreachable_store_makes_the_locker_unready(

@@ -184,6 +184,46 @@ def test_protocol_headers_creation_with_upload_and_dedupe(locker: Locker) -> Non
     assert evidence_count(locker.runtime) == 1
 
 
+def test_every_answer_under_uploads_names_the_protocol_version(locker: Locker) -> None:
+    """tus 1.0 asks for Tus-Resumable on every response: refusals by a route, by the
+    request's validation, by the router and by a middleware too."""
+    content = os.urandom(100)
+    with locker.client() as client:
+        created = create(client, len(content), metadata_header("v.bin", content))
+        location = created.headers["Location"]
+        answers = {
+            "options": client.options("/v1/uploads"),
+            "creation": created,
+            "head": client.head(location, headers=TUS),
+            "patch": patch(client, location, 0, content[:10]),
+            "termination": client.delete(location, headers=TUS),
+            "412 no version": client.head(location),
+            "404 unknown upload": client.head("/v1/uploads/nothing-here", headers=TUS),
+            "405 method": client.put("/v1/uploads", headers=TUS),
+            "422 NUL in path": client.head("/v1/uploads/a%00b", headers=TUS),
+        }
+        with locker.client("lk_wrong") as stranger:
+            answers["401 wrong key"] = stranger.head(location, headers=TUS)
+        elsewhere = client.get("/v1/evidence")
+    statuses = {name: answer.status_code for name, answer in answers.items()}
+    assert statuses == {
+        "options": 204,
+        "creation": 201,
+        "head": 200,
+        "patch": 204,
+        "termination": 204,
+        "412 no version": 412,
+        "404 unknown upload": 404,
+        "405 method": 405,
+        "422 NUL in path": 422,
+        "401 wrong key": 401,
+    }
+    assert {name: a.headers.get("Tus-Resumable") for name, a in answers.items()} == {
+        name: "1.0.0" for name in answers
+    }
+    assert "Tus-Resumable" not in elsewhere.headers
+
+
 def test_bad_requests_are_one_line_and_record_nothing(locker: Locker) -> None:
     content = os.urandom(4000)
     with locker.client() as client:

@@ -21,6 +21,7 @@ from service.api.tus import (
     CHECKSUM_ALGORITHMS,
     TUS_EXTENSIONS,
     TUS_VERSION,
+    UPLOADS_PATH,
     parse_checksum,
     parse_upload_metadata,
 )
@@ -54,14 +55,13 @@ def _tus_resumable(
         raise PreconditionFailed(f"Tus-Resumable must be {TUS_VERSION}, got {tus_resumable!r}")
 
 
-router = APIRouter(prefix="/v1/uploads", tags=["uploads"], route_class=IdempotentRoute)
+router = APIRouter(prefix=UPLOADS_PATH, tags=["uploads"], route_class=IdempotentRoute)
 _TusRequest = Depends(_tus_resumable)
 
 
 def _headers(upload: ResumableUpload) -> dict[str, str]:
     """What HEAD, PATCH and creation tell about an upload."""
     headers = {
-        "Tus-Resumable": TUS_VERSION,
         "Upload-Offset": str(upload.received),
         "Upload-Length": str(upload.length),
         "Cache-Control": "no-store",
@@ -133,7 +133,6 @@ def discover(runtime: RuntimeDep) -> Response:
     return Response(
         status_code=status.HTTP_204_NO_CONTENT,
         headers={
-            "Tus-Resumable": TUS_VERSION,
             "Tus-Version": TUS_VERSION,
             "Tus-Extension": TUS_EXTENSIONS,
             "Tus-Checksum-Algorithm": CHECKSUM_ALGORITHMS,
@@ -215,4 +214,4 @@ async def append(
 def terminate(upload_id: str, runtime: RuntimeDep, principal: EvidenceUploader) -> Response:
     """Termination: the upload and its stored parts are removed."""
     terminate_upload(runtime, principal, upload_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT, headers={"Tus-Resumable": TUS_VERSION})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
