@@ -97,7 +97,11 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     """Open the database (migrating it), the object store and the log key."""
     _private_directory(settings.data_dir)
     vocabulary = load_vocabulary(settings.vocabulary_file)
-    database = open_database(settings.effective_database_url, pool_size=settings.database_pool_size)
+    database = open_database(
+        settings.effective_database_url,
+        pool_size=settings.database_pool_size,
+        pool_timeout=settings.database_pool_timeout,
+    )
     try:
         _check_database(database, migrate=migrate)
         tsa = open_tsa(settings)

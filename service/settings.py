@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     # PostgreSQL connections one process keeps (and never exceeds); every process of a
     # deployment needs its share of the server's max_connections.
     database_pool_size: int = Field(default=30, ge=4, le=500)
+    # Seconds a request waits for one of them when all are in use, before answering 503.
+    database_pool_timeout: float = Field(default=30.0, gt=0, le=300)
     log_origin: str = Field(
         default="evidence-locker.local/custody",
         description="Origin line of checkpoints; unique per deployment (C2SP tlog-checkpoint).",

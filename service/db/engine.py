@@ -192,14 +192,18 @@ def _postgres_connect_args(url_options: str | tuple[str, ...] | None) -> dict[st
 
 
 DEFAULT_POOL_SIZE = 30
+DEFAULT_POOL_TIMEOUT = 30.0
 
 
-def open_database(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Database:
+def open_database(
+    url: str, *, pool_size: int = DEFAULT_POOL_SIZE, pool_timeout: float = DEFAULT_POOL_TIMEOUT
+) -> Database:
     """Create the engine for `url` (sqlite:/// or postgresql+psycopg://).
 
     On PostgreSQL at most `pool_size` connections, each kept open once made: a pool that
     let busy moments overflow it closed each extra connection as it came back, so under
-    load the server opened (and PostgreSQL forked) dozens of connections a second.
+    load the server opened (and PostgreSQL forked) dozens of connections a second. A
+    checkout waits up to `pool_timeout` seconds for a connection to come back.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -214,6 +218,7 @@ def open_database(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Database:
             pool_pre_ping=True,
             pool_size=pool_size,
             max_overflow=0,
+            pool_timeout=pool_timeout,
             connect_args=_postgres_connect_args(parsed.query.get("options")),
         )
     return Database(engine)

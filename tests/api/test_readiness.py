@@ -175,11 +175,10 @@ def test_database_failure_is_one_line_without_the_statement() -> None:
 def test_a_server_out_of_database_connections_answers_503(
     make_locker: Callable[..., Locker],
 ) -> None:
-    locker = make_locker(database_pool_size=4)
+    locker = make_locker(database_pool_size=4, database_pool_timeout=0.5)
     engine = locker.runtime.database.engine
     with locker.client() as client:
         incident = client.post("/v1/incidents", json={"title": "before"}).json()["id"]
-        engine.pool._timeout = 0.5  # type: ignore[attr-defined]  # waits of the pool, shortened
         held = []
         try:
             while True:  # everything the server's own threads do not hold

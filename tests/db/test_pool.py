@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +21,7 @@ _SIZE = 8
 @pytest.fixture
 def database(postgres_template: PostgresTemplate) -> Iterator[Database]:
     with postgres_template.fresh() as url:
-        database = open_database(url, pool_size=_SIZE)
+        database = open_database(url, pool_size=_SIZE, pool_timeout=0.2)
         yield database
         database.dispose()
 
@@ -54,15 +55,20 @@ def test_busy_moments_reuse_the_connections_of_the_last_one(database: Database) 
 def test_the_pool_never_holds_more_than_its_size(database: Database) -> None:
     held = [database.engine.connect() for _ in range(_SIZE)]
     try:
-        database.engine.pool._timeout = 0.2  # type: ignore[attr-defined]
+        started = time.monotonic()
         with pytest.raises(PoolTimeout, match="QueuePool limit of size 8 overflow 0"):
             database.engine.connect()
+        # Its own wait (0.2 s), far short of the 30 s it would be without `pool_timeout`.
+        assert time.monotonic() - started < 15
     finally:
         for connection in held:
             connection.close()
 
 
-def test_the_pool_size_is_a_setting() -> None:
+def test_the_pool_size_and_wait_are_settings() -> None:
     assert load_settings(database_pool_size=12).database_pool_size == 12
+    assert load_settings(database_pool_timeout=2.5).database_pool_timeout == 2.5
+    with pytest.raises(ConfigurationError, match="LOCKER_DATABASE_POOL_TIMEOUT"):
+        load_settings(database_pool_timeout=0)
     with pytest.raises(ConfigurationError, match=r"LOCKER_DATABASE_POOL_SIZE: .* greater than"):
         load_settings(database_pool_size=1)
