@@ -28,6 +28,7 @@ from tests.api.test_tus import (
     evidence_count,
     metadata_header,
     patch,
+    unsniffable,
 )
 from tests.harness import Locker
 
@@ -88,8 +89,7 @@ def test_digests_lost_with_the_process_are_rebuilt_from_the_store(
 ) -> None:
     """As if the last PATCH landed on another process (or after a restart): the
     completion reads the joined object back once and records the same digests."""
-    # A fixed head: about one random file in 4,000 starts like some known format.
-    content = b"\x00\x01locker-bytes\xff" + os.urandom(700_000 - 16)
+    content = unsniffable(700_000)
     read_back = _read_back()
     with locker.client() as client:
         location = create(client, len(content), metadata_header("w.bin", content)).headers[

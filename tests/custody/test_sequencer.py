@@ -496,7 +496,8 @@ def test_a_standby_whose_listening_connection_is_cut_listens_anew(
         assert _listening_backends(database) not in ([], first)
         started = time.monotonic()
         assert _append(standing_by, other, 2) == 2
-        assert time.monotonic() - started < 1
+        # Not left waiting: well inside the 30 s after which a writer gives up.
+        assert time.monotonic() - started < 10
         _audit(database, signer.verifier())
     finally:
         standing_by.close()

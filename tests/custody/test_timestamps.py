@@ -24,6 +24,8 @@ _REFUSAL = b"\x30\x05\x30\x03\x02\x01\x02"  # TimeStampResp, status rejection (R
 def tsas() -> Iterator[tuple[TsaServer, TsaServer]]:
     with run_tsa() as first, run_tsa() as second:
         yield first, second
+        first.gate.set()  # a silent one's held request ends with the test
+        second.gate.set()
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def stamped_runtime(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
             data_dir=tmp_path / "data",
             tsa_url=" ".join(s.url for s in servers),
             tsa_ca_file=",".join(str(c) for c in cas),
-            tsa_timeout=0.5,
+            tsa_timeout=5,
             tsa_interval=60,
         )
         opened.append(open_runtime(settings))
@@ -64,8 +66,8 @@ def _misbehave(server: TsaServer, how: str) -> str:
     if how == "error status":
         server.down = True
         return "HTTP 503"
-    server.delay = 2  # silent for longer than LOCKER_TSA_TIMEOUT
-    return "no answer within 0.5 s"
+    server.gate.clear()  # silent until the test ends, longer than LOCKER_TSA_TIMEOUT
+    return "no answer within 5 s"
 
 
 @pytest.mark.parametrize(
