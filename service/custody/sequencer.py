@@ -174,7 +174,7 @@ class Sequencer:
             if connection is None:
                 return None
             try:
-                batch, self._frontier = _integrate(
+                batch, self._frontier, size = _integrate(
                     connection,
                     sign or self._sign,
                     self._origin,
@@ -187,12 +187,25 @@ class Sequencer:
                 self._let_go(f"integration failed: {exc.orig}")
                 raise
             except BaseException:
-                connection.rollback()  # nothing half-written stays in the next batch
+                self._roll_back(connection)
                 raise
-        if batch is not None:
-            self._missing_since = {i: t for i, t in self._missing_since.items() if i >= batch.end}
-            self._publish(batch.end)
+            if batch is not None:
+                self._missing_since = {
+                    i: t for i, t in self._missing_since.items() if i >= batch.end
+                }
+        # Every look tells the tree's size, not only a batch: a notification lost while
+        # this process took the lead must not leave its writers waiting.
+        self._publish(size)
         return batch
+
+    def _roll_back(self, connection: Connection) -> None:
+        """End a failed batch; a connection that cannot even do that (its backend died
+        under the failure) takes the lead with it: its session lock is gone."""
+        try:
+            connection.rollback()  # nothing half-written stays in the next batch
+        except BaseException:
+            self._let_go("the batch's connection failed")
+            raise
 
     def close(self) -> None:
         self._stop.set()
@@ -283,7 +296,9 @@ class Sequencer:
             if not got:
                 connection.close()
                 return False
-            self._connection = connection
+            # The batch re-reads what a writer committed after its first read: that needs
+            # READ COMMITTED, whatever the database's default isolation is.
+            self._connection = connection.execution_options(isolation_level=_BATCH_ISOLATION)
         _log.info("custody sequencer leading")
         return True
 
@@ -338,19 +353,16 @@ def _integrate(
     overdue: Callable[[int], bool],
     abandoned: Callable[[Connection, int], bool],
     frontier: Frontier,
-) -> tuple[Batch | None, Frontier]:
+) -> tuple[Batch | None, Frontier, int]:
     """One batch in one transaction: the committed entries after the tree, in order;
-    and the tree's frontier after it."""
+    the tree's frontier after it, and its size."""
     # A look that locks nothing first: on a busy log most looks find the next index still
     # in its writer's transaction, and row-locking `log_head` to learn that costs the
-    # database a transaction id and a WAL record each time. Outside any transaction, too:
-    # a BEGIN and a ROLLBACK around it would be two more round trips, every 3 ms.
-    connection.execution_options(isolation_level="AUTOCOMMIT")
+    # database a transaction id and a WAL record each time.
     size, highest, ready = connection.execute(_LOOK).one()
-    connection.rollback()  # ends SQLAlchemy's record of a transaction; sends nothing
-    connection.execution_options(isolation_level=connection.default_isolation_level)
     if highest < size or not (ready or overdue(size)):
-        return None, frontier  # nothing to integrate yet: no lock taken, nothing written
+        connection.rollback()
+        return None, frontier, size  # nothing to integrate yet: no lock taken, nothing written
     # One statement: the tree's size (locked), the highest reservation, the root signed
     # at that size, then the committed entries after the tree (one that commits
     # meanwhile is read as missing and looked up again below, or left for the next batch).
@@ -369,7 +381,7 @@ def _integrate(
         leaves.append(leaf)
     if not leaves:
         connection.rollback()
-        return None, frontier
+        return None, frontier, start
     # The frontier this process kept counts only if it is the stored tree's: same size,
     # same root as the checkpoint signed at that size. Otherwise (another process led
     # meanwhile, or the database is not the one it was) it is read from the database.
@@ -401,7 +413,7 @@ def _integrate(
     )
     connection.commit()
     after = Frontier(size=end, nodes={n: nodes[n] for n in merkle.perfect_subtrees(0, end)})
-    return Batch(start=start, end=end, root=root), after
+    return Batch(start=start, end=end, root=root), after, end
 
 
 # A batch reads in one statement and writes in one: few round trips per batch.
@@ -427,6 +439,8 @@ _WRITE_BATCH = text(
     "VALUES (:end, :root, :note, :at) ON CONFLICT (size) DO NOTHING) "
     "SELECT pg_notify(:channel, CAST(:end AS text))"
 )
+# The batch's transaction (see `_try_lead`).
+_BATCH_ISOLATION = "READ COMMITTED"
 # The leader's cheap look, one statement: the tree's size, the highest reserved index,
 # and whether the entry that would come next is committed.
 _LOOK = text(

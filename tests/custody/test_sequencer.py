@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import OperationalError
@@ -173,22 +174,119 @@ def test_a_frontier_that_is_not_the_stored_trees_is_read_again(
     _audit(database, signer.verifier())  # the tree is the one its leaves make
 
 
-def test_a_batch_is_one_transaction_and_the_look_before_it_none(
-    database: Database, make_log: Callable[[], CustodyLog]
+def test_a_batch_runs_at_read_committed_whatever_the_database_default(
+    database: Database, make_log: Callable[[], CustodyLog], signer: NoteSigner
 ) -> None:
-    in_transaction: dict[str, set[bool]] = {}
+    """The batch re-reads entries committed after its first read: under a database whose
+    default is REPEATABLE READ one snapshot would hide them."""
+    with database.engine.connect() as admin:
+        name = admin.execute(text("SELECT current_database()")).scalar_one()
+        admin.execute(
+            text(f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = 'repeatable read'")
+        )
+        admin.commit()
+    database.engine.dispose()  # connections made from now on start at the new default
+    levels: dict[str, set[object]] = {}
 
     @event.listens_for(database.engine, "before_cursor_execute")
     def record(connection: Connection, cursor: object, statement: str, *args: object) -> None:
         kind = next((k for k, mark in _SEQUENCER_STATEMENTS.items() if mark in statement), None)
         if kind is not None:
             driver = connection.connection.driver_connection
-            in_transaction.setdefault(kind, set()).add(not driver.autocommit)  # type: ignore[union-attr]
+            levels.setdefault(kind, set()).add(driver.isolation_level)  # type: ignore[union-attr]
 
     log = make_log()
     for n in range(3):
         _append(log, database, n)
-    assert in_transaction == {"look": {False}, "read": {True}, "write": {True}}
+    committed = psycopg.IsolationLevel.READ_COMMITTED
+    assert levels == {"look": {committed}, "read": {committed}, "write": {committed}}
+    _audit(database, signer.verifier())
+
+
+def test_looks_leave_nothing_behind_on_the_leaders_connection(
+    database: Database, make_log: Callable[[], CustodyLog]
+) -> None:
+    """The leader keeps one connection for as long as it leads and looks every few
+    milliseconds: a look that left a record on it (as switching its isolation level
+    did, one sqlalchemy reset callback each) would grow without end."""
+    log = make_log()
+    _append(log, database, 0)
+    leader = log.sequencer(database.engine)
+    connection = leader._connection
+    assert connection is not None
+    record = connection.connection._connection_record  # type: ignore[union-attr]
+    before = len(record.finalize_callback)
+    for _ in range(200):
+        assert leader.integrate() is None  # nothing to integrate: a look, nothing else
+    assert leader._connection is connection
+    assert len(record.finalize_callback) == before
+
+
+def test_a_leader_behind_the_tree_learns_its_size_at_the_next_look(
+    database: Database, make_log: Callable[[], CustodyLog]
+) -> None:
+    """As when a notification was dropped while the process took the lead: its writers
+    learn the size from the leader's next look, not only from its own batches."""
+    log = make_log()
+    for n in range(3):
+        _append(log, database, n)
+    leader = log.sequencer(database.engine)
+    with leader._integrated:
+        leader._size = 0
+    leader.wait(2, timeout=5)
+
+
+def test_a_leader_whose_connection_dies_under_a_failed_batch_lets_go(
+    database: Database, signer: NoteSigner
+) -> None:
+    """The backend dies while the batch fails for another reason (here its signer): the
+    rollback fails too, and the process must give up the lead with that connection
+    rather than go on leading on a new backend that holds no lock."""
+    failures = [RuntimeError("signing device unplugged")]
+
+    def sign(checkpoint: Checkpoint) -> str:
+        if failures:
+            _kill_sequencer_connection(database)
+            raise failures.pop()
+        return sign_checkpoint(checkpoint, signer)
+
+    runner = Sequencer(database.engine, sign=sign, origin=ORIGIN)
+    try:
+        with database.session() as session:
+            index = session.execute(RESERVE, {"class": RESERVATION_CLASS}).scalar_one()
+            session.add(
+                CustodyEntry(
+                    index=index,
+                    leaf=_leaf(index),
+                    organisation_id="org-1",
+                    action="evidence.ingested",
+                    recorded_at=_now(),
+                )
+            )
+        runner.wait(index, timeout=10)
+        assert failures == []
+        connection = runner._connection
+        assert connection is not None
+        backend = connection.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+        assert _sequencer_lock_holders(database) == [backend]
+    finally:
+        runner.close()
+    _audit(database, signer.verifier())
+
+
+def _sequencer_lock_holders(database: Database) -> list[int]:
+    key = sequencer._SEQUENCER
+    with database.engine.connect() as admin:
+        return list(
+            admin.execute(
+                text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND classid = :high AND objid = :low AND objsubid = 1 AND granted"
+                ),
+                {"high": key >> 32, "low": key & 0xFFFFFFFF},
+            ).scalars()
+        )
 
 
 _SEQUENCER_STATEMENTS = {
