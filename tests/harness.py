@@ -47,7 +47,11 @@ class Locker:
 @contextmanager
 def serving(runtime: Runtime) -> Iterator[str]:
     """Run the app over `runtime` on a free port; yields its base URL."""
-    port = free_port()
+    # Bound here and handed over: a port only looked up could be taken by another test
+    # worker before the server binds it.
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
     config = uvicorn.Config(
         create_app(runtime=runtime),
         host="127.0.0.1",
@@ -56,7 +60,7 @@ def serving(runtime: Runtime) -> Iterator[str]:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
@@ -68,6 +72,7 @@ def serving(runtime: Runtime) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+        listening.close()
 
 
 @contextmanager
