@@ -174,7 +174,7 @@ def test_a_frontier_that_is_not_the_stored_trees_is_read_again(
     _audit(database, signer.verifier())  # the tree is the one its leaves make
 
 
-def test_a_batch_runs_at_read_committed_whatever_the_database_default(
+def test_a_batch_is_one_transaction_at_read_committed_and_the_look_before_it_none(
     database: Database, make_log: Callable[[], CustodyLog], signer: NoteSigner
 ) -> None:
     """The batch re-reads entries committed after its first read: under a database whose
@@ -186,40 +186,46 @@ def test_a_batch_runs_at_read_committed_whatever_the_database_default(
         )
         admin.commit()
     database.engine.dispose()  # connections made from now on start at the new default
-    levels: dict[str, set[object]] = {}
+    seen: dict[str, set[object]] = {}
 
     @event.listens_for(database.engine, "before_cursor_execute")
     def record(connection: Connection, cursor: object, statement: str, *args: object) -> None:
         kind = next((k for k, mark in _SEQUENCER_STATEMENTS.items() if mark in statement), None)
         if kind is not None:
             driver = connection.connection.driver_connection
-            levels.setdefault(kind, set()).add(driver.isolation_level)  # type: ignore[union-attr]
+            how = "autocommit" if driver.autocommit else driver.isolation_level  # type: ignore[union-attr]
+            seen.setdefault(kind, set()).add(how)
 
     log = make_log()
     for n in range(3):
         _append(log, database, n)
     committed = psycopg.IsolationLevel.READ_COMMITTED
-    assert levels == {"look": {committed}, "read": {committed}, "write": {committed}}
+    assert seen == {"look": {"autocommit"}, "read": {committed}, "write": {committed}}
     _audit(database, signer.verifier())
 
 
-def test_looks_leave_nothing_behind_on_the_leaders_connection(
+def test_looks_leave_nothing_behind_on_the_leaders_connections(
     database: Database, make_log: Callable[[], CustodyLog]
 ) -> None:
-    """The leader keeps one connection for as long as it leads and looks every few
-    milliseconds: a look that left a record on it (as switching its isolation level
+    """The leader keeps its connections for as long as it leads and looks every few
+    milliseconds: a look that left a record on one (as switching its isolation level
     did, one sqlalchemy reset callback each) would grow without end."""
     log = make_log()
     _append(log, database, 0)
     leader = log.sequencer(database.engine)
-    connection = leader._connection
-    assert connection is not None
-    record = connection.connection._connection_record  # type: ignore[union-attr]
-    before = len(record.finalize_callback)
+    connections = [leader._connection, leader._looks]
+
+    def records() -> list[int]:
+        return [
+            len(c.connection._connection_record.finalize_callback)  # type: ignore[union-attr]
+            for c in connections
+        ]
+
+    before = records()
     for _ in range(200):
         assert leader.integrate() is None  # nothing to integrate: a look, nothing else
-    assert leader._connection is connection
-    assert len(record.finalize_callback) == before
+    assert [leader._connection, leader._looks] == connections
+    assert records() == before
 
 
 def test_a_leader_behind_the_tree_learns_its_size_at_the_next_look(
