@@ -107,7 +107,6 @@ class Sequencer:
         self._batch_lock = threading.RLock()  # one batch at a time in this process
         self._exclusive: tuple[int, SignNote] | None = None  # (thread, its signer)
         self._connection: Connection | None = None  # holds _SEQUENCER while we lead
-        self._looks: Connection | None = None  # the leader's looks, outside any transaction
         self._listener: Connection | None = None  # LISTENs on _CHANNEL while we stand by
         self._missing_since: dict[int, float] = {}  # reserved indexes seen missing, when
         # The tree's frontier (its perfect subtrees) after this process's last batch: the
@@ -171,13 +170,12 @@ class Sequencer:
     def integrate(self, sign: SignNote | None = None) -> Batch | None:
         """Integrate one batch now (as the leader); None if nothing was waiting."""
         with self._batch_lock:
-            connection, looks = self._connection, self._looks
-            if connection is None or looks is None:
+            connection = self._connection
+            if connection is None:
                 return None
             try:
                 batch, self._frontier, size = _integrate(
                     connection,
-                    looks,
                     sign or self._sign,
                     self._origin,
                     self._overdue,
@@ -290,20 +288,14 @@ class Sequencer:
                     ).scalar_one()
                 )
                 connection.commit()
-                # Looks, every 3 ms while the log is busy, run outside any transaction: a
-                # BEGIN and a ROLLBACK around each would be two more round trips. On a
-                # connection of their own, set once: switching the batch's connection to
-                # and fro for each look left sqlalchemy's record of the switch on it.
-                looks = self._engine.connect() if got else None
             except BaseException:
                 # The lock may be held by this connection: discard it, never pool it.
                 connection.invalidate()
                 connection.close()
                 raise
-            if looks is None:
+            if not got:
                 connection.close()
                 return False
-            self._looks = looks.execution_options(isolation_level="AUTOCOMMIT")
             # The batch re-reads what a writer committed after its first read: that needs
             # READ COMMITTED, whatever the database's default isolation is.
             self._connection = connection.execution_options(isolation_level=_BATCH_ISOLATION)
@@ -312,8 +304,7 @@ class Sequencer:
 
     def _let_go(self, reason: str | None) -> None:
         connection, self._connection = self._connection, None
-        looks, self._looks = self._looks, None
-        if connection is None or looks is None:
+        if connection is None:
             return
         if reason is not None:
             _log.warning("custody sequencer let go", reason=reason)
@@ -321,7 +312,6 @@ class Sequencer:
         # connection merely returned to the pool would keep holding the lock).
         connection.invalidate()
         connection.close()
-        looks.close()
 
     def _publish(self, size: int) -> None:
         with self._integrated:
@@ -358,7 +348,6 @@ def _size(connection: Connection) -> int:
 
 def _integrate(
     connection: Connection,
-    looks: Connection,
     sign: SignNote,
     origin: str,
     overdue: Callable[[int], bool],
@@ -367,12 +356,12 @@ def _integrate(
 ) -> tuple[Batch | None, Frontier, int]:
     """One batch in one transaction: the committed entries after the tree, in order;
     the tree's frontier after it, and its size."""
-    # A look that locks nothing first, on `looks` (outside any transaction): on a busy log
-    # most looks find the next index still in its writer's transaction, and row-locking
-    # `log_head` to learn that costs the database a transaction id and a WAL record.
-    size, highest, ready = looks.execute(_LOOK).one()
-    looks.rollback()  # ends sqlalchemy's record of a transaction; sends nothing
+    # A look that locks nothing first: on a busy log most looks find the next index still
+    # in its writer's transaction, and row-locking `log_head` to learn that costs the
+    # database a transaction id and a WAL record each time.
+    size, highest, ready = connection.execute(_LOOK).one()
     if highest < size or not (ready or overdue(size)):
+        connection.rollback()
         return None, frontier, size  # nothing to integrate yet: no lock taken, nothing written
     # One statement: the tree's size (locked), the highest reservation, the root signed
     # at that size, then the committed entries after the tree (one that commits
