@@ -282,6 +282,10 @@ class Sequencer:
                 return True
             connection = self._engine.connect()
             try:
+                # The batch re-reads what a writer committed after its first read: that
+                # needs READ COMMITTED, whatever the database's default isolation is. Set
+                # before the lock is taken, so nothing can fail between the two.
+                connection.execution_options(isolation_level=_BATCH_ISOLATION)
                 got = bool(
                     connection.execute(
                         text("SELECT pg_try_advisory_lock(:key)"), {"key": _SEQUENCER}
@@ -296,9 +300,7 @@ class Sequencer:
             if not got:
                 connection.close()
                 return False
-            # The batch re-reads what a writer committed after its first read: that needs
-            # READ COMMITTED, whatever the database's default isolation is.
-            self._connection = connection.execution_options(isolation_level=_BATCH_ISOLATION)
+            self._connection = connection
         _log.info("custody sequencer leading")
         return True
 

@@ -20,6 +20,7 @@ from tusclient import client as tus_client
 from tusclient.uploader import Uploader
 
 from service.accounts.members import bootstrap
+from service.api.routes import uploads as uploads_routes
 from service.db.models import Evidence, ResumablePart, ResumableUpload, UploadIntent
 from service.evidence.resumable import expire_uploads
 from service.operations.fsck import fsck
@@ -192,9 +193,11 @@ def test_protocol_headers_creation_with_upload_and_dedupe(locker: Locker) -> Non
     assert evidence_count(locker.runtime) == 1
 
 
-def test_every_answer_under_uploads_names_the_protocol_version(locker: Locker) -> None:
+def test_every_answer_under_uploads_names_the_protocol_version(
+    locker: Locker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """tus 1.0 asks for Tus-Resumable on every response: refusals by a route, by the
-    request's validation, by the router and by a middleware too."""
+    router and by a middleware, and the answer to an unexpected failure too."""
     content = os.urandom(100)
     with locker.client() as client:
         created = create(client, len(content), metadata_header("v.bin", content))
@@ -212,6 +215,13 @@ def test_every_answer_under_uploads_names_the_protocol_version(locker: Locker) -
         }
         with locker.client("lk_wrong") as stranger:
             answers["401 wrong key"] = stranger.head(location, headers=TUS)
+
+        async def broken(*_: object) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(uploads_routes, "settled_state", broken)
+        answers["500 unexpected"] = client.head(location, headers=TUS)
+        monkeypatch.undo()
         elsewhere = client.get("/v1/evidence")
     statuses = {name: answer.status_code for name, answer in answers.items()}
     assert statuses == {
@@ -225,6 +235,7 @@ def test_every_answer_under_uploads_names_the_protocol_version(locker: Locker) -
         "405 method": 405,
         "422 NUL in path": 422,
         "401 wrong key": 401,
+        "500 unexpected": 500,
     }
     assert {name: a.headers.get("Tus-Resumable") for name, a in answers.items()} == {
         name: "1.0.0" for name in answers
