@@ -244,44 +244,6 @@ def test_a_leader_behind_the_tree_learns_its_size_at_the_next_look(
     leader.wait(2, timeout=5)
 
 
-def test_a_leader_whose_connection_dies_under_a_failed_batch_lets_go(
-    database: Database, signer: NoteSigner
-) -> None:
-    """The backend dies while the batch fails for another reason (here its signer): the
-    rollback fails too, and the process must give up the lead with that connection
-    rather than go on leading on a new backend that holds no lock."""
-    failures = [RuntimeError("signing device unplugged")]
-
-    def sign(checkpoint: Checkpoint) -> str:
-        if failures:
-            _kill_sequencer_connection(database)
-            raise failures.pop()
-        return sign_checkpoint(checkpoint, signer)
-
-    runner = Sequencer(database.engine, sign=sign, origin=ORIGIN)
-    try:
-        with database.session() as session:
-            index = session.execute(RESERVE, {"class": RESERVATION_CLASS}).scalar_one()
-            session.add(
-                CustodyEntry(
-                    index=index,
-                    leaf=_leaf(index),
-                    organisation_id="org-1",
-                    action="evidence.ingested",
-                    recorded_at=_now(),
-                )
-            )
-        runner.wait(index, timeout=10)
-        assert failures == []
-        connection = runner._connection
-        assert connection is not None
-        backend = connection.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
-        assert _sequencer_lock_holders(database) == [backend]
-    finally:
-        runner.close()
-    _audit(database, signer.verifier())
-
-
 def _sequencer_lock_holders(database: Database) -> list[int]:
     key = sequencer._SEQUENCER
     with database.engine.connect() as admin:
@@ -414,35 +376,36 @@ def test_a_sequencer_that_loses_the_database_lets_go_and_recovers(
     _audit(database, signer.verifier())
 
 
+@pytest.mark.parametrize("backend", ["alive", "died under the failure"])
 def test_a_failing_signer_is_retried_without_losing_entries(
-    database: Database, signer: NoteSigner
+    database: Database, signer: NoteSigner, backend: str
 ) -> None:
+    """If the backend died as the batch failed for another reason, the rollback fails
+    too: the process must give up the lead with that connection rather than go on
+    leading on a new backend that holds no lock."""
     failures = [RuntimeError("signing device unplugged")]
 
     def sign(checkpoint: Checkpoint) -> str:
         if failures:
+            if backend != "alive":
+                _kill_sequencer_connection(database)
             raise failures.pop()
         return sign_checkpoint(checkpoint, signer)
 
     runner = Sequencer(database.engine, sign=sign, origin=ORIGIN)
     try:
-        with database.session() as session:
-            index = session.execute(RESERVE, {"class": RESERVATION_CLASS}).scalar_one()
-            session.add(
-                CustodyEntry(
-                    index=index,
-                    leaf=_leaf(index),
-                    organisation_id="org-1",
-                    action="evidence.ingested",
-                    recorded_at=_now(),
-                )
-            )
+        index = _commit_entry(database)
         runner.wait(index, timeout=10)
         assert failures == []
+        connection = runner._connection
+        assert connection is not None
+        pid = connection.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+        assert _sequencer_lock_holders(database) == [pid]
     finally:
         runner.close()
     with pytest.raises(Unavailable):
         runner.wait(index + 1, timeout=1)  # closed: nothing will integrate it
+    _audit(database, signer.verifier())
 
 
 def test_signing_with_waits_for_the_leader_and_signs_the_batch(
@@ -499,6 +462,22 @@ def _kill_sequencer_connection(database: Database) -> None:
         ).all()
         admin.commit()
     assert killed == [(True,)]
+
+
+def _commit_entry(database: Database) -> int:
+    """Reserve an index and commit its entry, as a writer does, without waiting for it."""
+    with database.session() as session:
+        index = int(session.execute(RESERVE, {"class": RESERVATION_CLASS}).scalar_one())
+        session.add(
+            CustodyEntry(
+                index=index,
+                leaf=_leaf(index),
+                organisation_id="org-1",
+                action="evidence.ingested",
+                recorded_at=_now(),
+            )
+        )
+    return index
 
 
 def _leaf(index: int) -> bytes:
