@@ -244,21 +244,6 @@ def test_a_leader_behind_the_tree_learns_its_size_at_the_next_look(
     leader.wait(2, timeout=5)
 
 
-def _sequencer_lock_holders(database: Database) -> list[int]:
-    key = sequencer._SEQUENCER
-    with database.engine.connect() as admin:
-        return list(
-            admin.execute(
-                text(
-                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND database = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-                    "AND classid = :high AND objid = :low AND objsubid = 1 AND granted"
-                ),
-                {"high": key >> 32, "low": key & 0xFFFFFFFF},
-            ).scalars()
-        )
-
-
 _SEQUENCER_STATEMENTS = {
     "look": "SELECT head.size, (SELECT CASE",
     "read": "FOR UPDATE",
@@ -450,18 +435,26 @@ def test_signing_with_waits_for_the_leader_and_signs_the_batch(
 
 def _kill_sequencer_connection(database: Database) -> None:
     """End the backend holding the sequencer's advisory lock, as a dead process would."""
+    [holder] = _sequencer_lock_holders(database)
+    with database.engine.connect() as admin:
+        killed = admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+        assert killed.scalar_one() is True
+        admin.commit()
+
+
+def _sequencer_lock_holders(database: Database) -> list[int]:
     key = sequencer._SEQUENCER
     with database.engine.connect() as admin:
-        killed = admin.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND classid = :high AND objid = :low AND objsubid = 1 AND granted"
-            ),
-            {"high": key >> 32, "low": key & 0xFFFFFFFF},
-        ).all()
-        admin.commit()
-    assert killed == [(True,)]
+        return list(
+            admin.execute(
+                text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND classid = :high AND objid = :low AND objsubid = 1 AND granted"
+                ),
+                {"high": key >> 32, "low": key & 0xFFFFFFFF},
+            ).scalars()
+        )
 
 
 def _commit_entry(database: Database) -> int:
