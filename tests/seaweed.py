@@ -22,6 +22,9 @@ from pathlib import Path
 from minio import Minio
 
 _START_TIMEOUT_S = 30.0
+# Ports are chosen free, then released for weed to bind: another process may take one
+# in between. A start that fails so is tried again on other ports, this many times.
+_START_ATTEMPTS = 3
 _STOP_TIMEOUT_S = 10.0
 _LOG_TAIL_CHARS = 4000
 
@@ -113,15 +116,19 @@ def _log_tail(log_path: Path) -> str:
         return "(no log)"
 
 
+class _PortTaken(RuntimeError):
+    """weed exited at start because one of its ports was taken meanwhile."""
+
+
 def _wait_until_ready(server: SeaweedServer, log_path: Path) -> None:
     """Poll S3 until it answers an authenticated request, or give up loudly."""
     client = server.client()
     deadline = time.monotonic() + _START_TIMEOUT_S
     while True:
         if server.process.poll() is not None:
-            raise RuntimeError(
-                f"SeaweedFS exited with {server.process.returncode}:\n{_log_tail(log_path)}"
-            )
+            tail = _log_tail(log_path)
+            exited = _PortTaken if "address already in use" in tail else RuntimeError
+            raise exited(f"SeaweedFS exited with {server.process.returncode}:\n{tail}")
         try:
             client.list_buckets()
             return
@@ -147,6 +154,21 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def run_seaweed(data_dir: Path) -> Iterator[SeaweedServer]:
     """Start `weed mini` on free ports with fresh credentials; stop it on exit."""
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        try:
+            server = _start(data_dir / f"start-{attempt}")
+        except _PortTaken:
+            if attempt == _START_ATTEMPTS:
+                raise
+            continue
+        try:
+            yield server
+        finally:
+            stop_process(server.process)
+        return
+
+
+def _start(data_dir: Path) -> SeaweedServer:
     data_dir.mkdir(parents=True, exist_ok=True)
     ports = _free_ports()
     access_key, secret_key = f"test{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
@@ -165,6 +187,7 @@ def run_seaweed(data_dir: Path) -> Iterator[SeaweedServer]:
     )
     try:
         _wait_until_ready(server, log_path)
-        yield server
-    finally:
+    except BaseException:
         stop_process(process)
+        raise
+    return server
