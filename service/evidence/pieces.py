@@ -3,7 +3,11 @@
 Each PATCH stores its bytes once, as pieces of the one write at the upload's own key
 (on S3 the parts of a multipart upload), so completing the upload joins them where
 they are instead of reading them back and writing them again:
-- a piece is about `piece_bytes(length)` long; one is stored while the next arrives;
+- a piece is `piece_bytes(length)` long (the last of a body may be shorter); one is
+  stored while the next arrives, and when the body's length is declared a piece's
+  write to the store begins with its first byte (`ObjectStore.stream_piece`). Its
+  bytes are kept until the store answers: a piece the body was cut short of, or that
+  the store failed to take, is stored from them (`put_piece`) under a new number;
 - what is left at the end of a body too short to be a piece (a cut connection's tail:
   shorter than the store's smallest piece, or than a 5,000th of the file) is held
   aside as a staging object; the next PATCH reads it back first (less than a piece)
@@ -18,13 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import queue
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from service.errors import StorageError
 from service.evidence.pipe import RunningDigests
 from service.storage import MAX_PIECES, ObjectStore, Piece, StagedObject
+
+T = TypeVar("T")
 
 _PIECE_BYTES = 8 * 1024 * 1024
 # How far digesting may lag the body: each step is hashed in a thread as the next arrives.
@@ -105,17 +113,23 @@ class Destination:
     piece_bytes: int
 
 
-async def receive(
+async def receive(  # noqa: PLR0913 (keyword-only parts of one PATCH)
     to: Destination,
     body: AsyncIterator[bytes],
     *,
     offset: int,
     length: int,
+    body_length: int | None,
     held: Sequence[HeldPart],
     digests: RunningDigests | None,
     want_sha256: bool,
 ) -> Received:
     """Store the bytes held aside, then `body` (which starts at `offset`), as pieces.
+
+    When the body's length is declared (`body_length`, its Content-Length), each piece's
+    length is known before its first byte, and the piece streams to the store while
+    its bytes arrive; its bytes are also kept until it is stored, so a piece the body
+    was cut short of, or that the store failed to take, is stored again from them.
 
     On failure nothing new stays held aside; pieces already stored stay unlisted, and
     the store drops them when the write is finished or aborted.
@@ -123,7 +137,17 @@ async def receive(
     # A tail stored as a piece spends a number: none but the last may be so short that
     # the upload would run out of them (a long file sent in short PATCHes).
     least = max(to.store.min_piece_bytes, -(-length // _PIECES_PER_UPLOAD))
-    cutter = _Cutter(to, start=held[0].start if held else offset, digests=digests, least=least)
+    placing = sum(part.staged.size for part in held)
+    planned = None
+    if body_length is not None and body_length <= length - offset:
+        planned = _Plan(total=placing + body_length, completes=offset + body_length == length)
+    cutter = _Cutter(
+        to,
+        start=held[0].start if held else offset,
+        digests=digests,
+        least=least,
+        plan=planned,
+    )
     body_sha256 = hashlib.sha256() if want_sha256 else None
     size = 0
     try:
@@ -134,8 +158,7 @@ async def receive(
             if body_sha256 is not None:
                 body_sha256.update(chunk)
             await cutter.add(chunk)
-        complete = offset + size == length
-        tail = await cutter.finish(keep_tail=not complete)
+        tail = await cutter.finish(complete=offset + size == length)
     except BaseException:
         await cutter.abandon()
         raise
@@ -148,20 +171,80 @@ async def receive(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How many bytes a PATCH places (those held aside, then its body), and whether the
+    last of them is the upload's last."""
+
+    total: int
+    completes: bool
+
+
+class _Feed:
+    """Bytes handed from the event loop to the thread that streams a piece to the store."""
+
+    _END = b""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def put(self, data: bytes) -> None:
+        if data:
+            self._queue.put(data)
+
+    def end(self) -> None:
+        self._queue.put(self._END)
+
+    def cut(self) -> None:
+        """The piece will never be whole: its write fails, and nothing is stored."""
+        self._queue.put(None)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (data := self._queue.get()) != self._END:
+            if data is None:
+                raise PieceCut("the body ended before the piece was whole")
+            yield data
+
+
+class PieceCut(Exception):
+    """A streamed piece's bytes stopped coming (a cut connection): it was not stored."""
+
+
+@dataclass(slots=True)
+class _Filling:
+    """The piece being filled: where it starts, its bytes so far (kept until it is
+    stored) and, when it streams, its exact length, its feed and its write in flight."""
+
+    start: int
+    buffer: bytearray
+    size: int | None = None
+    feed: _Feed | None = None
+    storing: asyncio.Future[Piece] | None = None
+
+    def room(self, piece_bytes: int) -> int:
+        return (self.size if self.size is not None else piece_bytes) - len(self.buffer)
+
+
 class _Cutter:
     """Bytes in, pieces out: one piece stored while the next fills."""
 
     def __init__(
-        self, to: Destination, *, start: int, digests: RunningDigests | None, least: int
+        self,
+        to: Destination,
+        *,
+        start: int,
+        digests: RunningDigests | None,
+        least: int,
+        plan: _Plan | None,
     ) -> None:
-        self._to, self._digests, self._least = to, digests, least
-        self._buffer = bytearray()
-        self._buffer_start = start  # where the buffer's first byte sits in the file
-        self._new_from = 0  # bytes of the buffer before this were held aside (digested)
-        self._storing: asyncio.Future[Piece] | None = None
+        self._to, self._digests, self._least, self._plan = to, digests, least, plan
+        self._position = start  # where the next piece starts in the file
+        self._placed = 0  # bytes of this request in pieces begun before the one filling
+        self._filling: _Filling | None = None
+        self._pending: _Filling | None = None  # whole, being stored
         self._hashing: asyncio.Future[None] | None = None
-        self._undigested: list[bytes] = []  # the chunks from `_new_from` on
-        self._storing_start = 0
+        self._undigested: list[bytes] = []
+        self._undigested_bytes = 0
         self.pieces: list[PlacedPiece] = []
 
     async def add_held(self, part: HeldPart) -> None:
@@ -171,10 +254,7 @@ class _Cutter:
         try:
             while chunk := await asyncio.to_thread(next, chunks, b""):
                 read += len(chunk)
-                self._buffer += chunk
-                self._new_from = len(self._buffer)
-                if len(self._buffer) >= self._to.piece_bytes:
-                    await self._store_buffer()
+                await self._place(chunk)
         finally:
             chunks.close()
         if read != part.staged.size:
@@ -182,86 +262,139 @@ class _Cutter:
             raise StorageError(f"bytes held aside at {part.start} hold {read}, not {size}")
 
     async def add(self, chunk: bytes) -> None:
-        self._buffer += chunk
         if self._digests is not None:
             self._undigested.append(chunk)
-        if len(self._buffer) >= self._to.piece_bytes:
-            await self._store_buffer()
-        elif len(self._buffer) - self._new_from >= _DIGEST_STEP:
-            await self._digest_behind()
+            self._undigested_bytes += len(chunk)
+            if self._undigested_bytes >= _DIGEST_STEP:
+                await self._digest_behind()
+        await self._place(chunk)
 
-    async def finish(self, *, keep_tail: bool) -> HeldPart | None:
+    async def finish(self, *, complete: bool) -> HeldPart | None:
         """Store what is left: as the last piece, as a piece if it is long enough, else
-        (`keep_tail`) held aside for the next PATCH."""
-        if self._buffer and (not keep_tail or len(self._buffer) >= self._least):
-            await self._store_buffer()
-        await self._collect()
-        if not self._buffer:
+        held aside for the next PATCH."""
+        filling, self._filling = self._filling, None
+        if filling is not None:
+            await self._stop(filling)  # the body ended short of this piece
+        await self._stored()
+        await self._digested()
+        await self._digest_rest()
+        if filling is None or not filling.buffer:
             return None
-        await self._digest_new()
-        staged = await asyncio.to_thread(self._to.store.stage, [bytes(self._buffer)])
-        return HeldPart(start=self._buffer_start, staged=staged)
+        if complete or len(filling.buffer) >= self._least:
+            self._pending = filling
+            await self._stored()
+            return None
+        staged = await asyncio.to_thread(self._to.store.stage, [bytes(filling.buffer)])
+        return HeldPart(start=filling.start, staged=staged)
 
     async def abandon(self) -> None:
-        """Wait for the piece being stored and the bytes being digested (their threads
-        cannot be stopped), keep nothing."""
-        if self._hashing is not None:
-            await asyncio.gather(self._hashing, return_exceptions=True)
-            self._hashing = None
-        if self._storing is not None:
-            await asyncio.gather(self._storing, return_exceptions=True)
-            self._storing = None
+        """End the piece streaming, wait for the writes and the digesting in flight
+        (their threads cannot be stopped), keep nothing."""
+        filling, self._filling = self._filling, None
+        if filling is not None:
+            await self._stop(filling)
+        for running in (self._hashing, self._pending.storing if self._pending else None):
+            if running is not None:
+                await asyncio.gather(running, return_exceptions=True)
+        self._hashing = self._pending = None
 
-    async def _store_buffer(self) -> None:
+    async def _place(self, data: bytes) -> None:
+        """Add bytes to the pieces, cut exactly where each piece ends."""
+        while data:
+            filling = self._filling or await self._begin()
+            room = filling.room(self._to.piece_bytes)
+            part, data = data[:room], data[room:]
+            filling.buffer += part
+            if filling.feed is not None:
+                filling.feed.put(part)
+            if len(part) == room:
+                await self._whole(filling)
+
+    async def _begin(self) -> _Filling:
+        """Begin the next piece; it streams when its length is known and it will be
+        stored as a piece (not held aside as a short tail)."""
+        await self._stored()  # one piece stored while the next fills, never more
+        filling = _Filling(start=self._position, buffer=bytearray())
+        plan = self._plan
+        if plan is not None:
+            size = min(self._to.piece_bytes, plan.total - self._placed)
+            if size > 0 and (plan.completes or size >= self._least):
+                filling.size, filling.feed = size, _Feed()
+                filling.storing = _soon(self._stream(filling.feed, size))
+        self._filling = filling
+        return filling
+
+    async def _whole(self, filling: _Filling) -> None:
+        self._filling = None
+        self._placed += len(filling.buffer)
+        self._position += len(filling.buffer)
+        if filling.feed is not None:
+            filling.feed.end()
+        else:
+            filling.storing = _soon(self._put(filling.buffer))
+        self._pending = filling
+
+    async def _stop(self, filling: _Filling) -> None:
+        """Cut a piece short if it streams: its write fails and stores nothing."""
+        if filling.feed is not None:
+            filling.feed.cut()
+        if filling.storing is not None:
+            await asyncio.gather(filling.storing, return_exceptions=True)
+        filling.feed = filling.storing = None
+
+    async def _stored(self) -> None:
+        """Wait for the whole piece being stored; one the store failed to take while it
+        streamed (a dropped link, a timeout) is stored once more from the bytes kept."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            piece = await pending.storing if pending.storing else await self._put(pending.buffer)
+        except StorageError:
+            if pending.feed is None:
+                raise
+            piece = await self._put(pending.buffer)
+        self.pieces.append(PlacedPiece(start=pending.start, piece=piece))
+
+    async def _stream(self, feed: _Feed, size: int) -> Piece:
+        to, number = self._to, await self._number()
+        return await asyncio.to_thread(
+            to.store.stream_piece, to.key, to.write_id, number, feed, size=size
+        )
+
+    async def _put(self, buffer: bytearray) -> Piece:
+        to, number = self._to, await self._number()
+        data = bytes(buffer)
+        return await asyncio.to_thread(to.store.put_piece, to.key, to.write_id, number, data)
+
+    async def _number(self) -> int:
         number = await self._to.next_number()
         if number > MAX_PIECES:
             raise StorageError(f"the upload used all {MAX_PIECES} piece numbers the store allows")
-        await self._digest_new()
-        data = bytes(self._buffer)
-        await self._collect()
-        to = self._to
-        self._storing_start = self._buffer_start
-        self._storing = asyncio.ensure_future(
-            asyncio.to_thread(to.store.put_piece, to.key, to.write_id, number, data)
-        )
-        self._buffer_start += len(data)
-        self._buffer.clear()
-        self._new_from = 0
+        return number
 
     async def _digest_behind(self) -> None:
-        """Digest the bytes that arrived so far in a thread while more arrive: the body
-        keeps streaming, and the piece is digested by the time it is whole. At most one
-        step is in flight, so the digests stay in order and memory stays bounded."""
-        digests = self._digests
-        if digests is None:
-            return
+        """Digest the body's bytes so far in a thread while more arrive, at most one step
+        in flight: the digests stay in order and memory stays bounded."""
         await self._digested()
-        # The chunks as they arrived (immutable), not the buffer: it grows meanwhile.
-        chunks, self._undigested = self._undigested, []
-        self._new_from = len(self._buffer)
-        self._hashing = asyncio.ensure_future(asyncio.to_thread(_update, digests, chunks))
+        chunks, self._undigested, self._undigested_bytes = self._undigested, [], 0
+        digests = self._digests
+        assert digests is not None
+        self._hashing = _soon(asyncio.to_thread(_update, digests, chunks))
 
     async def _digested(self) -> None:
         if self._hashing is not None:
             hashing, self._hashing = self._hashing, None
             await hashing
 
-    async def _digest_new(self) -> None:
-        await self._digested()
-        self._undigested = []
-        digests = self._digests
-        if digests is not None and self._new_from < len(self._buffer):
-            new = memoryview(self._buffer)[self._new_from :]
-            try:
-                await asyncio.to_thread(digests.update, new)
-            finally:
-                new.release()
-            self._new_from = len(self._buffer)
+    async def _digest_rest(self) -> None:
+        chunks, self._undigested, self._undigested_bytes = self._undigested, [], 0
+        if self._digests is not None and chunks:
+            await asyncio.to_thread(_update, self._digests, chunks)
 
-    async def _collect(self) -> None:
-        if self._storing is not None:
-            storing, self._storing = self._storing, None
-            self.pieces.append(PlacedPiece(start=self._storing_start, piece=await storing))
+
+def _soon(work: Awaitable[T]) -> asyncio.Future[T]:
+    return asyncio.ensure_future(work)
 
 
 def _update(digests: RunningDigests, chunks: list[bytes]) -> None:

@@ -158,15 +158,22 @@ _WRITE_POLL_S = 0.05  # the first look again; then twice as long each time, up t
 _WRITE_POLL_MAX_S = 0.8
 
 
-def _start_writing(runtime: Runtime, upload_id: str) -> None:
-    """Count this PATCH among the upload's writers and mark the upload as written into."""
+def _start_writing(runtime: Runtime, upload_id: str) -> list[HeldPart]:
+    """Count this PATCH among the upload's writers and mark the upload as written into;
+    the upload's bytes held aside, which this PATCH makes pieces of first."""
     now = datetime.now(UTC)
     stale = now - timedelta(seconds=runtime.settings.upload_idle_timeout_seconds)
     writers = col(ResumableUpload.writers)
     since = col(ResumableUpload.writing_since)
     # A stale mark is a dead process's: its count goes with it.
     counted = case((since.is_(None) | (since < stale), 1), else_=writers + 1)
-    _update_upload(runtime, upload_id, writers=counted, writing_since=now)
+    with runtime.database.session() as session:
+        session.execute(
+            update(ResumableUpload)
+            .where(col(ResumableUpload.id) == upload_id)
+            .values(writers=counted, writing_since=now)
+        )
+        return _held_parts_in(session, upload_id)
 
 
 def _still_writing(runtime: Runtime, upload_id: str) -> None:
@@ -174,14 +181,17 @@ def _still_writing(runtime: Runtime, upload_id: str) -> None:
 
 
 def _end_writing(runtime: Runtime, upload_id: str) -> None:
-    """This PATCH has ended; the mark goes once no other PATCH is writing."""
+    """This PATCH has ended without moving the offset (`_advance` ends the others)."""
+    _update_upload(runtime, upload_id, **_ended_writing())
+
+
+def _ended_writing() -> dict[str, object]:
+    """One writer fewer; the mark goes once no other PATCH is writing."""
     writers = col(ResumableUpload.writers)
-    _update_upload(
-        runtime,
-        upload_id,
-        writers=case((writers > 1, writers - 1), else_=0),
-        writing_since=case((writers > 1, col(ResumableUpload.writing_since)), else_=None),
-    )
+    return {
+        "writers": case((writers > 1, writers - 1), else_=0),
+        "writing_since": case((writers > 1, col(ResumableUpload.writing_since)), else_=None),
+    }
 
 
 def _update_upload(runtime: Runtime, upload_id: str, **values: object) -> None:
@@ -204,6 +214,17 @@ class Appended:
     result: IngestResult | None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatchBody:
+    """A PATCH's body: its chunks; its declared length (Content-Length), if any, so its
+    pieces can stream to the store while they arrive; and `cut()`, which tells once the
+    chunks have ended whether the client went away first."""
+
+    chunks: AsyncIterator[bytes]
+    length: int | None
+    cut: Callable[[], bool]
+
+
 # This process's running digests of the uploads it received bytes for (see pieces.py).
 _digests = DigestCache()
 
@@ -214,15 +235,13 @@ async def append_chunk(
     upload_id: str,
     *,
     offset: int,
-    chunks: AsyncIterator[bytes],
+    body: PatchBody,
     checksum: bytes | None,
-    body_cut: Callable[[], bool],
 ) -> Appended:
     """Store a PATCH body at `offset`; when it is the last byte, record the evidence.
 
-    `body_cut()` tells, once `chunks` has ended, whether the client went away first:
-    then what arrived is kept (unless a checksum was sent) and the upload waits for the
-    next PATCH at the new offset.
+    A body the client cut short is kept as far as it arrived (unless a checksum was
+    sent) and the upload waits for the next PATCH at the new offset.
     """
     # A cut request may still be counting what it delivered: refuse a wrong offset now,
     # before the body crosses the network again.
@@ -232,18 +251,19 @@ async def append_chunk(
     # A chunk that is not kept (refused by its checksum, or failed by the store) leaves
     # the digests as they were before it, for the next PATCH at this offset.
     before = digests.copy() if digests is not None else None
-    await asyncio.to_thread(_start_writing, runtime, upload_id)
+    held = await asyncio.to_thread(_start_writing, runtime, upload_id)
+    counted = False
     try:
         # The mark beats while the body streams: fsck and waiting requests tell a live
         # PATCH, however long, from a dead process's.
         try:
             async with heartbeat(runtime, upload_id, touch=_still_writing):
-                held = await asyncio.to_thread(_held_parts, runtime, upload_id)
                 received = await receive(
                     await _destination(runtime, upload),
-                    _bounded(chunks, upload.length - offset),
+                    _bounded(body.chunks, upload.length - offset),
                     offset=offset,
                     length=upload.length,
+                    body_length=body.length,
                     held=held,
                     digests=digests,
                     want_sha256=checksum is not None,
@@ -252,19 +272,21 @@ async def append_chunk(
             if before is not None:
                 _digests.keep(upload_id, before)
             raise
-        if checksum is not None and (body_cut() or received.sha256 != checksum):
+        if checksum is not None and (body.cut() or received.sha256 != checksum):
             await asyncio.to_thread(_drop_held, runtime, received.held)
             if before is not None:
                 _digests.keep(upload_id, before)
-            if body_cut():
+            if body.cut():
                 return Appended(upload=upload, result=None)
             raise ChecksumMismatch(
                 f"Upload-Checksum: the chunk at offset {offset} has sha256 "
                 f"{base64.b64encode(received.sha256 or b'').decode()}, not the one sent"
             )
         upload = await asyncio.to_thread(_advance, runtime, upload_id, offset, held, received)
+        counted = True
     finally:
-        await asyncio.shield(asyncio.to_thread(_end_writing, runtime, upload_id))
+        if not counted:
+            await asyncio.shield(asyncio.to_thread(_end_writing, runtime, upload_id))
     if received.digests is not None:
         _digests.keep(upload_id, received.digests)
     if upload.received < upload.length or upload.status != "completing":
@@ -353,11 +375,6 @@ def _next_piece(runtime: Runtime, upload_id: str) -> int:
     return int(number) - 1
 
 
-def _held_parts(runtime: Runtime, upload_id: str) -> list[HeldPart]:
-    with runtime.database.session() as session:
-        return _held_parts_in(session, upload_id)
-
-
 def _held_parts_in(session: Session, upload_id: str) -> list[HeldPart]:
     """The upload's counted bytes held aside (they come right before its offset)."""
     rows = session.exec(
@@ -390,8 +407,9 @@ def _advance(
     The offset moves only by a conditional UPDATE naming where the chunk started, so of
     two requests at one offset exactly one counts; the other's pieces stay unlisted
     (the store drops them) and it gets 409. In the same transaction the bytes held
-    aside that this PATCH made pieces of give way to its pieces and its own tail.
-    Reaching the end also claims the completion for this request (status completing).
+    aside that this PATCH made pieces of give way to its pieces and its own tail, and
+    this PATCH stops counting among the upload's writers. Reaching the end also claims
+    the completion for this request (status completing).
     """
     now = datetime.now(UTC)
     with runtime.database.session() as session:
@@ -409,20 +427,18 @@ def _advance(
                 status="completing" if end == upload.length else "receiving",
                 updated_at=now,
                 expires_at=now + _expiry(runtime),
+                **_ended_writing(),
             )
         )
         if moved.rowcount == 1:
             _replace_parts(session, upload_id, held, received)
+            session.refresh(upload)
     if moved.rowcount != 1:
         _drop_held(runtime, received.held)
         raise Conflict(f"Upload-Offset {offset}: another request moved the upload's offset first")
     for part in held:
         discard_quietly(runtime, upload_id, part.staged)
-    with runtime.database.session() as session:
-        fresh = session.get(ResumableUpload, upload_id)
-        if fresh is None:
-            raise _removed(upload_id)
-        return fresh
+    return upload
 
 
 def _replace_parts(
@@ -711,9 +727,8 @@ def settle_completions(runtime: Runtime) -> list[str]:
                     principal,
                     upload_id,
                     offset=upload.length,
-                    chunks=_no_bytes(),
+                    body=PatchBody(chunks=_no_bytes(), length=0, cut=lambda: False),
                     checksum=None,
-                    body_cut=lambda: False,
                 )
             )
         except (InvalidInput, Gone, NotFound) as exc:

@@ -131,6 +131,15 @@ class ObjectStore(Protocol):
         caller allocates them, so two requests never store different bytes under one."""
         ...
 
+    def stream_piece(
+        self, key: str, write_id: str, number: int, chunks: Iterable[bytes], *, size: int
+    ) -> Piece:
+        """Store one piece of exactly `size` bytes while they still arrive: the write
+        begins before its last byte is here. If `chunks` fails or ends short, nothing
+        is stored under `number` (the error propagates); a piece is then stored again,
+        from bytes the caller kept, under another number."""
+        ...
+
     def finish_pieces(self, key: str, write_id: str, pieces: Sequence[Piece]) -> StagedObject:
         """Join `pieces` (ascending numbers; others stored for this write are dropped)
         into the object at `key`, unlocked until `commit`, as `stage(..., key=key)` does.
@@ -235,6 +244,25 @@ def check_span(start: int, length: int) -> None:
     """Refuse a span `open_range` cannot mean: a negative start or an empty length."""
     if start < 0 or length < 1:
         raise ValueError(f"byte span must have start >= 0 and length >= 1, got {start}, {length}")
+
+
+def check_piece_number(number: int) -> int:
+    if not 1 <= number <= MAX_PIECES:
+        raise StorageError(f"piece number {number} is outside 1..{MAX_PIECES}")
+    return number
+
+
+def exactly(chunks: Iterable[bytes], size: int, what: str) -> Iterator[bytes]:
+    """`chunks`, refused (StorageError) once they run past `size` or end short of it: a
+    write with a declared length must never be completed with other bytes."""
+    sent = 0
+    for chunk in chunks:
+        sent += len(chunk)
+        if sent > size:
+            raise StorageError(f"{what}: more than the {size} bytes declared")
+        yield chunk
+    if sent != size:
+        raise StorageError(f"{what}: {sent} of the {size} bytes declared")
 
 
 def check_retain_until(retain_until: datetime) -> datetime:

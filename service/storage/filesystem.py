@@ -27,7 +27,6 @@ from typing import BinaryIO
 from service.errors import ObjectExists, ObjectMissing, StorageError
 from service.storage.base import (
     CHUNK_SIZE,
-    MAX_PIECES,
     STAGING_PREFIX,
     ClosingChunks,
     Piece,
@@ -35,9 +34,11 @@ from service.storage.base import (
     StoredObject,
     UnfinishedWrite,
     check_key,
+    check_piece_number,
     check_retain_until,
     check_span,
     check_staging_key,
+    exactly,
     new_staging_key,
 )
 
@@ -71,11 +72,7 @@ class FilesystemStore:
             raise ObjectExists(f"object {key} already exists")
         staging_key = new_staging_key()
         path = self._staging_path(staging_key)
-        try:
-            size = _write_new_file(path, chunks, what=staging_key)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+        size = _write_new_file(path, chunks, what=staging_key)
         return StagedObject(staging_key=staging_key, size=size, target_key=key)
 
     def commit(self, staged: StagedObject, *, retain_until: datetime) -> StoredObject:
@@ -214,15 +211,25 @@ class FilesystemStore:
 
     def put_piece(self, key: str, write_id: str, number: int, data: bytes) -> Piece:
         """Write one piece file, durably; a number already written is refused."""
-        if not 1 <= number <= MAX_PIECES:
-            raise StorageError(f"piece number {number} is outside 1..{MAX_PIECES}")
+        return self._write_piece(key, write_id, number, [data], size=len(data))
+
+    def stream_piece(
+        self, key: str, write_id: str, number: int, chunks: Iterable[bytes], *, size: int
+    ) -> Piece:
+        """Write one piece file as its bytes arrive; one that fails or ends short is removed."""
+        return self._write_piece(key, write_id, number, chunks, size=size)
+
+    def _write_piece(
+        self, key: str, write_id: str, number: int, chunks: Iterable[bytes], *, size: int
+    ) -> Piece:
         folder = self._piece_folder(key, write_id)
-        path = folder / f"{number:05d}"
-        _write_new_file(path, [data], what=f"piece {number} of {key}")  # refuses a rewrite
-        with _errors_about(f"writing piece {number} of {key}"):
+        path = folder / f"{check_piece_number(number):05d}"
+        what = f"piece {number} of {key}"
+        _write_new_file(path, exactly(chunks, size, what), what=what)  # refuses a rewrite
+        with _errors_about(f"writing {what}"):
             _fsync_path(path, os.O_RDONLY)
             _fsync_path(folder, os.O_DIRECTORY)
-        return Piece(number=number, size=len(data), tag=path.name)
+        return Piece(number=number, size=size, tag=path.name)
 
     def finish_pieces(self, key: str, write_id: str, pieces: Sequence[Piece]) -> StagedObject:
         """Join the pieces into a staging file for `key` (one local copy), then drop them.
@@ -336,7 +343,8 @@ def _errors_about(what: str) -> Iterator[None]:
 
 
 def _write_new_file(path: Path, chunks: Iterable[bytes], *, what: str) -> int:
-    """Create `path` read-only (it is never writable, even while being written) and fill it.
+    """Create `path` read-only (it is never writable, even while being written) and fill it;
+    a file this call created and could not fill is removed (one already there is not).
 
     Errors from `chunks` itself propagate unchanged; only file errors become StorageError.
     """
@@ -345,13 +353,17 @@ def _write_new_file(path: Path, chunks: Iterable[bytes], *, what: str) -> int:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _READ_ONLY)
         file = os.fdopen(descriptor, "wb")
     try:
-        for chunk in chunks:
+        try:
+            for chunk in chunks:
+                with _errors_about(f"writing {what}"):
+                    file.write(chunk)
+                size += len(chunk)
+        finally:
             with _errors_about(f"writing {what}"):
-                file.write(chunk)
-            size += len(chunk)
-    finally:
-        with _errors_about(f"writing {what}"):
-            file.close()
+                file.close()
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return size
 
 

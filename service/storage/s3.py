@@ -19,8 +19,10 @@ version really cannot be deleted.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -38,7 +40,6 @@ from minio.retention import Retention
 
 from service.errors import LockNotEnforced, ObjectExists, ObjectMissing, StorageError
 from service.storage.base import (
-    MAX_PIECES,
     PROBE_PREFIX,
     STAGING_PREFIX,
     ClosingChunks,
@@ -47,9 +48,11 @@ from service.storage.base import (
     StoredObject,
     UnfinishedWrite,
     check_key,
+    check_piece_number,
     check_retain_until,
     check_span,
     check_staging_key,
+    exactly,
     new_staging_key,
 )
 
@@ -70,6 +73,10 @@ _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchUpload"})
 _NO_RETENTION_CODES = frozenset(
     {"NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError"}
 )
+# A presigned URL only needs to be valid when its request starts.
+_PRESIGNED_LIFETIME = timedelta(minutes=15)
+# A single part's ETag on S3 is the hex MD5 of its bytes (unless encrypted with KMS).
+_MD5_ETAG = re.compile(r"[0-9a-f]{32}")
 _TRANSPORT_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
 # minio's default client waits 300 s per socket operation and retries five times, so
 # a stalled server held a request for half an hour. These bound each connect and each
@@ -242,13 +249,51 @@ class S3Store:
 
     def put_piece(self, key: str, write_id: str, number: int, data: bytes) -> Piece:
         """Upload one part (its bytes signed with their SHA-256, as every write is)."""
-        if not 1 <= number <= MAX_PIECES:
-            raise StorageError(f"piece number {number} is outside 1..{MAX_PIECES}")
+        check_piece_number(number)
         with _provider_errors(f"writing piece {number} of {key}"):
             etag = self._client._upload_part(
                 self._bucket, check_key(key), data, None, write_id, number
             )
         return Piece(number=number, size=len(data), tag=etag)
+
+    def stream_piece(
+        self, key: str, write_id: str, number: int, chunks: Iterable[bytes], *, size: int
+    ) -> Piece:
+        """Upload one part as its bytes arrive, through a presigned URL.
+
+        The request leaves before its last byte is here, so its payload cannot be
+        signed with its SHA-256 (a presigned URL sends `UNSIGNED-PAYLOAD`, as minio
+        does for every write over HTTPS). What protects the bytes instead: the part's
+        ETag is checked against the MD5 of what was sent, when the store answers with
+        an MD5 (AWS and SeaweedFS do, unless the bucket encrypts with KMS keys); a
+        mismatch is a StorageError, and the caller stores the piece again, signed.
+        Not retried: the bytes cannot be sent twice.
+        """
+        target, what = check_key(key), f"writing piece {check_piece_number(number)} of {key}"
+        digest = hashlib.md5(usedforsecurity=False)
+
+        def sent() -> Iterator[bytes]:
+            for chunk in exactly(chunks, size, what):
+                digest.update(chunk)
+                yield chunk
+
+        with _provider_errors(what):
+            url = self._client.get_presigned_url(
+                "PUT",
+                self._bucket,
+                target,
+                expires=_PRESIGNED_LIFETIME,
+                extra_query_params={"partNumber": str(number), "uploadId": write_id},
+            )
+            response = self._client._http.urlopen(
+                "PUT", url, body=sent(), headers={"Content-Length": str(size)}, retries=False
+            )
+        if response.status != 200:
+            raise StorageError(f"{what}: S3 answered HTTP {response.status}")
+        etag = str(response.headers.get("ETag", "")).strip('"')
+        if _MD5_ETAG.fullmatch(etag) and etag != digest.hexdigest():
+            raise StorageError(f"{what}: the store holds other bytes than were sent")
+        return Piece(number=number, size=size, tag=etag)
 
     def finish_pieces(self, key: str, write_id: str, pieces: Sequence[Piece]) -> StagedObject:
         """Complete the multipart upload with exactly `pieces`: the server joins them

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,12 +23,16 @@ from service.operations.fsck import fsck
 from service.runtime import open_runtime
 from tests.api.test_tus import (
     TUS,
+    _wait_for_offset,
+    _wait_until_writing,
     bytes_left,
     checksum,
     create,
     evidence_count,
     metadata_header,
     patch,
+    raw_connection,
+    raw_patch_head,
     unsniffable,
 )
 from tests.harness import Locker
@@ -294,3 +299,98 @@ def test_a_completion_recorded_but_not_told_answers_with_its_own_submission(
 def _custody_entries(locker: Locker) -> int:
     with locker.runtime.database.session() as session:
         return session.exec(select(func.count()).select_from(CustodyEntry)).one()
+
+
+def test_a_piece_cut_short_while_it_streams_is_stored_from_the_bytes_kept(
+    locker: Locker,
+) -> None:
+    """The first 8 MiB piece streams to the store while it arrives; the client goes
+    away after 7 MiB. That write stores nothing, and the 7 MiB that arrived (long
+    enough for a piece) are stored as one from the bytes the request kept."""
+    content = os.urandom(12 * MIB)
+    with locker.client() as client:
+        location = create(client, len(content), metadata_header("cut.mp4", content)).headers[
+            "Location"
+        ]
+        head = raw_patch_head(locker, location, len(content))
+        with raw_connection(locker) as raw:
+            raw.sendall(head + content[: 7 * MIB])
+            _wait_until_writing(locker, location)
+        offset = _wait_for_offset(client, location, 7 * MIB)
+        assert offset == 7 * MIB
+        assert _held_aside(locker) == []
+        done = patch(client, location, offset, content[offset:])
+        assert done.status_code == 204, done.text
+        evidence_id = done.headers["Locker-Evidence-Id"]
+        assert client.get(f"/v1/evidence/{evidence_id}").json()["sha256"] == (
+            hashlib.sha256(content).hexdigest()
+        )
+        assert client.get(f"/v1/evidence/{evidence_id}/content").content == content
+    assert bytes_left(locker.runtime) == []
+    assert fsck(locker.runtime).healthy
+
+
+def test_a_piece_the_store_drops_while_it_streams_is_stored_again(
+    locker: Locker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link to the store drops after the first mebibyte of a streaming piece: the
+    piece is stored once more, whole, from the bytes the request kept; the client sees
+    nothing of it."""
+    content = os.urandom(9 * MIB)
+    store = locker.runtime.store
+    dropped: list[int] = []
+
+    def drop_after_a_mebibyte(key, write_id, number, chunks, *, size):  # type: ignore[no-untyped-def]
+        taken = 0
+        for chunk in chunks:
+            taken += len(chunk)
+            if taken >= MIB:
+                break
+        dropped.append(number)
+        raise StorageError(f"writing piece {number} of {key}: ConnectionResetError")
+
+    with locker.client() as client:
+        location = create(client, len(content), metadata_header("drop.mp4", content)).headers[
+            "Location"
+        ]
+        with monkeypatch.context() as flaky:
+            flaky.setattr(store, "stream_piece", drop_after_a_mebibyte)
+            done = patch(client, location, 0, content)
+        assert done.status_code == 204, done.text
+        assert dropped  # the pieces that stream were all dropped, and stored again
+        evidence_id = done.headers["Locker-Evidence-Id"]
+        item = client.get(f"/v1/evidence/{evidence_id}").json()
+        assert item["sha256"] == hashlib.sha256(content).hexdigest()
+        assert client.get(f"/v1/evidence/{evidence_id}/content").content == content
+    assert bytes_left(locker.runtime) == []
+    assert fsck(locker.runtime).healthy
+
+
+def test_a_body_without_a_length_is_stored_in_pieces_once_each_is_whole(
+    locker: Locker,
+) -> None:
+    """A chunked PATCH declares no length, so no piece can stream before its bytes are
+    all here: each is stored once whole, the tail with the upload's last byte."""
+    content = os.urandom(9 * MIB + 123)
+
+    def chunked() -> Iterator[bytes]:
+        for start in range(0, len(content), MIB):
+            yield content[start : start + MIB]
+
+    with locker.client() as client:
+        location = create(client, len(content), metadata_header("c.mp4", content)).headers[
+            "Location"
+        ]
+        done = client.patch(
+            location,
+            content=chunked(),
+            headers=TUS | {"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
+        )
+        assert done.status_code == 204, done.text
+        assert done.request.headers.get("transfer-encoding") == "chunked"
+        evidence_id = done.headers["Locker-Evidence-Id"]
+        assert client.get(f"/v1/evidence/{evidence_id}").json()["sha256"] == (
+            hashlib.sha256(content).hexdigest()
+        )
+        assert client.get(f"/v1/evidence/{evidence_id}/content").content == content
+    assert bytes_left(locker.runtime) == []

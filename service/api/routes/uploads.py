@@ -35,6 +35,7 @@ from service.errors import (
 from service.evidence.extraction import wants_analysis
 from service.evidence.resumable import (
     Appended,
+    PatchBody,
     append_chunk,
     create_upload,
     settled_state,
@@ -106,6 +107,11 @@ def _offset(text: str | None) -> int:
     return int(text)
 
 
+def _declared_length(text: str | None) -> int | None:
+    """The body's Content-Length, if sent (a chunked body has none)."""
+    return int(text) if text is not None and text.isdigit() and len(text) <= 19 else None
+
+
 async def _append(
     request: Request, runtime: Runtime, principal: EvidenceUploader, upload_id: str, offset: int
 ) -> Appended:
@@ -115,9 +121,12 @@ async def _append(
         principal,
         upload_id,
         offset=offset,
-        chunks=body.chunks(),
+        body=PatchBody(
+            chunks=body.chunks(),
+            length=_declared_length(request.headers.get("content-length")),
+            cut=lambda: body.cut,
+        ),
         checksum=parse_checksum(request.headers.get("upload-checksum")),
-        body_cut=lambda: body.cut,
     )
 
 
